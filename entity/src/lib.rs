@@ -1,0 +1,5 @@
+//! Database entities shared by the service and its migrations.
+
+pub mod upload;
+
+pub use upload::{Entity as Upload, Model as UploadModel};

@@ -1,0 +1,14 @@
+//! Schema migrations, written with SeaQuery builders so they run on SQLite and Postgres.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_create_uploads;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_create_uploads::Migration)]
+    }
+}

@@ -1,0 +1,233 @@
+//! The one place where errors become HTTP responses with stable machine codes. Internal
+//! detail is logged here and never sent.
+
+use poem::{Endpoint, IntoResponse, Request, Response};
+use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
+use poem_openapi::{ApiResponse, Object};
+
+use crate::db::DbError;
+use crate::domain::InputError;
+use crate::storage::StorageError;
+use crate::uploads::UploadError;
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECS: u32 = 5;
+
+/// An error: a stable machine `code` and a human `message`.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Error", example)]
+pub struct ErrorBody {
+    /// Stable, machine-readable: `invalid_image_id`, `unsupported_type`, `too_large`,
+    /// `not_found`, `not_uploaded`, `size_mismatch`, `type_mismatch`, `checksum_mismatch`,
+    /// `image_too_large`, `expired`, `storage_unavailable`, ...
+    pub code: String,
+    /// For people; never contains internals.
+    pub message: String,
+}
+
+impl Example for ErrorBody {
+    fn example() -> Self {
+        ErrorBody::new(
+            "unsupported_type",
+            "unsupported file type; allowed: png, jpg, jpeg, gif, webp, bmp, tiff",
+        )
+    }
+}
+
+impl ErrorBody {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The request is malformed or a value is invalid.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No such upload or image.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The object is not in storage yet.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The upload expired, was aborted or deleted.
+    #[oai(status = 410)]
+    Gone(Json<ErrorBody>),
+    /// The declared size is above the limit.
+    #[oai(status = 413)]
+    TooLarge(Json<ErrorBody>),
+    /// The content type is not an allowed image type.
+    #[oai(status = 415)]
+    UnsupportedType(Json<ErrorBody>),
+    /// The uploaded object failed verification; it was deleted.
+    #[oai(status = 422)]
+    Rejected(Json<ErrorBody>),
+    /// An unexpected failure.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// Object storage answered with an error.
+    #[oai(status = 502)]
+    BadGateway(Json<ErrorBody>),
+    /// Storage or database unavailable; retry after the given seconds.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u32,
+    ),
+}
+
+impl ApiError {
+    pub fn body(&self) -> &ErrorBody {
+        match self {
+            ApiError::BadRequest(b)
+            | ApiError::NotFound(b)
+            | ApiError::Conflict(b)
+            | ApiError::Gone(b)
+            | ApiError::TooLarge(b)
+            | ApiError::UnsupportedType(b)
+            | ApiError::Rejected(b)
+            | ApiError::Internal(b)
+            | ApiError::BadGateway(b)
+            | ApiError::Unavailable(b, _) => b,
+        }
+    }
+
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest(Json(ErrorBody::new(code, message)))
+    }
+}
+
+/// Errors that never reached a handler (unknown route, wrong method, a body or parameter
+/// that does not parse) get the JSON error shape too: the v1 `{code, message}`, or the
+/// seed's `{success: false, error}` on the legacy paths.
+pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let legacy = is_legacy_path(req.uri().path());
+    let err = match next.call(req).await {
+        Ok(resp) => return Ok(resp.into_response()),
+        Err(err) => err,
+    };
+    // Errors made from an API response already have their body.
+    if !err.has_source() {
+        return Err(err);
+    }
+    let status = err.status();
+    let (code, message) = match status.as_u16() {
+        404 => ("not_found", "no such route".to_owned()),
+        405 => (
+            "method_not_allowed",
+            "method not allowed for this route".to_owned(),
+        ),
+        413 => ("too_large", err.to_string()),
+        415 => ("unsupported_media_type", err.to_string()),
+        400..=499 => ("invalid_request", err.to_string()),
+        _ => {
+            tracing::error!(error = %err, "unhandled error");
+            ("internal", "internal error".to_owned())
+        }
+    };
+    let body = if legacy {
+        serde_json::json!({ "success": false, "error": message })
+    } else {
+        serde_json::json!({ "code": code, "message": message })
+    };
+    Ok(Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(body.to_string()))
+}
+
+fn is_legacy_path(path: &str) -> bool {
+    ["/upload/", "/api/url/", "/api/images/"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
+}
+
+impl From<InputError> for ApiError {
+    fn from(err: InputError) -> Self {
+        let code = match err {
+            InputError::InvalidImageId => "invalid_image_id",
+            InputError::UnsupportedType => {
+                return ApiError::UnsupportedType(Json(ErrorBody::new(
+                    "unsupported_type",
+                    err.to_string(),
+                )));
+            }
+            InputError::ExtensionMismatch => "extension_mismatch",
+            InputError::MissingFilename => "invalid_filename",
+            InputError::InvalidChecksum => "invalid_checksum",
+            InputError::InvalidMetadata(_) => "invalid_metadata",
+        };
+        ApiError::bad_request(code, err.to_string())
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "object storage unavailable");
+                ApiError::Unavailable(
+                    Json(ErrorBody::new(
+                        "storage_unavailable",
+                        "object storage is unavailable; try again shortly",
+                    )),
+                    RETRY_AFTER_SECS,
+                )
+            }
+            StorageError::Refused(detail) | StorageError::Signing(detail) => {
+                tracing::error!(error = %detail, "object storage refused a request");
+                ApiError::BadGateway(Json(ErrorBody::new(
+                    "storage_error",
+                    "object storage refused the request",
+                )))
+            }
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "database unavailable");
+                ApiError::Unavailable(
+                    Json(ErrorBody::new(
+                        "database_unavailable",
+                        "the database is busy or unavailable; try again shortly",
+                    )),
+                    RETRY_AFTER_SECS,
+                )
+            }
+            DbError::Query(detail) => {
+                tracing::error!(error = %detail, "database query failed");
+                ApiError::Internal(Json(ErrorBody::new("internal", "internal error")))
+            }
+        }
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(err: UploadError) -> Self {
+        let message = err.to_string();
+        let body = |code: &str| Json(ErrorBody::new(code, message.clone()));
+        match err {
+            UploadError::Input(input) => input.into(),
+            UploadError::EmptyFile => ApiError::BadRequest(body("invalid_size")),
+            UploadError::TooLarge { .. } => ApiError::TooLarge(body("too_large")),
+            UploadError::InvalidCursor => ApiError::BadRequest(body("invalid_cursor")),
+            UploadError::NotFound | UploadError::NoImage => ApiError::NotFound(body("not_found")),
+            UploadError::NotUploaded => ApiError::Conflict(body("not_uploaded")),
+            UploadError::Gone(state) => ApiError::Gone(body(state)),
+            UploadError::Rejected(rejection) => ApiError::Rejected(body(rejection.code())),
+            UploadError::Storage(err) => err.into(),
+            UploadError::Db(err) => err.into(),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! `/api/v1/images`: completed uploads grouped by image_id.
+
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::uploads::UploadRecord;
+use super::{ApiError, ApiTags};
+use crate::uploads::UploadService;
+
+pub struct ImagesApi {
+    uploads: UploadService,
+}
+
+impl ImagesApi {
+    pub fn new(uploads: UploadService) -> Self {
+        Self { uploads }
+    }
+}
+
+/// One page of an image_id's completed uploads, newest first.
+#[derive(Debug, Clone, Object)]
+pub struct ImageList {
+    pub image_id: String,
+    pub images: Vec<UploadRecord>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum ImageListResponse {
+    #[oai(status = 200)]
+    Ok(Json<ImageList>),
+}
+
+#[derive(ApiResponse)]
+enum LatestImageResponse {
+    #[oai(status = 200)]
+    Ok(Json<UploadRecord>),
+}
+
+#[OpenApi(tag = "ApiTags::Images")]
+impl ImagesApi {
+    /// List an image_id's uploads
+    ///
+    /// Completed uploads, newest first, paginated with `limit` and `cursor`.
+    #[oai(
+        path = "/api/v1/images/:image_id",
+        method = "get",
+        operation_id = "list_images"
+    )]
+    async fn list_images(
+        &self,
+        image_id: Path<String>,
+        /// Page size (1-1000, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: Query<Option<u64>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<ImageListResponse, ApiError> {
+        let page = self
+            .uploads
+            .list(&image_id, limit.0.unwrap_or(50), cursor.0.as_deref())
+            .await?;
+        Ok(ImageListResponse::Ok(Json(ImageList {
+            image_id: image_id.0,
+            images: page.images.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor,
+        })))
+    }
+
+    /// Get an image_id's newest upload
+    #[oai(
+        path = "/api/v1/images/:image_id/latest",
+        method = "get",
+        operation_id = "latest_image"
+    )]
+    async fn latest_image(&self, image_id: Path<String>) -> Result<LatestImageResponse, ApiError> {
+        let view = self.uploads.latest(&image_id).await?;
+        Ok(LatestImageResponse::Ok(Json(view.into())))
+    }
+}

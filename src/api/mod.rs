@@ -1,0 +1,47 @@
+//! The HTTP API: one `#[OpenApi]` struct per tag, documented from the code.
+
+mod error;
+mod images;
+mod pages;
+mod system;
+mod uploads;
+
+use poem_openapi::{OpenApiService, Tags};
+
+pub use error::{ApiError, ErrorBody, json_errors};
+
+use crate::uploads::UploadService;
+
+#[derive(Tags)]
+#[oai(rename_all = "lowercase")]
+pub enum ApiTags {
+    /// Direct uploads to object storage through presigned URLs.
+    Uploads,
+    /// Completed uploads, grouped by image_id.
+    Images,
+    /// The Flask service's API, kept byte-for-byte for existing clients.
+    Legacy,
+    /// Health and service information.
+    System,
+}
+
+pub type Apis = (
+    uploads::UploadsApi,
+    images::ImagesApi,
+    system::SystemApi,
+    pages::PagesApi,
+);
+
+pub fn service(uploads: UploadService) -> OpenApiService<Apis, ()> {
+    let apis = (
+        uploads::UploadsApi::new(uploads.clone()),
+        images::ImagesApi::new(uploads.clone()),
+        system::SystemApi::new(uploads),
+        pages::PagesApi,
+    );
+    OpenApiService::new(apis, "upload-broker", env!("CARGO_PKG_VERSION")).description(
+        "Upload images straight to S3 through short-lived presigned URLs. Every upload is \
+         recorded, and counts only after the service has verified the object: size, magic \
+         bytes, pixel dimensions and, when declared, its SHA-256 checksum.",
+    )
+}

@@ -1,0 +1,67 @@
+//! The upload page at `/{image_id}`, the same page for the legacy and the new UI.
+
+use poem_openapi::param::Path;
+use poem_openapi::payload::{Html, Json};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::ApiTags;
+use crate::domain::ImageId;
+use crate::frontend;
+
+/// Names that belong to other routes and are never an upload page.
+pub const RESERVED_NAMES: [&str; 7] = [
+    "health",
+    "docs",
+    "openapi.json",
+    "metrics",
+    "api",
+    "upload",
+    "static",
+];
+
+pub struct PagesApi;
+
+/// The seed's error shape.
+#[derive(Debug, Clone, Object)]
+pub struct LegacyError {
+    /// Always false.
+    pub success: bool,
+    pub error: String,
+}
+
+impl LegacyError {
+    pub fn new(error: impl Into<String>) -> Json<Self> {
+        Json(Self {
+            success: false,
+            error: error.into(),
+        })
+    }
+}
+
+#[derive(ApiResponse)]
+enum PageResponse {
+    /// The upload page.
+    #[oai(status = 200)]
+    Page(Html<&'static str>),
+    /// The image_id is invalid.
+    #[oai(status = 400)]
+    BadRequest(Json<LegacyError>),
+    /// A reserved name.
+    #[oai(status = 404)]
+    NotFound(Json<LegacyError>),
+}
+
+#[OpenApi(tag = "ApiTags::Legacy")]
+impl PagesApi {
+    /// Upload page for an image_id
+    #[oai(path = "/:image_id", method = "get", operation_id = "upload_page")]
+    async fn upload_page(&self, image_id: Path<String>) -> PageResponse {
+        if RESERVED_NAMES.contains(&image_id.as_str()) {
+            return PageResponse::NotFound(LegacyError::new("Not found"));
+        }
+        match ImageId::parse(&image_id) {
+            Ok(_) => PageResponse::Page(Html(frontend::INDEX_HTML)),
+            Err(err) => PageResponse::BadRequest(LegacyError::new(err.to_string())),
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! `/health`: the seed's health check, answering within a bounded time.
+
+use std::time::Duration;
+
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use time::OffsetDateTime;
+
+use super::ApiTags;
+use crate::domain::seed_timestamp;
+use crate::uploads::UploadService;
+
+/// How long `/health` waits for the database and the bucket together.
+const HEALTH_LIMIT: Duration = Duration::from_secs(2);
+
+pub struct SystemApi {
+    uploads: UploadService,
+}
+
+impl SystemApi {
+    pub fn new(uploads: UploadService) -> Self {
+        Self { uploads }
+    }
+}
+
+/// The seed's health document.
+#[derive(Debug, Clone, Object)]
+pub struct Health {
+    /// `healthy` or `unhealthy`.
+    pub status: String,
+    /// UTC, `2025-10-26T10:30:00.000000`.
+    pub timestamp: String,
+    /// The `ENVIRONMENT` setting.
+    pub environment: String,
+}
+
+#[derive(ApiResponse)]
+enum HealthResponse {
+    /// The database and the bucket answer.
+    #[oai(status = 200)]
+    Healthy(Json<Health>),
+    /// The database or the bucket cannot be reached.
+    #[oai(status = 503)]
+    Unhealthy(Json<Health>),
+}
+
+#[OpenApi(tag = "ApiTags::System")]
+impl SystemApi {
+    /// Health check
+    ///
+    /// `healthy` when the database and the bucket both answer within two seconds.
+    #[oai(path = "/health", method = "get", operation_id = "health")]
+    async fn health(&self) -> HealthResponse {
+        let healthy = self.uploads.healthy(HEALTH_LIMIT).await;
+        let body = |status: &str| {
+            Json(Health {
+                status: status.to_owned(),
+                timestamp: seed_timestamp(OffsetDateTime::now_utc()),
+                environment: self.uploads.config().environment.clone(),
+            })
+        };
+        if healthy {
+            HealthResponse::Healthy(body("healthy"))
+        } else {
+            HealthResponse::Unhealthy(body("unhealthy"))
+        }
+    }
+}

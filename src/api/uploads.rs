@@ -1,0 +1,286 @@
+//! `/api/v1/uploads`: issue signed URLs, confirm, look up and delete uploads.
+
+use std::collections::BTreeMap;
+
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{ApiError, ApiTags};
+use crate::uploads::{IssuedUpload, UploadRequest, UploadService, UploadView};
+
+pub struct UploadsApi {
+    uploads: UploadService,
+}
+
+impl UploadsApi {
+    pub fn new(uploads: UploadService) -> Self {
+        Self { uploads }
+    }
+}
+
+/// Where an upload is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum UploadState {
+    Pending,
+    Completed,
+    Failed,
+    Expired,
+    Aborted,
+    Deleted,
+}
+
+impl UploadState {
+    fn from_db(state: &str) -> Self {
+        match state {
+            "pending" => UploadState::Pending,
+            "completed" => UploadState::Completed,
+            "failed" => UploadState::Failed,
+            "expired" => UploadState::Expired,
+            "aborted" => UploadState::Aborted,
+            _ => UploadState::Deleted,
+        }
+    }
+}
+
+/// How the client sends the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum UploadMethod {
+    /// One presigned PUT of the whole file.
+    #[oai(rename = "PUT")]
+    Put,
+    /// S3 multipart upload, parts signed through `/parts`.
+    #[oai(rename = "MULTIPART")]
+    Multipart,
+}
+
+/// A file the client wants to upload.
+#[derive(Debug, Clone, Object)]
+#[oai(example)]
+pub struct CreateUploadRequest {
+    /// The caller's grouping key: 1-100 letters, digits, `_` or `-`.
+    pub image_id: String,
+    /// The file's name; its extension must agree with `content_type`. Kept as
+    /// `original_filename`, never used in the object key.
+    pub filename: String,
+    /// One of image/png, image/jpeg, image/gif, image/webp, image/bmp, image/tiff.
+    pub content_type: String,
+    /// Exact size in bytes; the signed URL accepts no other length.
+    pub size: i64,
+    /// Base64 of the raw SHA-256 digest; when given, storage refuses other bytes.
+    pub checksum_sha256: Option<String>,
+    /// A flat string map kept with the record (at most 32 keys, 2 KiB).
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+impl Example for CreateUploadRequest {
+    fn example() -> Self {
+        Self {
+            image_id: "user123".to_owned(),
+            filename: "photo.png".to_owned(),
+            content_type: "image/png".to_owned(),
+            size: 68,
+            checksum_sha256: None,
+            metadata: None,
+        }
+    }
+}
+
+/// A pending upload and how to send its bytes.
+#[derive(Debug, Clone, Object)]
+pub struct IssuedUploadBody {
+    pub upload_id: Uuid,
+    pub image_id: String,
+    /// The object key the bytes will have.
+    pub key: String,
+    pub state: UploadState,
+    /// When the signed URL stops working (RFC 3339).
+    pub expires_at: OffsetDateTime,
+    pub method: UploadMethod,
+    /// For `PUT`: the presigned URL.
+    #[oai(skip_serializing_if_is_none)]
+    pub url: Option<String>,
+    /// For `PUT`: headers to send verbatim with the PUT. `Content-Length` is signed as well
+    /// and must equal `size`; HTTP clients set it from the body.
+    #[oai(skip_serializing_if_is_none)]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// For `MULTIPART`: every part but the last has exactly this many bytes.
+    #[oai(skip_serializing_if_is_none)]
+    pub part_size: Option<i64>,
+    /// For `MULTIPART`: the number of parts.
+    #[oai(skip_serializing_if_is_none)]
+    pub part_count: Option<i32>,
+}
+
+impl From<IssuedUpload> for IssuedUploadBody {
+    fn from(issued: IssuedUpload) -> Self {
+        let row = issued.upload;
+        Self {
+            upload_id: row.id,
+            image_id: row.image_id,
+            key: row.object_key,
+            state: UploadState::from_db(&row.state),
+            expires_at: row.expires_at,
+            method: UploadMethod::Put,
+            url: Some(issued.put.url),
+            headers: Some(issued.put.headers),
+            part_size: None,
+            part_count: None,
+        }
+    }
+}
+
+/// The record of one upload.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Upload")]
+pub struct UploadRecord {
+    pub upload_id: Uuid,
+    pub image_id: String,
+    pub state: UploadState,
+    pub key: String,
+    /// A URL that returns the object's bytes to a plain GET (null until completed).
+    pub s3_url: Option<String>,
+    pub original_filename: String,
+    /// The verified type once completed; the declared one before.
+    pub content_type: String,
+    /// Verified size in bytes (null until completed).
+    pub file_size: Option<i64>,
+    pub checksum_sha256: Option<String>,
+    pub etag: Option<String>,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub uploaded_at: Option<OffsetDateTime>,
+}
+
+impl From<UploadView> for UploadRecord {
+    fn from(view: UploadView) -> Self {
+        let row = view.row;
+        Self {
+            upload_id: row.id,
+            state: UploadState::from_db(&row.state),
+            key: row.object_key,
+            s3_url: view.s3_url,
+            original_filename: row.original_filename,
+            content_type: row.content_type,
+            file_size: row.file_size,
+            checksum_sha256: row.checksum_sha256,
+            etag: row.etag,
+            width: row.width,
+            height: row.height,
+            metadata: row
+                .metadata
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok()),
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            uploaded_at: row.uploaded_at,
+            image_id: row.image_id,
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+enum CreateUploadResponse {
+    /// The upload is recorded as pending; send the bytes as `method` says.
+    #[oai(status = 201)]
+    Created(Json<IssuedUploadBody>),
+}
+
+#[derive(ApiResponse)]
+enum UploadResponse {
+    #[oai(status = 200)]
+    Ok(Json<UploadRecord>),
+}
+
+#[derive(ApiResponse)]
+enum DeleteResponse {
+    /// Aborted or deleted (also when it already was).
+    #[oai(status = 204)]
+    Deleted,
+}
+
+fn parse_upload_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::bad_request("invalid_upload_id", "upload_id must be a UUID"))
+}
+
+#[OpenApi(tag = "ApiTags::Uploads")]
+impl UploadsApi {
+    /// Start an upload
+    ///
+    /// Validates the file's type, name and size, records a pending upload and returns a
+    /// presigned PUT URL that accepts exactly these bytes. Nothing is signed for invalid
+    /// input.
+    #[oai(
+        path = "/api/v1/uploads",
+        method = "post",
+        operation_id = "create_upload"
+    )]
+    async fn create_upload(
+        &self,
+        body: Json<CreateUploadRequest>,
+    ) -> Result<CreateUploadResponse, ApiError> {
+        let body = body.0;
+        let issued = self
+            .uploads
+            .issue(UploadRequest {
+                image_id: body.image_id,
+                filename: body.filename,
+                content_type: body.content_type,
+                size: body.size,
+                checksum_sha256: body.checksum_sha256,
+                metadata: body.metadata,
+            })
+            .await?;
+        Ok(CreateUploadResponse::Created(Json(issued.into())))
+    }
+
+    /// Confirm an upload
+    ///
+    /// Checks the object in storage (size, magic bytes, pixel dimensions, checksum) and marks
+    /// the upload completed. Confirming again returns the same record.
+    #[oai(
+        path = "/api/v1/uploads/:upload_id/confirm",
+        method = "post",
+        operation_id = "confirm_upload"
+    )]
+    async fn confirm_upload(&self, upload_id: Path<String>) -> Result<UploadResponse, ApiError> {
+        let id = parse_upload_id(&upload_id)?;
+        let view = self.uploads.confirm(id).await?;
+        Ok(UploadResponse::Ok(Json(view.into())))
+    }
+
+    /// Get an upload
+    #[oai(
+        path = "/api/v1/uploads/:upload_id",
+        method = "get",
+        operation_id = "get_upload"
+    )]
+    async fn get_upload(&self, upload_id: Path<String>) -> Result<UploadResponse, ApiError> {
+        let id = parse_upload_id(&upload_id)?;
+        let view = self.uploads.get(id).await?;
+        Ok(UploadResponse::Ok(Json(view.into())))
+    }
+
+    /// Abort or delete an upload
+    ///
+    /// A pending upload is aborted; a completed one loses its object and leaves every lookup.
+    /// Repeating the call is harmless.
+    #[oai(
+        path = "/api/v1/uploads/:upload_id",
+        method = "delete",
+        operation_id = "delete_upload"
+    )]
+    async fn delete_upload(&self, upload_id: Path<String>) -> Result<DeleteResponse, ApiError> {
+        let id = parse_upload_id(&upload_id)?;
+        self.uploads.delete(id).await?;
+        Ok(DeleteResponse::Deleted)
+    }
+}

@@ -1,0 +1,407 @@
+//! Configuration: one struct, loaded once from the environment (and `.env`), validated at start.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
+/// S3's smallest part (except the last) and its largest single object upload.
+pub const MIN_PART_SIZE: u64 = 5 * MIB;
+pub const MAX_S3_PART_SIZE: u64 = 5 * GIB;
+pub const S3_MAX_PARTS: u32 = 10_000;
+/// SigV4 query signatures live at most seven days.
+pub const MAX_PRESIGN_SECS: u64 = 7 * 24 * 3600;
+
+/// A value that must never reach a log line or a `Debug` dump.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where objects go.
+#[derive(Clone, Debug)]
+pub enum StorageConfig {
+    /// The in-process, on-disk S3-compatible store under `DATA_DIR`.
+    Embedded {
+        /// `EMBEDDED_S3_PORT`; 0 picks a free port (tests).
+        port: u16,
+        root: PathBuf,
+    },
+    /// AWS S3 or any S3-compatible endpoint, credentials from the AWS default chain.
+    External {
+        bucket: String,
+        /// `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, when set.
+        endpoint_url: Option<String>,
+        force_path_style: bool,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind_addr: IpAddr,
+    pub port: u16,
+    pub environment: String,
+    pub log_level: String,
+    pub secret_key: Option<Secret>,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    pub aws_region: String,
+    pub storage: StorageConfig,
+    pub public_base_url: Option<String>,
+    /// Largest legacy (server-streamed) upload.
+    pub max_file_size: u64,
+    /// Largest declared size of a direct upload.
+    pub max_upload_size: u64,
+    pub multipart_threshold: u64,
+    pub part_size: u64,
+    pub max_parts: u32,
+    pub presign_expires: Duration,
+    pub max_image_dimension: u32,
+    pub max_image_pixels: u64,
+    pub s3_connect_timeout: Duration,
+    pub s3_operation_timeout: Duration,
+    pub db_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// A start-up refusal: names the variable, never echoes a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {variable}: {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        reason: reason.into(),
+    }
+}
+
+/// Reads variables from any source, so tests can load a config from a plain map.
+struct Vars<'a> {
+    get: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Vars<'_> {
+    fn text(&self, name: &str) -> Option<String> {
+        (self.get)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn number<T>(&self, name: &'static str, default: T, range: (T, T)) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + Copy + fmt::Display,
+    {
+        let Some(raw) = self.text(name) else {
+            return Ok(default);
+        };
+        // Accept the seed's habit of trailing comments: `MAX_FILE_SIZE=10485760  # 10MB`.
+        let raw = raw.split('#').next().unwrap_or("").trim();
+        let value: T = raw
+            .parse()
+            .map_err(|_| invalid(name, format!("expected a whole number, got {raw:?}")))?;
+        if value < range.0 || value > range.1 {
+            return Err(invalid(
+                name,
+                format!("must be between {} and {}, got {value}", range.0, range.1),
+            ));
+        }
+        Ok(value)
+    }
+
+    fn seconds(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: (u64, u64),
+    ) -> Result<Duration, ConfigError> {
+        self.number(name, default, range).map(Duration::from_secs)
+    }
+
+    fn url(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.text(name) {
+            None => Ok(None),
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Ok(Some(url.trim_end_matches('/').to_owned()))
+            }
+            Some(_) => Err(invalid(name, "must start with http:// or https://")),
+        }
+    }
+
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.text(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(other) => Err(invalid(
+                name,
+                format!("expected true or false, got {other:?}"),
+            )),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `.env` (if present) and then the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is a start-up error.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(invalid(".env", e.to_string())),
+        }
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Builds a config from a map of variables, ignoring the process environment.
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| vars.get(name).cloned())
+    }
+
+    fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars { get };
+
+        let environment = vars
+            .text("ENVIRONMENT")
+            .unwrap_or_else(|| "development".to_owned());
+        let log_level = match vars.text("LOG_LEVEL") {
+            None => "info".to_owned(),
+            Some(level) => match level.to_ascii_uppercase().as_str() {
+                "TRACE" => "trace".to_owned(),
+                "DEBUG" => "debug".to_owned(),
+                "INFO" => "info".to_owned(),
+                "WARN" | "WARNING" => "warn".to_owned(),
+                "ERROR" | "CRITICAL" => "error".to_owned(),
+                _ => {
+                    return Err(invalid(
+                        "LOG_LEVEL",
+                        "expected DEBUG, INFO, WARNING, ERROR or CRITICAL",
+                    ));
+                }
+            },
+        };
+        let bind_addr = match vars.text("BIND_ADDR") {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(addr) => addr
+                .parse()
+                .map_err(|_| invalid("BIND_ADDR", "expected an IP address"))?,
+        };
+        let port = vars.number("PORT", 5000u16, (0, u16::MAX))?;
+        let data_dir = PathBuf::from(vars.text("DATA_DIR").unwrap_or_else(|| "data".to_owned()));
+
+        let database_url = match (vars.text("DATABASE_URL"), vars.text("DATABASE_PATH")) {
+            (Some(url), _) => {
+                if !(url.starts_with("sqlite:")
+                    || url.starts_with("postgres://")
+                    || url.starts_with("postgresql://"))
+                {
+                    return Err(invalid(
+                        "DATABASE_URL",
+                        "expected a sqlite:// or postgres:// URL",
+                    ));
+                }
+                url
+            }
+            (None, Some(path)) => sqlite_url(&PathBuf::from(path)),
+            (None, None) => sqlite_url(&data_dir.join("images.db")),
+        };
+
+        let aws_region = vars
+            .text("AWS_REGION")
+            .or_else(|| vars.text("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let endpoint_url = match vars.url("AWS_ENDPOINT_URL_S3")? {
+            Some(url) => Some(url),
+            None => vars.url("AWS_ENDPOINT_URL")?,
+        };
+        let storage = match vars.text("AWS_BUCKET_NAME") {
+            Some(bucket) => {
+                if !valid_bucket_name(&bucket) {
+                    return Err(invalid(
+                        "AWS_BUCKET_NAME",
+                        "expected 3-63 lowercase letters, digits, dots or hyphens",
+                    ));
+                }
+                // Self-hosted stores (MinIO, Garage) rarely have wildcard DNS for buckets.
+                let force_path_style = vars.flag("S3_FORCE_PATH_STYLE", endpoint_url.is_some())?;
+                StorageConfig::External {
+                    bucket,
+                    endpoint_url,
+                    force_path_style,
+                }
+            }
+            None => StorageConfig::Embedded {
+                port: vars.number("EMBEDDED_S3_PORT", 9000u16, (0, u16::MAX))?,
+                root: data_dir.join("s3"),
+            },
+        };
+
+        let max_file_size = vars.number("MAX_FILE_SIZE", 10 * MIB, (1, MAX_S3_PART_SIZE * 1000))?;
+        let max_upload_size = vars.number("MAX_UPLOAD_SIZE", 5 * GIB, (1, 5 * 1024 * GIB))?;
+        let multipart_threshold = vars.number(
+            "MULTIPART_THRESHOLD",
+            64 * MIB,
+            (MIN_PART_SIZE, MAX_S3_PART_SIZE),
+        )?;
+        let part_size = vars.number("PART_SIZE", 16 * MIB, (MIN_PART_SIZE, MAX_S3_PART_SIZE))?;
+        let max_parts = vars.number("MAX_PARTS", S3_MAX_PARTS, (1, S3_MAX_PARTS))?;
+        if max_upload_size > MAX_S3_PART_SIZE * u64::from(max_parts) {
+            return Err(invalid(
+                "MAX_UPLOAD_SIZE",
+                "cannot be reached with MAX_PARTS parts of at most 5 GiB",
+            ));
+        }
+        let presign_expires = vars.seconds("PRESIGN_EXPIRES", 900, (1, MAX_PRESIGN_SECS))?;
+        let public_base_url = vars.url("PUBLIC_BASE_URL")?;
+        let secret_key = vars.text("SECRET_KEY").map(Secret::new);
+
+        Ok(Self {
+            bind_addr,
+            port,
+            environment,
+            log_level,
+            secret_key,
+            database_url,
+            data_dir,
+            aws_region,
+            storage,
+            public_base_url,
+            max_file_size,
+            max_upload_size,
+            multipart_threshold,
+            part_size,
+            max_parts,
+            presign_expires,
+            max_image_dimension: vars.number("MAX_IMAGE_DIMENSION", 30_000u32, (1, 1 << 20))?,
+            max_image_pixels: vars.number("MAX_IMAGE_PIXELS", 200_000_000u64, (1, 1 << 40))?,
+            s3_connect_timeout: vars.seconds("S3_CONNECT_TIMEOUT", 3, (1, 300))?,
+            s3_operation_timeout: vars.seconds("S3_OPERATION_TIMEOUT", 30, (1, 3600))?,
+            db_timeout: vars.seconds("DB_TIMEOUT", 5, (1, 300))?,
+            shutdown_grace: vars.seconds("SHUTDOWN_GRACE", 10, (0, 600))?,
+        })
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment.eq_ignore_ascii_case("production")
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
+
+fn sqlite_url(path: &std::path::Path) -> String {
+    // `mode=rwc` creates the file on first start.
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+fn valid_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_map(&map)
+    }
+
+    #[test]
+    fn defaults_run_embedded_on_port_5000() {
+        let config = load(&[]).expect("defaults load");
+        assert_eq!(config.port, 5000);
+        assert_eq!(config.max_file_size, 10 * MIB);
+        assert_eq!(config.multipart_threshold, 64 * MIB);
+        assert_eq!(config.presign_expires, Duration::from_secs(900));
+        assert_eq!(config.database_url, "sqlite://data/images.db?mode=rwc");
+        assert!(matches!(
+            config.storage,
+            StorageConfig::Embedded { port: 9000, .. }
+        ));
+    }
+
+    #[test]
+    fn seed_variables_keep_their_meaning() {
+        let config = load(&[
+            ("AWS_BUCKET_NAME", "my-bucket"),
+            ("AWS_REGION", "eu-west-1"),
+            ("MAX_FILE_SIZE", "10485760  # 10MB in bytes"),
+            ("DATABASE_PATH", "images.db"),
+            ("LOG_LEVEL", "WARNING"),
+            ("SECRET_KEY", "hunter2"),
+        ])
+        .expect("seed config loads");
+        assert_eq!(config.database_url, "sqlite://images.db?mode=rwc");
+        assert_eq!(config.log_level, "warn");
+        assert_eq!(config.aws_region, "eu-west-1");
+        assert!(matches!(
+            config.storage,
+            StorageConfig::External { ref bucket, force_path_style: false, .. } if bucket == "my-bucket"
+        ));
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn database_url_overrides_path_and_endpoint_implies_path_style() {
+        let config = load(&[
+            ("DATABASE_URL", "postgres://u@localhost/db"),
+            ("DATABASE_PATH", "ignored.db"),
+            ("AWS_BUCKET_NAME", "media"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:3900/"),
+        ])
+        .expect("loads");
+        assert_eq!(config.database_url, "postgres://u@localhost/db");
+        assert!(matches!(
+            config.storage,
+            StorageConfig::External { force_path_style: true, endpoint_url: Some(ref url), .. }
+                if url == "http://127.0.0.1:3900"
+        ));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (name, value) in [
+            ("PORT", "http"),
+            ("PART_SIZE", "1024"),
+            ("PRESIGN_EXPIRES", "0"),
+            ("MAX_PARTS", "20000"),
+            ("LOG_LEVEL", "loud"),
+            ("DATABASE_URL", "mysql://x"),
+            ("AWS_ENDPOINT_URL", "localhost:9000"),
+        ] {
+            let err = load(&[(name, value)]).expect_err(name);
+            assert_eq!(err.variable, name);
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("invalid configuration: {name}: "))
+            );
+        }
+    }
+}

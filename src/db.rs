@@ -1,0 +1,277 @@
+//! The database: SeaORM over SQLite (default) or Postgres, and the queries over `uploads`.
+//!
+//! SQLite allows one writer at a time, so writes go through a one-connection pool and reads
+//! through a pool of their own: concurrent requests queue for the writer instead of failing
+//! with "database is locked".
+
+use entity::upload::{self, ActiveModel, Column, Entity as Upload, Model};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
+    DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database did not answer in time (locked, down, pool exhausted).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Query(String),
+}
+
+impl From<DbErr> for DbError {
+    fn from(err: DbErr) -> Self {
+        let text = err.to_string();
+        let busy = matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+            || text.contains("database is locked")
+            || text.contains("busy")
+            || text.contains("timed out");
+        if busy {
+            DbError::Unavailable(text)
+        } else {
+            DbError::Query(text)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Db {
+    read: DatabaseConnection,
+    write: DatabaseConnection,
+}
+
+/// State names stored in `uploads.state`.
+pub mod state {
+    pub const PENDING: &str = "pending";
+    pub const COMPLETED: &str = "completed";
+    pub const FAILED: &str = "failed";
+    pub const EXPIRED: &str = "expired";
+    pub const ABORTED: &str = "aborted";
+    pub const DELETED: &str = "deleted";
+}
+
+/// What `confirm` learned about a verified object.
+#[derive(Debug, Clone)]
+pub struct VerifiedObject {
+    pub file_size: i64,
+    pub content_type: String,
+    pub etag: Option<String>,
+    pub checksum_sha256: Option<String>,
+    pub width: i32,
+    pub height: i32,
+    pub s3_url: String,
+    pub uploaded_at: OffsetDateTime,
+}
+
+impl Db {
+    pub async fn connect(config: &Config) -> Result<Self, DbError> {
+        if config.is_sqlite() {
+            ensure_sqlite_parent(&config.database_url)?;
+            let write = connect_pool(config, 1).await?;
+            // Migrations first, so the readers open a database that has its schema.
+            Migrator::up(&write, None).await?;
+            let read = connect_pool(config, 8).await?;
+            Ok(Self { read, write })
+        } else {
+            let pool = connect_pool(config, 16).await?;
+            Migrator::up(&pool, None).await?;
+            Ok(Self {
+                read: pool.clone(),
+                write: pool,
+            })
+        }
+    }
+
+    pub async fn insert(&self, model: ActiveModel) -> Result<Model, DbError> {
+        Ok(model.insert(&self.write).await?)
+    }
+
+    pub async fn find(&self, id: Uuid) -> Result<Option<Model>, DbError> {
+        Ok(Upload::find_by_id(id).one(&self.read).await?)
+    }
+
+    /// Finds from the writer, to read what a just-finished write left.
+    pub async fn find_fresh(&self, id: Uuid) -> Result<Option<Model>, DbError> {
+        Ok(Upload::find_by_id(id).one(&self.write).await?)
+    }
+
+    /// `pending` -> `completed`, only if still pending. Returns whether this call made it.
+    pub async fn complete(&self, id: Uuid, object: &VerifiedObject) -> Result<bool, DbError> {
+        let result = Upload::update_many()
+            .col_expr(Column::State, Expr::value(state::COMPLETED))
+            .col_expr(Column::FileSize, Expr::value(object.file_size))
+            .col_expr(
+                Column::ContentType,
+                Expr::value(object.content_type.clone()),
+            )
+            .col_expr(Column::Etag, Expr::value(object.etag.clone()))
+            .col_expr(
+                Column::ChecksumSha256,
+                Expr::value(object.checksum_sha256.clone()),
+            )
+            .col_expr(Column::Width, Expr::value(object.width))
+            .col_expr(Column::Height, Expr::value(object.height))
+            .col_expr(Column::S3Url, Expr::value(object.s3_url.clone()))
+            .col_expr(Column::UploadedAt, Expr::value(object.uploaded_at))
+            .col_expr(Column::UpdatedAt, Expr::value(OffsetDateTime::now_utc()))
+            .filter(Column::Id.eq(id))
+            .filter(Column::State.eq(state::PENDING))
+            .exec(&self.write)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Moves an upload from one state to another, only if it is still in `from`.
+    pub async fn transition(
+        &self,
+        id: Uuid,
+        from: &str,
+        to: &str,
+        failure_code: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let result = Upload::update_many()
+            .col_expr(Column::State, Expr::value(to))
+            .col_expr(Column::FailureCode, Expr::value(failure_code))
+            .col_expr(Column::UpdatedAt, Expr::value(OffsetDateTime::now_utc()))
+            .filter(Column::Id.eq(id))
+            .filter(Column::State.eq(from))
+            .exec(&self.write)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Completed uploads of one image_id, newest first, after an optional cursor.
+    pub async fn completed_for_image(
+        &self,
+        image_id: &str,
+        after: Option<(OffsetDateTime, Uuid)>,
+        limit: u64,
+    ) -> Result<Vec<Model>, DbError> {
+        let mut query = Upload::find()
+            .filter(Column::ImageId.eq(image_id))
+            .filter(Column::State.eq(state::COMPLETED));
+        if let Some((uploaded_at, id)) = after {
+            query = query.filter(
+                Condition::any()
+                    .add(Column::UploadedAt.lt(uploaded_at))
+                    .add(
+                        Condition::all()
+                            .add(Column::UploadedAt.eq(uploaded_at))
+                            .add(Column::Id.lt(id)),
+                    ),
+            );
+        }
+        Ok(query
+            .order_by_desc(Column::UploadedAt)
+            .order_by_desc(Column::Id)
+            .limit(limit)
+            .all(&self.read)
+            .await?)
+    }
+
+    /// Whether the database answers (for `/health`).
+    pub async fn check(&self) -> Result<(), DbError> {
+        let select = Query::select().expr(Expr::value(1)).to_owned();
+        self.read.query_one(&select).await?;
+        Ok(())
+    }
+
+    /// The writer connection, for tests and tools that inspect the schema.
+    pub fn writer(&self) -> &DatabaseConnection {
+        &self.write
+    }
+}
+
+async fn connect_pool(config: &Config, max: u32) -> Result<DatabaseConnection, DbError> {
+    let mut options = ConnectOptions::new(config.database_url.clone());
+    options
+        .max_connections(max)
+        .min_connections(if config.is_sqlite() { 1 } else { 0 })
+        .acquire_timeout(config.db_timeout)
+        .connect_timeout(config.db_timeout)
+        .sqlx_logging(false);
+    let busy_timeout = config.db_timeout;
+    options.map_sqlx_sqlite_opts(move |opts| {
+        opts.journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(busy_timeout)
+            .foreign_keys(true)
+    });
+    Ok(Database::connect(options).await?)
+}
+
+/// SQLite creates the file but not its folder (`DATA_DIR` on a fresh machine).
+fn ensure_sqlite_parent(url: &str) -> Result<(), DbError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| DbError::Query(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    Ok(())
+}
+
+/// Builds a new pending row.
+pub fn new_pending(fields: NewUpload) -> ActiveModel {
+    let now = OffsetDateTime::now_utc();
+    ActiveModel {
+        id: Set(fields.id),
+        image_id: Set(fields.image_id),
+        state: Set(state::PENDING.to_owned()),
+        method: Set(fields.method.to_owned()),
+        object_key: Set(fields.object_key),
+        original_filename: Set(fields.original_filename),
+        content_type: Set(fields.content_type),
+        declared_size: Set(fields.declared_size),
+        file_size: Set(None),
+        checksum_sha256: Set(fields.checksum_sha256),
+        etag: Set(None),
+        width: Set(None),
+        height: Set(None),
+        metadata: Set(fields.metadata),
+        s3_url: Set(None),
+        multipart_upload_id: Set(fields.multipart_upload_id),
+        part_size: Set(fields.part_size),
+        part_count: Set(fields.part_count),
+        failure_code: Set(None),
+        created_at: Set(now),
+        expires_at: Set(fields.expires_at),
+        uploaded_at: Set(None),
+        updated_at: Set(now),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    pub id: Uuid,
+    pub image_id: String,
+    pub method: &'static str,
+    pub object_key: String,
+    pub original_filename: String,
+    pub content_type: String,
+    pub declared_size: i64,
+    pub checksum_sha256: Option<String>,
+    pub metadata: Option<String>,
+    pub multipart_upload_id: Option<String>,
+    pub part_size: Option<i64>,
+    pub part_count: Option<i32>,
+    pub expires_at: OffsetDateTime,
+}
+
+pub use upload::Model as UploadRow;

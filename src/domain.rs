@@ -1,0 +1,351 @@
+//! Validated values at the edge: once one exists it is valid, and nothing re-checks it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+/// Why a client's input was refused; each maps to one stable error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("image_id must be 1-100 characters of letters, digits, '_' or '-'")]
+    InvalidImageId,
+    #[error("unsupported file type; allowed: png, jpg, jpeg, gif, webp, bmp, tiff")]
+    UnsupportedType,
+    #[error("the file name's extension does not match the content type")]
+    ExtensionMismatch,
+    #[error("filename is required")]
+    MissingFilename,
+    #[error("checksum_sha256 must be the base64 of a 32-byte SHA-256 digest")]
+    InvalidChecksum,
+    #[error("{0}")]
+    InvalidMetadata(&'static str),
+}
+
+/// The caller's grouping key: `^[A-Za-z0-9_-]{1,100}$`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageId(String);
+
+impl ImageId {
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        let ok = (1..=100).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InputError::InvalidImageId)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ImageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The image formats the service accepts (the seed's allow-list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Png,
+    Jpeg,
+    Gif,
+    Webp,
+    Bmp,
+    Tiff,
+}
+
+impl ImageFormat {
+    pub const ALL: [ImageFormat; 6] = [
+        ImageFormat::Png,
+        ImageFormat::Jpeg,
+        ImageFormat::Gif,
+        ImageFormat::Webp,
+        ImageFormat::Bmp,
+        ImageFormat::Tiff,
+    ];
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            ImageFormat::Png => "image/png",
+            ImageFormat::Jpeg => "image/jpeg",
+            ImageFormat::Gif => "image/gif",
+            ImageFormat::Webp => "image/webp",
+            ImageFormat::Bmp => "image/bmp",
+            ImageFormat::Tiff => "image/tiff",
+        }
+    }
+
+    /// The extension used in object keys.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ImageFormat::Png => "png",
+            ImageFormat::Jpeg => "jpg",
+            ImageFormat::Gif => "gif",
+            ImageFormat::Webp => "webp",
+            ImageFormat::Bmp => "bmp",
+            ImageFormat::Tiff => "tiff",
+        }
+    }
+
+    /// Accepts the canonical MIME types and the aliases browsers and tools send.
+    pub fn from_mime(raw: &str) -> Result<Self, InputError> {
+        let essence = raw
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "image/png" => Ok(ImageFormat::Png),
+            "image/jpeg" | "image/jpg" | "image/pjpeg" => Ok(ImageFormat::Jpeg),
+            "image/gif" => Ok(ImageFormat::Gif),
+            "image/webp" => Ok(ImageFormat::Webp),
+            "image/bmp" | "image/x-bmp" | "image/x-ms-bmp" => Ok(ImageFormat::Bmp),
+            "image/tiff" | "image/tif" => Ok(ImageFormat::Tiff),
+            _ => Err(InputError::UnsupportedType),
+        }
+    }
+
+    /// The seed's extension allow-list, any case.
+    pub fn from_extension(ext: &str) -> Result<Self, InputError> {
+        match ext.to_ascii_lowercase().as_str() {
+            "png" => Ok(ImageFormat::Png),
+            "jpg" | "jpeg" => Ok(ImageFormat::Jpeg),
+            "gif" => Ok(ImageFormat::Gif),
+            "webp" => Ok(ImageFormat::Webp),
+            "bmp" => Ok(ImageFormat::Bmp),
+            "tif" | "tiff" => Ok(ImageFormat::Tiff),
+            _ => Err(InputError::UnsupportedType),
+        }
+    }
+
+    /// Identifies the format from an object's first bytes.
+    pub fn sniff(head: &[u8]) -> Option<Self> {
+        match imagesize::image_type(head).ok()? {
+            imagesize::ImageType::Png => Some(ImageFormat::Png),
+            imagesize::ImageType::Jpeg => Some(ImageFormat::Jpeg),
+            imagesize::ImageType::Gif => Some(ImageFormat::Gif),
+            imagesize::ImageType::Webp => Some(ImageFormat::Webp),
+            imagesize::ImageType::Bmp => Some(ImageFormat::Bmp),
+            imagesize::ImageType::Tiff => Some(ImageFormat::Tiff),
+            _ => None,
+        }
+    }
+}
+
+/// The client's file name, cleaned for display and records: the last path component, no
+/// control characters, at most 255 characters. It never becomes part of an object key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginalFilename(String);
+
+pub const MAX_FILENAME_CHARS: usize = 255;
+
+impl OriginalFilename {
+    pub fn clean(raw: &str) -> Result<Self, InputError> {
+        let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
+        let cleaned: String = base
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect::<String>()
+            .trim()
+            .to_owned();
+        if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+            return Err(InputError::MissingFilename);
+        }
+        Ok(Self(keep_extension_within(&cleaned, MAX_FILENAME_CHARS)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text after the last dot, if there is one.
+    pub fn extension(&self) -> Option<&str> {
+        let (stem, ext) = self.0.rsplit_once('.')?;
+        (!stem.is_empty() || !ext.is_empty()).then_some(ext)
+    }
+
+    /// The format the name claims, from the seed's extension allow-list.
+    pub fn format(&self) -> Result<ImageFormat, InputError> {
+        self.extension()
+            .ok_or(InputError::UnsupportedType)
+            .and_then(ImageFormat::from_extension)
+    }
+}
+
+/// Shortens a name to `max` characters, keeping a short extension so the name still says
+/// what it is.
+fn keep_extension_within(name: &str, max: usize) -> String {
+    if name.chars().count() <= max {
+        return name.to_owned();
+    }
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if ext.chars().count() <= 10 => {
+            let keep = max - ext.chars().count() - 1;
+            let stem: String = stem.chars().take(keep).collect();
+            format!("{stem}.{ext}")
+        }
+        _ => name.chars().take(max).collect(),
+    }
+}
+
+/// A SHA-256 digest as S3 wants it: base64 of the 32 raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sha256Checksum(String);
+
+impl Sha256Checksum {
+    pub fn parse(raw: &str) -> Result<Self, InputError> {
+        match BASE64.decode(raw.trim()) {
+            Ok(bytes) if bytes.len() == 32 => Ok(Self(BASE64.encode(bytes))),
+            _ => Err(InputError::InvalidChecksum),
+        }
+    }
+
+    pub fn from_digest(digest: &[u8]) -> Self {
+        Self(BASE64.encode(digest))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Client metadata: a flat string map, bounded like S3's user metadata (2 KiB).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata(BTreeMap<String, String>);
+
+pub const MAX_METADATA_BYTES: usize = 2048;
+pub const MAX_METADATA_KEYS: usize = 32;
+
+impl Metadata {
+    pub fn parse(map: BTreeMap<String, String>) -> Result<Self, InputError> {
+        if map.len() > MAX_METADATA_KEYS {
+            return Err(InputError::InvalidMetadata(
+                "metadata has more than 32 keys",
+            ));
+        }
+        let mut total = 0;
+        for (key, value) in &map {
+            let key_ok = (1..=128).contains(&key.len())
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !key_ok {
+                return Err(InputError::InvalidMetadata(
+                    "metadata keys are 1-128 letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if value.chars().any(char::is_control) {
+                return Err(InputError::InvalidMetadata(
+                    "metadata values cannot hold control characters",
+                ));
+            }
+            total += key.len() + value.len();
+        }
+        if total > MAX_METADATA_BYTES {
+            return Err(InputError::InvalidMetadata(
+                "metadata is larger than 2048 bytes",
+            ));
+        }
+        Ok(Self(map))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_inner(self) -> BTreeMap<String, String> {
+        self.0
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.0).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// Timestamps in the seed's form, `2025-10-26T10:30:00.000000` (UTC, microseconds).
+pub fn seed_timestamp(at: time::OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.microsecond()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_id_accepts_the_contract_pattern_only() {
+        assert!(ImageId::parse("user_123-A").is_ok());
+        assert!(ImageId::parse(&"a".repeat(100)).is_ok());
+        for bad in ["", "../etc", "a b", "ü", "a/b", "a.b"] {
+            assert_eq!(
+                ImageId::parse(bad),
+                Err(InputError::InvalidImageId),
+                "{bad:?}"
+            );
+        }
+        assert!(ImageId::parse(&"a".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn filenames_are_cleaned_and_bounded() {
+        let name = OriginalFilename::clean("C:\\photos\\..\\cat\u{0}.PNG").expect("clean");
+        assert_eq!(name.as_str(), "cat.PNG");
+        assert_eq!(name.format(), Ok(ImageFormat::Png));
+        let long = OriginalFilename::clean(&format!("{}.jpeg", "x".repeat(10_000))).expect("long");
+        assert_eq!(long.as_str().chars().count(), MAX_FILENAME_CHARS);
+        assert!(long.as_str().ends_with(".jpeg"));
+        assert!(OriginalFilename::clean("../").is_err());
+        assert_eq!(
+            OriginalFilename::clean("noext").expect("clean").format(),
+            Err(InputError::UnsupportedType)
+        );
+        assert_eq!(
+            OriginalFilename::clean("a.php.png")
+                .expect("clean")
+                .format(),
+            Ok(ImageFormat::Png)
+        );
+    }
+
+    #[test]
+    fn checksum_must_be_a_sha256_digest() {
+        let digest = [7u8; 32];
+        let good = BASE64.encode(digest);
+        assert_eq!(Sha256Checksum::parse(&good).expect("valid").as_str(), good);
+        assert!(Sha256Checksum::parse("abc").is_err());
+        assert!(Sha256Checksum::parse(&BASE64.encode([1u8; 16])).is_err());
+    }
+
+    #[test]
+    fn seed_timestamps_have_microseconds_and_no_offset() {
+        let at = time::macros::datetime!(2025-10-26 10:30:00.5 +02:00);
+        assert_eq!(seed_timestamp(at), "2025-10-26T08:30:00.500000");
+    }
+
+    #[test]
+    fn metadata_is_bounded() {
+        let mut map = BTreeMap::new();
+        map.insert("alt".to_owned(), "a cat".to_owned());
+        assert!(Metadata::parse(map.clone()).is_ok());
+        map.insert("big".to_owned(), "x".repeat(3000));
+        assert!(Metadata::parse(map).is_err());
+    }
+}

@@ -1,0 +1,14 @@
+//! upload-broker: presigned S3 uploads with a durable record and server-side verification.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod frontend;
+pub mod shutdown;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;
+pub mod uploads;
+
+pub use startup::Application;

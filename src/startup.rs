@@ -1,0 +1,103 @@
+//! Builds the service: storage, database, routes and the listener; serves until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::{EndpointExt, Route, Server};
+
+use crate::api;
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::frontend;
+use crate::shutdown::Shutdown;
+use crate::storage::Storage;
+use crate::storage::embedded::EmbeddedStoreError;
+use crate::telemetry;
+use crate::uploads::UploadService;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Storage(#[from] EmbeddedStoreError),
+    #[error("cannot open the database: {0}")]
+    Database(#[from] DbError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// A built service: the listener is bound, so `address` is the real one (port 0 in tests).
+pub struct Application {
+    address: SocketAddr,
+    uploads: UploadService,
+    server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>,
+}
+
+impl Application {
+    pub async fn build(config: Config, shutdown: Shutdown) -> Result<Self, StartupError> {
+        let config = Arc::new(config);
+        let storage = Storage::connect(&config, shutdown.clone()).await?;
+        let db = Db::connect(&config).await?;
+        let uploads = UploadService::new(db, storage, config.clone());
+
+        let addr = SocketAddr::new(config.bind_addr, config.port);
+        let acceptor = TcpListener::bind(addr)
+            .into_acceptor()
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let address = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .unwrap_or(addr);
+
+        let app = routes(uploads.clone());
+        let grace = config.shutdown_grace;
+        let mut stop = shutdown;
+        let server = Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+            app,
+            async move { stop.wait().await },
+            Some(grace),
+        );
+        tracing::info!(%address, environment = %config.environment, "upload-broker listening");
+        Ok(Self {
+            address,
+            uploads,
+            server: Box::pin(server),
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn uploads(&self) -> &UploadService {
+        &self.uploads
+    }
+
+    /// Serves until the shutdown signal, then drains for at most `SHUTDOWN_GRACE`.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Every route: the documented API, its spec and docs, the page's assets.
+pub fn routes(uploads: UploadService) -> impl poem::Endpoint + 'static {
+    let api = api::service(uploads);
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    Route::new()
+        .at("/", frontend::index)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .at("/static/:name", frontend::asset)
+        .nest("/", api)
+        .around(api::json_errors)
+        .around(telemetry::log_request)
+}

@@ -1,0 +1,211 @@
+//! The embedded S3-compatible store: s3s-fs on disk under `DATA_DIR`, on its own loopback
+//! port, checking SigV4 with credentials made on first start and kept beside the data.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+
+use crate::config::Secret;
+use crate::shutdown::Shutdown;
+
+/// Bucket name inside the embedded store.
+pub const EMBEDDED_BUCKET: &str = "upload-broker";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedStoreError {
+    #[error("cannot prepare the embedded store directory {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read or write the embedded store credentials at {path}: {source}")]
+    Credentials {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot listen on 127.0.0.1:{port} for the embedded store (set EMBEDDED_S3_PORT): {source}"
+    )]
+    Bind { port: u16, source: std::io::Error },
+    #[error("cannot open the embedded store: {0}")]
+    Open(String),
+}
+
+/// A running embedded store.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    pub addr: SocketAddr,
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: Secret,
+}
+
+/// Starts the store and serves it until `shutdown` fires.
+pub async fn start(
+    root: &Path,
+    port: u16,
+    shutdown: Shutdown,
+) -> Result<EmbeddedStore, EmbeddedStoreError> {
+    let bucket_dir = root.join(EMBEDDED_BUCKET);
+    tokio::fs::create_dir_all(&bucket_dir)
+        .await
+        .map_err(|source| EmbeddedStoreError::Directory {
+            path: bucket_dir.clone(),
+            source,
+        })?;
+    let (access_key, secret_key) = load_or_create_credentials(root).await?;
+
+    let fs =
+        s3s_fs::FileSystem::new(root).map_err(|e| EmbeddedStoreError::Open(format!("{e:?}")))?;
+    let mut builder = S3ServiceBuilder::new(super::strict_fs::StrictFs::new(fs));
+    builder.set_auth(SimpleAuth::from_single(
+        access_key.clone(),
+        secret_key.expose().to_owned(),
+    ));
+    let s3 = builder.build();
+
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|source| EmbeddedStoreError::Bind { port, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| EmbeddedStoreError::Bind { port, source })?;
+
+    tokio::spawn(serve(listener, s3, shutdown));
+
+    Ok(EmbeddedStore {
+        addr,
+        endpoint: format!("http://{addr}"),
+        access_key,
+        secret_key,
+    })
+}
+
+async fn serve(listener: TcpListener, s3: s3s::service::S3Service, mut shutdown: Shutdown) {
+    let http = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(err) => {
+                    tracing::warn!(error = %err, "embedded store accept failed");
+                    continue;
+                }
+            },
+            () = shutdown.wait() => break,
+        };
+        let s3 = s3.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let s3 = s3.clone();
+            async move { Ok::<_, Infallible>(with_cors(&s3, req).await) }
+        });
+        let conn = http
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::debug!(error = %err, "embedded store connection ended");
+            }
+        });
+    }
+}
+
+/// Answers CORS preflights and adds CORS headers, so a page on any origin can PUT to a
+/// presigned URL and read the `ETag` of each part (s3s-fs has no CORS of its own).
+async fn with_cors(
+    s3: &s3s::service::S3Service,
+    req: http::Request<hyper::body::Incoming>,
+) -> Response<s3s::Body> {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    if req.method() == Method::OPTIONS && origin.is_some() {
+        let allow_headers = req
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static("*"));
+        let mut resp = Response::new(s3s::Body::empty());
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers);
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, PUT, POST, DELETE"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("3600"),
+        );
+        add_cors_headers(h, origin);
+        return resp;
+    }
+    let mut resp = match s3.call(req.map(s3s::Body::from)).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            tracing::debug!(error = ?err, "embedded store refused a request");
+            let mut resp = Response::new(s3s::Body::empty());
+            *resp.status_mut() = StatusCode::BAD_REQUEST;
+            resp
+        }
+    };
+    add_cors_headers(resp.headers_mut(), origin);
+    resp
+}
+
+fn add_cors_headers(h: &mut http::HeaderMap, origin: Option<HeaderValue>) {
+    if origin.is_none() {
+        return;
+    }
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("ETag, x-amz-checksum-sha256, x-amz-request-id"),
+    );
+}
+
+/// The key pair lives beside the store, so URLs signed before a restart still work after it.
+async fn load_or_create_credentials(root: &Path) -> Result<(String, Secret), EmbeddedStoreError> {
+    let path = root.with_extension("credentials");
+    let cred_err = |source| EmbeddedStoreError::Credentials {
+        path: path.clone(),
+        source,
+    };
+    match tokio::fs::read_to_string(&path).await {
+        Ok(text) => {
+            if let Some((access, secret)) = text.trim().split_once(':') {
+                return Ok((access.to_owned(), Secret::new(secret)));
+            }
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(cred_err(err)),
+    }
+    let access = format!("UB{}", &uuid::Uuid::new_v4().simple().to_string()[..18]).to_uppercase();
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    write_private(&path, format!("{access}:{secret}\n").as_bytes())
+        .await
+        .map_err(cred_err)?;
+    Ok((access, Secret::new(secret)))
+}
+
+async fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).await?;
+    tokio::io::AsyncWriteExt::write_all(&mut file, bytes).await?;
+    file.sync_all().await
+}

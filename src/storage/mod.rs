@@ -1,0 +1,372 @@
+//! The object store: presigning, HeadObject, ranged reads, hashing and deletes, through
+//! aws-sdk-s3 against AWS, any S3-compatible endpoint, or the embedded store.
+
+pub mod embedded;
+mod strict_fs;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
+use aws_sdk_s3::types::ChecksumMode;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, MAX_PRESIGN_SECS, StorageConfig};
+use crate::domain::Sha256Checksum;
+use crate::shutdown::Shutdown;
+use embedded::{EMBEDDED_BUCKET, EmbeddedStore, EmbeddedStoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// Timeouts, refused connections, 5xx: worth retrying later.
+    #[error("object storage unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered and refused.
+    #[error("object storage refused the request: {0}")]
+    Refused(String),
+    #[error("cannot sign a request: {0}")]
+    Signing(String),
+}
+
+/// A request the client sends itself: the URL and the headers it must carry verbatim.
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// What HeadObject says about an object.
+#[derive(Debug, Clone)]
+pub struct ObjectHead {
+    pub size: u64,
+    pub content_type: Option<String>,
+    pub etag: Option<String>,
+    pub checksum_sha256: Option<String>,
+}
+
+/// How `s3_url` is made for a key.
+#[derive(Debug, Clone)]
+enum ObjectUrls {
+    /// A presigned GET (embedded store, private buckets).
+    Presigned,
+    /// The bucket's own URL for the key (public-read buckets).
+    Direct,
+    /// `PUBLIC_BASE_URL` + key (a CDN).
+    BaseUrl(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Storage {
+    client: Client,
+    bucket: String,
+    presign_expires: Duration,
+    object_urls: ObjectUrls,
+    embedded: bool,
+}
+
+impl Storage {
+    /// Connects to the configured store, starting the embedded one when no bucket is set.
+    pub async fn connect(config: &Config, shutdown: Shutdown) -> Result<Self, EmbeddedStoreError> {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(config.s3_connect_timeout)
+            .operation_attempt_timeout(config.s3_operation_timeout)
+            .operation_timeout(config.s3_operation_timeout * 2)
+            .build();
+        let object_urls = |fallback| match &config.public_base_url {
+            Some(base) => ObjectUrls::BaseUrl(base.clone()),
+            None => fallback,
+        };
+        match &config.storage {
+            StorageConfig::Embedded { port, root } => {
+                let store = embedded::start(root, *port, shutdown).await?;
+                let s3_config = aws_sdk_s3::Config::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .region(Region::new(config.aws_region.clone()))
+                    .endpoint_url(&store.endpoint)
+                    .force_path_style(true)
+                    .credentials_provider(embedded_credentials(&store))
+                    .timeout_config(timeouts)
+                    .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+                    .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+                    .build();
+                tracing::warn!(
+                    endpoint = %store.endpoint,
+                    data = %root.display(),
+                    "using the embedded object store (on disk, for development and tests); \
+                     set AWS_BUCKET_NAME (and AWS_ENDPOINT_URL for MinIO, Garage or R2) to use S3"
+                );
+                Ok(Self {
+                    client: Client::from_conf(s3_config),
+                    bucket: EMBEDDED_BUCKET.to_owned(),
+                    presign_expires: config.presign_expires,
+                    object_urls: object_urls(ObjectUrls::Presigned),
+                    embedded: true,
+                })
+            }
+            StorageConfig::External {
+                bucket,
+                endpoint_url,
+                force_path_style,
+            } => {
+                let shared = aws_config::defaults(BehaviorVersion::latest())
+                    .region(Region::new(config.aws_region.clone()))
+                    .timeout_config(timeouts)
+                    .load()
+                    .await;
+                let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+                    .force_path_style(*force_path_style)
+                    .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+                    .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+                if let Some(url) = endpoint_url {
+                    builder = builder.endpoint_url(url);
+                }
+                tracing::info!(
+                    bucket = %bucket,
+                    endpoint = endpoint_url.as_deref().unwrap_or("AWS"),
+                    region = %config.aws_region,
+                    "using S3 bucket"
+                );
+                Ok(Self {
+                    client: Client::from_conf(builder.build()),
+                    bucket: bucket.clone(),
+                    presign_expires: config.presign_expires,
+                    object_urls: object_urls(ObjectUrls::Direct),
+                    embedded: false,
+                })
+            }
+        }
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.embedded
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// A PUT URL that only accepts exactly `size` bytes of `content_type` (and, when given,
+    /// a body with this SHA-256): the store itself refuses anything else.
+    pub async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        size: u64,
+        checksum: Option<&Sha256Checksum>,
+    ) -> Result<SignedRequest, StorageError> {
+        let presigned = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .content_length(to_i64(size))
+            .set_checksum_sha256(checksum.map(|c| c.as_str().to_owned()))
+            .presigned(self.presigning(self.presign_expires)?)
+            .await
+            .map_err(|e| StorageError::Signing(DisplayErrorContext(&e).to_string()))?;
+        Ok(signed_request(&presigned))
+    }
+
+    /// A URL that returns the object's bytes to a plain GET.
+    pub async fn object_url(&self, key: &str) -> Result<String, StorageError> {
+        match &self.object_urls {
+            ObjectUrls::BaseUrl(base) => Ok(format!("{base}/{key}")),
+            ObjectUrls::Presigned => Ok(self
+                .presign_get(key, Duration::from_secs(MAX_PRESIGN_SECS))
+                .await?
+                .url),
+            ObjectUrls::Direct => {
+                // The SDK knows the endpoint and addressing style; drop the signature.
+                let signed = self.presign_get(key, Duration::from_secs(60)).await?;
+                Ok(signed
+                    .url
+                    .split_once('?')
+                    .map_or(signed.url.clone(), |(base, _)| base.to_owned()))
+            }
+        }
+    }
+
+    pub async fn presign_get(
+        &self,
+        key: &str,
+        expires: Duration,
+    ) -> Result<SignedRequest, StorageError> {
+        let presigned = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(self.presigning(expires)?)
+            .await
+            .map_err(|e| StorageError::Signing(DisplayErrorContext(&e).to_string()))?;
+        Ok(signed_request(&presigned))
+    }
+
+    fn presigning(&self, expires: Duration) -> Result<PresigningConfig, StorageError> {
+        PresigningConfig::expires_in(expires).map_err(|e| StorageError::Signing(e.to_string()))
+    }
+
+    /// HeadObject; `None` when there is no such object.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectHead>, StorageError> {
+        let result = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Some(ObjectHead {
+                size: out
+                    .content_length()
+                    .map_or(0, |n| u64::try_from(n).unwrap_or(0)),
+                content_type: out.content_type().map(str::to_owned),
+                etag: out.e_tag().map(str::to_owned),
+                checksum_sha256: out.checksum_sha256().map(str::to_owned),
+            })),
+            Err(SdkError::ServiceError(err)) if err.raw().status().as_u16() == 404 => Ok(None),
+            Err(err) => Err(classify(err)),
+        }
+    }
+
+    /// The first `len` bytes of an object (fewer if it is shorter).
+    pub async fn read_prefix(&self, key: &str, len: u64) -> Result<Bytes, StorageError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes=0-{}", len.saturating_sub(1)))
+            .send()
+            .await
+            .map_err(classify)?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+        Ok(body.into_bytes())
+    }
+
+    /// Streams the whole object through SHA-256.
+    pub async fn sha256(&self, key: &str) -> Result<Sha256Checksum, StorageError> {
+        let mut out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(classify)?;
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = out
+            .body
+            .try_next()
+            .await
+            .map_err(|e| StorageError::Unavailable(e.to_string()))?
+        {
+            hasher.update(&chunk);
+        }
+        Ok(Sha256Checksum::from_digest(&hasher.finalize()))
+    }
+
+    /// Deletes an object; deleting a missing object succeeds.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Whether the bucket answers (for `/health`).
+    pub async fn check(&self) -> Result<(), StorageError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
+fn embedded_credentials(store: &EmbeddedStore) -> Credentials {
+    Credentials::new(
+        store.access_key.clone(),
+        store.secret_key.expose().to_owned(),
+        None,
+        None,
+        "upload-broker-embedded",
+    )
+}
+
+fn signed_request(presigned: &PresignedRequest) -> SignedRequest {
+    let headers = presigned
+        .headers()
+        // Content-Length is signed too, but HTTP clients set it from the body and browsers
+        // refuse to set it by hand; the size the client declared is what they will send.
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
+        .map(|(name, value)| (canonical_header_name(name), value.to_owned()))
+        .collect();
+    SignedRequest {
+        url: presigned.uri().to_owned(),
+        headers,
+    }
+}
+
+/// `content-type` -> `Content-Type`; `x-amz-*` headers keep S3's lower case.
+fn canonical_header_name(name: &str) -> String {
+    if name.starts_with("x-amz-") {
+        return name.to_owned();
+    }
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Timeouts, dispatch failures and 5xx mean "try later"; other answers are refusals.
+fn classify<E>(err: SdkError<E, HttpResponse>) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let detail = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StorageError::Unavailable(detail)
+        }
+        SdkError::ServiceError(service) => {
+            if service.raw().status().is_server_error() || service.err().code() == Some("SlowDown")
+            {
+                StorageError::Unavailable(detail)
+            } else {
+                StorageError::Refused(detail)
+            }
+        }
+        _ => StorageError::Refused(detail),
+    }
+}

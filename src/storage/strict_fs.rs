@@ -1,0 +1,223 @@
+//! s3s-fs with one thing made strict: a body whose SHA-256 differs from the declared
+//! `x-amz-checksum-sha256` never reaches its key. s3s-fs writes the object first and then
+//! answers BadDigest, leaving the bad bytes in place; S3 itself stores nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use s3s::dto::*;
+use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
+use sha2::{Digest, Sha256};
+
+pub struct StrictFs {
+    fs: s3s_fs::FileSystem,
+}
+
+impl StrictFs {
+    pub fn new(fs: s3s_fs::FileSystem) -> Self {
+        Self { fs }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BodyError(String);
+
+/// Hashes the body as it streams and fails its end when the digest differs, so the
+/// store's temporary file is dropped instead of renamed into place.
+fn checked_body(
+    body: StreamingBlob,
+    expected: Vec<u8>,
+    mismatch: Arc<AtomicBool>,
+) -> StreamingBlob {
+    let hasher = Arc::new(Mutex::new(Sha256::new()));
+    let feed = hasher.clone();
+    let data = body.map(move |chunk| {
+        let chunk = chunk.map_err(|e| BodyError(e.to_string()))?;
+        if let Ok(mut h) = feed.lock() {
+            h.update(&chunk);
+        }
+        Ok::<Bytes, BodyError>(chunk)
+    });
+    let verdict = futures_util::stream::once(async move {
+        let digest = hasher
+            .lock()
+            .map(|h| h.clone().finalize().to_vec())
+            .unwrap_or_default();
+        if digest == expected {
+            None
+        } else {
+            mismatch.store(true, Ordering::SeqCst);
+            Some(Err(BodyError("checksum mismatch".to_owned())))
+        }
+    })
+    .filter_map(|item| async move { item });
+    StreamingBlob::wrap(data.chain(verdict))
+}
+
+/// Wraps the body when a SHA-256 is declared; returns the flag that tells of a mismatch.
+fn guard_body(checksum: Option<&str>, body: &mut Option<StreamingBlob>) -> Arc<AtomicBool> {
+    let mismatch = Arc::new(AtomicBool::new(false));
+    if let Some(expected) = checksum.and_then(|c| BASE64.decode(c).ok())
+        && let Some(blob) = body.take()
+    {
+        *body = Some(checked_body(blob, expected, mismatch.clone()));
+    }
+    mismatch
+}
+
+fn bad_digest<T>(mismatch: &AtomicBool, result: S3Result<T>) -> S3Result<T> {
+    if mismatch.load(Ordering::SeqCst) {
+        return Err(s3_error!(
+            BadDigest,
+            "The SHA256 you specified did not match the calculated checksum."
+        ));
+    }
+    result
+}
+
+#[async_trait::async_trait]
+impl S3 for StrictFs {
+    async fn put_object(
+        &self,
+        mut req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let mismatch = guard_body(req.input.checksum_sha256.as_deref(), &mut req.input.body);
+        let result = self.fs.put_object(req).await;
+        bad_digest(&mismatch, result)
+    }
+
+    async fn upload_part(
+        &self,
+        mut req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let mismatch = guard_body(req.input.checksum_sha256.as_deref(), &mut req.input.body);
+        let result = self.fs.upload_part(req).await;
+        bad_digest(&mismatch, result)
+    }
+
+    // Everything else is s3s-fs as it is.
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        self.fs.create_bucket(req).await
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        self.fs.copy_object(req).await
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.fs.delete_bucket(req).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.fs.delete_object(req).await
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.fs.delete_objects(req).await
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.fs.get_bucket_location(req).await
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        self.fs.get_object(req).await
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.fs.head_bucket(req).await
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        self.fs.head_object(req).await
+    }
+
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        self.fs.list_buckets(req).await
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        self.fs.list_objects(req).await
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.fs.list_objects_v2(req).await
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.fs.create_multipart_upload(req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        self.fs.upload_part_copy(req).await
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        self.fs.list_parts(req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.fs.complete_multipart_upload(req).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.fs.abort_multipart_upload(req).await
+    }
+}

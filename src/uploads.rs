@@ -1,0 +1,489 @@
+//! The upload lifecycle, in one place that both the v1 and the legacy handlers call:
+//! issue a signed URL, confirm (verify the object, then record it), look up, delete.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::db::{self, Db, DbError, NewUpload, UploadRow, VerifiedObject, state};
+use crate::domain::{ImageFormat, ImageId, InputError, Metadata, OriginalFilename, Sha256Checksum};
+use crate::storage::{ObjectHead, SignedRequest, Storage, StorageError};
+
+/// Bytes read from the start of an object to sniff its type and read its dimensions.
+const SNIFF_BYTES: u64 = 64 * 1024;
+/// A JPEG's frame header can sit behind large EXIF blocks; read this far before giving up.
+const SNIFF_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
+/// Why an uploaded object was refused at confirm; each is a stable error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    SizeMismatch,
+    TypeMismatch,
+    InvalidImage,
+    ChecksumMismatch,
+    ImageTooLarge,
+}
+
+impl Rejection {
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::SizeMismatch => "size_mismatch",
+            Rejection::TypeMismatch => "type_mismatch",
+            Rejection::InvalidImage => "invalid_image",
+            Rejection::ChecksumMismatch => "checksum_mismatch",
+            Rejection::ImageTooLarge => "image_too_large",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Self {
+        match code {
+            "size_mismatch" => Rejection::SizeMismatch,
+            "type_mismatch" => Rejection::TypeMismatch,
+            "checksum_mismatch" => Rejection::ChecksumMismatch,
+            "image_too_large" => Rejection::ImageTooLarge,
+            _ => Rejection::InvalidImage,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Rejection::SizeMismatch => "the uploaded object's size differs from the declared size",
+            Rejection::TypeMismatch => {
+                "the uploaded bytes are a different image type than declared"
+            }
+            Rejection::InvalidImage => {
+                "the uploaded bytes are not a readable image of an allowed type"
+            }
+            Rejection::ChecksumMismatch => {
+                "the uploaded bytes do not match the declared SHA-256 checksum"
+            }
+            Rejection::ImageTooLarge => "the image's pixel dimensions exceed the service's limit",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("size must be at least 1 byte")]
+    EmptyFile,
+    #[error("file is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("invalid pagination cursor")]
+    InvalidCursor,
+    #[error("upload not found")]
+    NotFound,
+    #[error("no image found")]
+    NoImage,
+    #[error("the object has not been uploaded yet")]
+    NotUploaded,
+    #[error("the upload is {0}")]
+    Gone(&'static str),
+    #[error("{}", .0.message())]
+    Rejected(Rejection),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// What a client asks for to upload one file directly.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    pub image_id: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub checksum_sha256: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// A pending upload and how to send its bytes.
+#[derive(Debug, Clone)]
+pub struct IssuedUpload {
+    pub upload: UploadRow,
+    pub put: SignedRequest,
+}
+
+/// An upload row with a URL that currently serves its object.
+#[derive(Debug, Clone)]
+pub struct UploadView {
+    pub row: UploadRow,
+    pub s3_url: Option<String>,
+}
+
+/// One page of completed uploads.
+#[derive(Debug, Clone)]
+pub struct ImagePage {
+    pub images: Vec<UploadView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadService {
+    db: Db,
+    storage: Storage,
+    config: Arc<Config>,
+}
+
+impl UploadService {
+    pub fn new(db: Db, storage: Storage, config: Arc<Config>) -> Self {
+        Self {
+            db,
+            storage,
+            config,
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Validates the request, signs a PUT for exactly these bytes and records the upload as
+    /// pending. Returning means the pending row is committed.
+    pub async fn issue(&self, request: UploadRequest) -> Result<IssuedUpload, UploadError> {
+        let image_id = ImageId::parse(&request.image_id)?;
+        let format = ImageFormat::from_mime(&request.content_type)?;
+        let filename = OriginalFilename::clean(&request.filename)?;
+        check_extension(&filename, format)?;
+        let size = u64::try_from(request.size)
+            .ok()
+            .filter(|s| *s >= 1)
+            .ok_or(UploadError::EmptyFile)?;
+        if size > self.config.max_upload_size {
+            return Err(UploadError::TooLarge {
+                limit: self.config.max_upload_size,
+            });
+        }
+        if size > self.config.multipart_threshold {
+            // Multipart uploads are not offered yet; above the threshold is refused.
+            return Err(UploadError::TooLarge {
+                limit: self.config.multipart_threshold,
+            });
+        }
+        let checksum = request
+            .checksum_sha256
+            .as_deref()
+            .map(Sha256Checksum::parse)
+            .transpose()?;
+        let metadata = request
+            .metadata
+            .map(Metadata::parse)
+            .transpose()?
+            .filter(|m| !m.is_empty());
+
+        let id = Uuid::now_v7();
+        let key = object_key(&image_id, id, format);
+        let put = self
+            .storage
+            .presign_put(&key, format.mime(), size, checksum.as_ref())
+            .await?;
+        let expires_at = OffsetDateTime::now_utc() + self.config.presign_expires;
+        let row = self
+            .db
+            .insert(db::new_pending(NewUpload {
+                id,
+                image_id: image_id.to_string(),
+                method: "PUT",
+                object_key: key,
+                original_filename: filename.as_str().to_owned(),
+                content_type: format.mime().to_owned(),
+                declared_size: request.size,
+                checksum_sha256: checksum.map(|c| c.as_str().to_owned()),
+                metadata: metadata.map(|m| m.to_json()),
+                multipart_upload_id: None,
+                part_size: None,
+                part_count: None,
+                expires_at,
+            }))
+            .await?;
+        tracing::info!(upload_id = %id, image_id = %image_id, state = state::PENDING, size, "upload issued");
+        Ok(IssuedUpload { upload: row, put })
+    }
+
+    /// Verifies the uploaded object and marks the upload completed. Idempotent: a completed
+    /// upload returns its record, however many confirms race.
+    pub async fn confirm(&self, id: Uuid) -> Result<UploadView, UploadError> {
+        let row = self.db.find(id).await?.ok_or(UploadError::NotFound)?;
+        match row.state.as_str() {
+            state::PENDING => {}
+            state::COMPLETED => return self.view(row).await,
+            state::FAILED => {
+                let code = row.failure_code.as_deref().unwrap_or("invalid_image");
+                return Err(UploadError::Rejected(Rejection::from_code(code)));
+            }
+            state::EXPIRED => return Err(UploadError::Gone(state::EXPIRED)),
+            state::ABORTED => return Err(UploadError::Gone(state::ABORTED)),
+            _ => return Err(UploadError::Gone(state::DELETED)),
+        }
+
+        let Some(head) = self.storage.head(&row.object_key).await? else {
+            if OffsetDateTime::now_utc() > row.expires_at {
+                if self
+                    .db
+                    .transition(id, state::PENDING, state::EXPIRED, None)
+                    .await?
+                {
+                    tracing::info!(upload_id = %id, image_id = %row.image_id, state = state::EXPIRED, "upload expired");
+                }
+                return Err(UploadError::Gone(state::EXPIRED));
+            }
+            return Err(UploadError::NotUploaded);
+        };
+
+        match self.verify(&row, &head).await? {
+            Ok(verified) => {
+                let s3_url = self.storage.object_url(&row.object_key).await?;
+                let object = VerifiedObject {
+                    file_size: to_i64(head.size),
+                    content_type: verified.format.mime().to_owned(),
+                    etag: head.etag.clone(),
+                    checksum_sha256: row.checksum_sha256.clone(),
+                    width: verified.width,
+                    height: verified.height,
+                    s3_url,
+                    uploaded_at: OffsetDateTime::now_utc(),
+                };
+                if self.db.complete(id, &object).await? {
+                    tracing::info!(upload_id = %id, image_id = %row.image_id, state = state::COMPLETED, size = head.size, "upload completed");
+                }
+                // Whoever won the race, the row now says what happened.
+                let row = self.db.find_fresh(id).await?.ok_or(UploadError::NotFound)?;
+                match row.state.as_str() {
+                    state::COMPLETED => self.view(row).await,
+                    _ => Err(UploadError::Gone(state::ABORTED)),
+                }
+            }
+            Err(rejection) => {
+                // The object goes first: a failed upload never leaves bytes behind.
+                self.storage.delete(&row.object_key).await?;
+                if self
+                    .db
+                    .transition(id, state::PENDING, state::FAILED, Some(rejection.code()))
+                    .await?
+                {
+                    tracing::info!(upload_id = %id, image_id = %row.image_id, state = state::FAILED, code = rejection.code(), "upload failed verification");
+                }
+                Err(UploadError::Rejected(rejection))
+            }
+        }
+    }
+
+    /// Checks size, magic bytes, dimensions and checksum. `Ok(Err(_))` is a refusal of the
+    /// object; `Err(_)` means the check itself could not run.
+    async fn verify(
+        &self,
+        row: &UploadRow,
+        head: &ObjectHead,
+    ) -> Result<Result<Verified, Rejection>, UploadError> {
+        if head.size != u64::try_from(row.declared_size).unwrap_or(0) {
+            return Ok(Err(Rejection::SizeMismatch));
+        }
+        let declared = ImageFormat::from_mime(&row.content_type).map_err(UploadError::Input)?;
+        let mut prefix = self
+            .storage
+            .read_prefix(&row.object_key, SNIFF_BYTES)
+            .await?;
+        let Some(format) = ImageFormat::sniff(&prefix) else {
+            return Ok(Err(Rejection::InvalidImage));
+        };
+        if format != declared {
+            return Ok(Err(Rejection::TypeMismatch));
+        }
+        let mut dims = imagesize::blob_size(&prefix);
+        if dims.is_err() && head.size > SNIFF_BYTES {
+            prefix = self
+                .storage
+                .read_prefix(&row.object_key, SNIFF_BYTES_MAX)
+                .await?;
+            dims = imagesize::blob_size(&prefix);
+        }
+        let Ok(dims) = dims else {
+            return Ok(Err(Rejection::InvalidImage));
+        };
+        let (width, height) = (dims.width as u64, dims.height as u64);
+        if width == 0 || height == 0 {
+            return Ok(Err(Rejection::InvalidImage));
+        }
+        let max_side = u64::from(self.config.max_image_dimension);
+        if width > max_side || height > max_side || width * height > self.config.max_image_pixels {
+            return Ok(Err(Rejection::ImageTooLarge));
+        }
+        if let Some(declared) = &row.checksum_sha256 {
+            // Trust the store's own full-object checksum when it keeps one.
+            let actual = match head.checksum_sha256.as_deref() {
+                Some(stored) if !stored.contains('-') => stored.to_owned(),
+                _ => self
+                    .storage
+                    .sha256(&row.object_key)
+                    .await?
+                    .as_str()
+                    .to_owned(),
+            };
+            if &actual != declared {
+                return Ok(Err(Rejection::ChecksumMismatch));
+            }
+        }
+        Ok(Ok(Verified {
+            format,
+            width: i32::try_from(width).unwrap_or(i32::MAX),
+            height: i32::try_from(height).unwrap_or(i32::MAX),
+        }))
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<UploadView, UploadError> {
+        let row = self.db.find(id).await?.ok_or(UploadError::NotFound)?;
+        self.view(row).await
+    }
+
+    /// Aborts a pending upload or deletes a completed one; repeating it is harmless.
+    pub async fn delete(&self, id: Uuid) -> Result<(), UploadError> {
+        let row = self.db.find(id).await?.ok_or(UploadError::NotFound)?;
+        match row.state.as_str() {
+            state::PENDING => {
+                if self
+                    .db
+                    .transition(id, state::PENDING, state::ABORTED, None)
+                    .await?
+                {
+                    tracing::info!(upload_id = %id, image_id = %row.image_id, state = state::ABORTED, "upload aborted");
+                }
+                // A PUT may have landed before the abort.
+                self.storage.delete(&row.object_key).await?;
+            }
+            state::COMPLETED => {
+                // The row leaves the lookups first; an object left by a crash here is an
+                // orphan the sweeper removes, never a record without its object.
+                if self
+                    .db
+                    .transition(id, state::COMPLETED, state::DELETED, None)
+                    .await?
+                {
+                    tracing::info!(upload_id = %id, image_id = %row.image_id, state = state::DELETED, "upload deleted");
+                }
+                self.storage.delete(&row.object_key).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Completed uploads of one image_id, newest first.
+    pub async fn list(
+        &self,
+        image_id: &str,
+        limit: u64,
+        cursor: Option<&str>,
+    ) -> Result<ImagePage, UploadError> {
+        let image_id = ImageId::parse(image_id)?;
+        let after = cursor.map(decode_cursor).transpose()?;
+        let mut rows = self
+            .db
+            .completed_for_image(image_id.as_str(), after, limit + 1)
+            .await?;
+        let next_cursor = if rows.len() as u64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(encode_cursor)
+        } else {
+            None
+        };
+        let mut images = Vec::with_capacity(rows.len());
+        for row in rows {
+            images.push(self.view(row).await?);
+        }
+        Ok(ImagePage {
+            images,
+            next_cursor,
+        })
+    }
+
+    /// The newest completed upload of one image_id.
+    pub async fn latest(&self, image_id: &str) -> Result<UploadView, UploadError> {
+        let image_id = ImageId::parse(image_id)?;
+        let row = self
+            .db
+            .completed_for_image(image_id.as_str(), None, 1)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(UploadError::NoImage)?;
+        self.view(row).await
+    }
+
+    /// A completed upload's URL is made fresh, so presigned GETs never go stale.
+    async fn view(&self, row: UploadRow) -> Result<UploadView, UploadError> {
+        let s3_url = if row.state == state::COMPLETED {
+            Some(self.storage.object_url(&row.object_key).await?)
+        } else {
+            None
+        };
+        Ok(UploadView { row, s3_url })
+    }
+
+    /// Database and bucket both answer within `limit`.
+    pub async fn healthy(&self, limit: Duration) -> bool {
+        let checks = async { self.db.check().await.is_ok() && self.storage.check().await.is_ok() };
+        tokio::time::timeout(limit, checks).await.unwrap_or(false)
+    }
+}
+
+struct Verified {
+    format: ImageFormat,
+    width: i32,
+    height: i32,
+}
+
+/// The extension must be an allowed one and name the same format as the content type.
+fn check_extension(filename: &OriginalFilename, format: ImageFormat) -> Result<(), InputError> {
+    match filename.format() {
+        Ok(claimed) if claimed == format => Ok(()),
+        Ok(_) => Err(InputError::ExtensionMismatch),
+        Err(err) => Err(err),
+    }
+}
+
+/// Keys are the server's own: never derived from the client's file name.
+pub fn object_key(image_id: &ImageId, id: Uuid, format: ImageFormat) -> String {
+    format!("uploads/{image_id}/{id}.{}", format.extension())
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn encode_cursor(row: &UploadRow) -> String {
+    let at = row
+        .uploaded_at
+        .map_or(0, OffsetDateTime::unix_timestamp_nanos);
+    URL_SAFE_NO_PAD.encode(format!("{at}:{}", row.id))
+}
+
+fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, Uuid), UploadError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| UploadError::InvalidCursor)?;
+    let text = String::from_utf8(bytes).map_err(|_| UploadError::InvalidCursor)?;
+    let (at, id) = text.split_once(':').ok_or(UploadError::InvalidCursor)?;
+    let at = at
+        .parse::<i128>()
+        .ok()
+        .and_then(|n| OffsetDateTime::from_unix_timestamp_nanos(n).ok())
+        .ok_or(UploadError::InvalidCursor)?;
+    let id = Uuid::parse_str(id).map_err(|_| UploadError::InvalidCursor)?;
+    Ok((at, id))
+}

@@ -1,0 +1,223 @@
+//! `TestApp`: the whole service in-process on port 0, with a fresh temporary database and
+//! a fresh embedded store (also on port 0), so tests run in parallel.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Once};
+
+use reqwest::{Response, StatusCode};
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+use upload_broker::Application;
+use upload_broker::config::Config;
+use upload_broker::db::UploadRow;
+use upload_broker::shutdown::{self, ShutdownTrigger};
+use upload_broker::uploads::UploadService;
+use uuid::Uuid;
+
+pub const PNG: &[u8] = include_bytes!("../fixtures/sample.png");
+pub const JPEG: &[u8] = include_bytes!("../fixtures/photo.jpg");
+pub const GIF: &[u8] = include_bytes!("../fixtures/sample.gif");
+pub const WEBP: &[u8] = include_bytes!("../fixtures/sample.webp");
+pub const BMP: &[u8] = include_bytes!("../fixtures/sample.bmp");
+pub const TIFF: &[u8] = include_bytes!("../fixtures/sample.tiff");
+
+static TRACING: Once = Once::new();
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub uploads: UploadService,
+    pub dir: Arc<TempDir>,
+    trigger: ShutdownTrigger,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.trigger.trigger();
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts the service with extra configuration.
+    pub async fn spawn_with(vars: &[(&str, &str)]) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::spawn_in(dir, vars).await
+    }
+
+    /// Starts a service on an existing data directory (a restart).
+    pub async fn spawn_in(dir: Arc<TempDir>, vars: &[(&str, &str)]) -> Self {
+        Self::try_spawn_in(dir, vars).await.expect("service starts")
+    }
+
+    /// Like `spawn_in`, but `None` when the service cannot start (a port still taken).
+    pub async fn try_spawn_in(dir: Arc<TempDir>, vars: &[(&str, &str)]) -> Option<Self> {
+        TRACING.call_once(|| {
+            if std::env::var_os("TEST_LOG").is_some() {
+                upload_broker::telemetry::init("debug", false);
+            }
+        });
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("DATA_DIR".into(), dir.path().display().to_string()),
+            ("PORT".into(), "0".into()),
+            ("BIND_ADDR".into(), "127.0.0.1".into()),
+            ("EMBEDDED_S3_PORT".into(), "0".into()),
+            ("ENVIRONMENT".into(), "test".into()),
+        ]);
+        for (name, value) in vars {
+            env.insert((*name).to_owned(), (*value).to_owned());
+        }
+        let config = Config::from_map(&env).expect("test config");
+        let (trigger, stop) = shutdown::channel();
+        let app = Application::build(config, stop).await.ok()?;
+        let address = format!("http://{}", app.address());
+        let uploads = app.uploads().clone();
+        tokio::spawn(app.run());
+        Some(Self {
+            address,
+            client: reqwest::Client::new(),
+            uploads,
+            dir,
+            trigger,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn create_upload(&self, body: &Value) -> Response {
+        self.post_json("/api/v1/uploads", body).await
+    }
+
+    /// Issues an upload for these bytes and returns the 201 body.
+    pub async fn issue(
+        &self,
+        image_id: &str,
+        filename: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Value {
+        let resp = self
+            .create_upload(&json!({
+                "image_id": image_id,
+                "filename": filename,
+                "content_type": content_type,
+                "size": bytes.len(),
+            }))
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        resp.json().await.expect("issued upload JSON")
+    }
+
+    /// PUTs bytes to a presigned URL with the headers the service said to send.
+    pub async fn put(&self, issued: &Value, bytes: &[u8]) -> Response {
+        let mut req = self
+            .client
+            .put(issued["url"].as_str().expect("url"))
+            .body(bytes.to_vec());
+        for (name, value) in issued["headers"].as_object().expect("headers") {
+            req = req.header(name, value.as_str().expect("header value"));
+        }
+        req.send().await.expect("PUT")
+    }
+
+    pub async fn confirm(&self, upload_id: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/api/v1/uploads/{upload_id}/confirm")))
+            .send()
+            .await
+            .expect("confirm")
+    }
+
+    pub async fn delete(&self, upload_id: &str) -> Response {
+        self.client
+            .delete(self.url(&format!("/api/v1/uploads/{upload_id}")))
+            .send()
+            .await
+            .expect("delete")
+    }
+
+    /// Issue, PUT and confirm; returns the confirmed record.
+    pub async fn upload(
+        &self,
+        image_id: &str,
+        filename: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Value {
+        let issued = self.issue(image_id, filename, content_type, bytes).await;
+        let put = self.put(&issued, bytes).await;
+        assert_eq!(put.status(), StatusCode::OK, "PUT to the presigned URL");
+        let resp = self
+            .confirm(issued["upload_id"].as_str().expect("id"))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.expect("record")
+    }
+
+    pub async fn row(&self, upload_id: &str) -> Option<UploadRow> {
+        let id = Uuid::parse_str(upload_id).expect("uuid");
+        self.uploads.db().find_fresh(id).await.expect("query")
+    }
+
+    /// The object's bytes in the bucket, read with the service's own credentials.
+    pub async fn object(&self, key: &str) -> Option<Vec<u8>> {
+        let storage = self.uploads.storage();
+        storage.head(key).await.expect("head")?;
+        Some(
+            storage
+                .read_prefix(key, u64::MAX / 2)
+                .await
+                .expect("read")
+                .to_vec(),
+        )
+    }
+
+    /// Runs raw SQL on the service's database and returns the rows as JSON objects.
+    pub async fn sql(&self, query: &str) -> Vec<sea_orm::QueryResult> {
+        let conn = self.uploads.db().writer();
+        conn.query_all_raw(Statement::from_string(conn.get_database_backend(), query))
+            .await
+            .expect("SQL")
+    }
+
+    pub async fn count_rows(&self) -> i64 {
+        let rows = self.sql("SELECT COUNT(*) AS n FROM uploads").await;
+        rows[0].try_get::<i64>("", "n").expect("count")
+    }
+}
+
+pub fn sha256_b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+}
+
+pub async fn error_code(resp: Response) -> (StatusCode, String) {
+    let status = resp.status();
+    let body: Value = resp.json().await.expect("JSON error body");
+    let code = body["code"].as_str().expect("code").to_owned();
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message in {body}"
+    );
+    (status, code)
+}

@@ -1,0 +1,6 @@
+//! The integration suite: one binary, every test on its own service, database and store.
+
+mod flow;
+mod helpers;
+mod openapi;
+mod validation;

@@ -1,0 +1,227 @@
+//! Bad input gets a clear JSON error with a stable code, and nothing is signed or recorded.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn request(image_id: &str, filename: &str, content_type: &str, size: i64) -> Value {
+    json!({ "image_id": image_id, "filename": filename, "content_type": content_type, "size": size })
+}
+
+#[tokio::test]
+async fn invalid_requests_are_refused_before_signing() {
+    let app = TestApp::spawn_with(&[("MULTIPART_THRESHOLD", "5242880")]).await;
+    let long_id = "a".repeat(101);
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            request("../etc", "a.png", "image/png", 10),
+            StatusCode::BAD_REQUEST,
+            "invalid_image_id",
+        ),
+        (
+            request(&long_id, "a.png", "image/png", 10),
+            StatusCode::BAD_REQUEST,
+            "invalid_image_id",
+        ),
+        (
+            request("", "a.png", "image/png", 10),
+            StatusCode::BAD_REQUEST,
+            "invalid_image_id",
+        ),
+        (
+            request("a b", "a.png", "image/png", 10),
+            StatusCode::BAD_REQUEST,
+            "invalid_image_id",
+        ),
+        (
+            request("ok", "a.svg", "image/svg+xml", 10),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_type",
+        ),
+        (
+            request("ok", "a.txt", "text/plain", 10),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_type",
+        ),
+        (
+            request("ok", "a.svg", "image/png", 10),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_type",
+        ),
+        (
+            request("ok", "a.jpg", "image/png", 10),
+            StatusCode::BAD_REQUEST,
+            "extension_mismatch",
+        ),
+        (
+            request("ok", "noext", "image/png", 10),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_type",
+        ),
+        (
+            request("ok", "", "image/png", 10),
+            StatusCode::BAD_REQUEST,
+            "invalid_filename",
+        ),
+        (
+            request("ok", "a.png", "image/png", 0),
+            StatusCode::BAD_REQUEST,
+            "invalid_size",
+        ),
+        (
+            request("ok", "a.png", "image/png", -5),
+            StatusCode::BAD_REQUEST,
+            "invalid_size",
+        ),
+        (
+            request("ok", "a.png", "image/png", 5 * 1024 * 1024 + 1),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            request("ok", "a.png", "image/png", 6 * 1024 * 1024 * 1024),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            json!({"image_id": "ok", "filename": "a.png", "content_type": "image/png", "size": 10, "checksum_sha256": "nope"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_checksum",
+        ),
+        (
+            json!({"image_id": "ok", "filename": "a.png", "content_type": "image/png", "size": 10, "metadata": {"bad key": "x"}}),
+            StatusCode::BAD_REQUEST,
+            "invalid_metadata",
+        ),
+        (
+            json!({"image_id": "ok", "filename": "a.png"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"image_id": "ok", "filename": "a.png", "content_type": "image/png", "size": "ten"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let resp = app.create_upload(&body).await;
+        assert_eq!(error_code(resp).await, (status, code.to_owned()), "{body}");
+    }
+    assert_eq!(app.count_rows().await, 0, "nothing recorded");
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_json_errors() {
+    let app = TestApp::spawn().await;
+    let resp = app
+        .client
+        .post(app.url("/api/v1/uploads"))
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        error_code(resp).await,
+        (StatusCode::BAD_REQUEST, "invalid_request".to_owned())
+    );
+    let resp = app
+        .client
+        .post(app.url("/api/v1/uploads"))
+        .header("Content-Type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(resp.json::<Value>().await.expect("JSON")["code"].is_string());
+}
+
+#[tokio::test]
+async fn unknown_and_invalid_ids_are_json_errors() {
+    let app = TestApp::spawn().await;
+    let unknown = uuid::Uuid::now_v7();
+    for path in [
+        format!("/api/v1/uploads/{unknown}"),
+        "/api/v1/images/nobody/latest".to_owned(),
+    ] {
+        assert_eq!(
+            error_code(app.get(&path).await).await,
+            (StatusCode::NOT_FOUND, "not_found".to_owned()),
+            "{path}"
+        );
+    }
+    let (status, code) = error_code(app.confirm(&unknown.to_string()).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let (status, code) = error_code(app.get("/api/v1/uploads/not-a-uuid").await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_upload_id")
+    );
+    let (status, code) = error_code(app.get("/api/v1/images/bad.id").await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_image_id")
+    );
+    let (status, code) = error_code(app.get("/api/v1/images/someone?limit=0").await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    let (status, code) = error_code(app.get("/api/v1/images/someone?limit=1001").await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    let (status, code) = error_code(app.get("/api/v1/images/someone?cursor=zzz").await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_cursor")
+    );
+    let (status, code) = error_code(app.get("/no/such/route").await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+}
+
+#[tokio::test]
+async fn the_page_is_served_for_valid_ids_only() {
+    let app = TestApp::spawn().await;
+    let resp = app.get("/user123").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/html")
+    );
+    assert!(resp.text().await.expect("html").contains("<form"));
+    let js = app.get("/static/app.js").await;
+    assert_eq!(js.status(), StatusCode::OK);
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .contains("javascript")
+    );
+
+    let resp = app.get("/bad.id!").await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["success"], false);
+    for reserved in ["api", "upload", "static", "metrics"] {
+        assert_eq!(
+            app.get(&format!("/{reserved}")).await.status(),
+            StatusCode::NOT_FOUND,
+            "{reserved}"
+        );
+    }
+    assert_eq!(app.get("/health").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/docs").await.status(), StatusCode::OK);
+}
