@@ -17,6 +17,8 @@ pub enum InputError {
     ExtensionMismatch,
     #[error("filename is required")]
     MissingFilename,
+    #[error("filename is longer than 255 characters")]
+    FilenameTooLong,
     #[error("checksum_sha256 must be the base64 of a 32-byte SHA-256 digest")]
     InvalidChecksum,
     #[error("{0}")]
@@ -142,7 +144,8 @@ impl ImageFormat {
 }
 
 /// The client's file name, cleaned for display and records: the last path component, no
-/// control characters, at most 255 characters. It never becomes part of an object key.
+/// control characters, at most 255 characters (what file systems allow; longer names are
+/// refused, not cut). It never becomes part of an object key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginalFilename(String);
 
@@ -160,7 +163,10 @@ impl OriginalFilename {
         if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
             return Err(InputError::MissingFilename);
         }
-        Ok(Self(keep_extension_within(&cleaned, MAX_FILENAME_CHARS)))
+        if cleaned.chars().count() > MAX_FILENAME_CHARS {
+            return Err(InputError::FilenameTooLong);
+        }
+        Ok(Self(cleaned))
     }
 
     pub fn as_str(&self) -> &str {
@@ -178,22 +184,6 @@ impl OriginalFilename {
         self.extension()
             .ok_or(InputError::UnsupportedType)
             .and_then(ImageFormat::from_extension)
-    }
-}
-
-/// Shortens a name to `max` characters, keeping a short extension so the name still says
-/// what it is.
-fn keep_extension_within(name: &str, max: usize) -> String {
-    if name.chars().count() <= max {
-        return name.to_owned();
-    }
-    match name.rsplit_once('.') {
-        Some((stem, ext)) if ext.chars().count() <= 10 => {
-            let keep = max - ext.chars().count() - 1;
-            let stem: String = stem.chars().take(keep).collect();
-            format!("{stem}.{ext}")
-        }
-        _ => name.chars().take(max).collect(),
     }
 }
 
@@ -309,9 +299,17 @@ mod tests {
         let name = OriginalFilename::clean("C:\\photos\\..\\cat\u{0}.PNG").expect("clean");
         assert_eq!(name.as_str(), "cat.PNG");
         assert_eq!(name.format(), Ok(ImageFormat::Png));
-        let long = OriginalFilename::clean(&format!("{}.jpeg", "x".repeat(10_000))).expect("long");
-        assert_eq!(long.as_str().chars().count(), MAX_FILENAME_CHARS);
-        assert!(long.as_str().ends_with(".jpeg"));
+        let longest = format!("{}.jpeg", "é".repeat(MAX_FILENAME_CHARS - 5));
+        assert_eq!(
+            OriginalFilename::clean(&longest)
+                .expect("255 chars")
+                .as_str(),
+            longest
+        );
+        assert_eq!(
+            OriginalFilename::clean(&format!("{}.jpeg", "x".repeat(10_000))),
+            Err(InputError::FilenameTooLong)
+        );
         assert!(OriginalFilename::clean("../").is_err());
         assert_eq!(
             OriginalFilename::clean("noext").expect("clean").format(),

@@ -160,7 +160,7 @@ impl From<InputError> for ApiError {
                 )));
             }
             InputError::ExtensionMismatch => "extension_mismatch",
-            InputError::MissingFilename => "invalid_filename",
+            InputError::MissingFilename | InputError::FilenameTooLong => "invalid_filename",
             InputError::InvalidChecksum => "invalid_checksum",
             InputError::InvalidMetadata(_) => "invalid_metadata",
         };
@@ -222,6 +222,9 @@ impl From<UploadError> for ApiError {
             UploadError::EmptyFile => ApiError::BadRequest(body("invalid_size")),
             UploadError::TooLarge { .. } => ApiError::TooLarge(body("too_large")),
             UploadError::InvalidCursor => ApiError::BadRequest(body("invalid_cursor")),
+            UploadError::BodyRead(_) => {
+                ApiError::bad_request("invalid_request", "the request body could not be read")
+            }
             UploadError::NotFound | UploadError::NoImage => ApiError::NotFound(body("not_found")),
             UploadError::NotUploaded => ApiError::Conflict(body("not_uploaded")),
             UploadError::Gone(state) => ApiError::Gone(body(state)),

@@ -2,6 +2,7 @@
 
 mod error;
 mod images;
+mod legacy;
 mod pages;
 mod system;
 mod uploads;
@@ -28,6 +29,7 @@ pub enum ApiTags {
 pub type Apis = (
     uploads::UploadsApi,
     images::ImagesApi,
+    legacy::LegacyApi,
     system::SystemApi,
     pages::PagesApi,
 );
@@ -36,6 +38,7 @@ pub fn service(uploads: UploadService) -> OpenApiService<Apis, ()> {
     let apis = (
         uploads::UploadsApi::new(uploads.clone()),
         images::ImagesApi::new(uploads.clone()),
+        legacy::LegacyApi::new(uploads.clone()),
         system::SystemApi::new(uploads),
         pages::PagesApi,
     );

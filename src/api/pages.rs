@@ -2,9 +2,10 @@
 
 use poem_openapi::param::Path;
 use poem_openapi::payload::{Html, Json};
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
+use super::legacy::LegacyError;
 use crate::domain::ImageId;
 use crate::frontend;
 
@@ -20,23 +21,6 @@ pub const RESERVED_NAMES: [&str; 7] = [
 ];
 
 pub struct PagesApi;
-
-/// The seed's error shape.
-#[derive(Debug, Clone, Object)]
-pub struct LegacyError {
-    /// Always false.
-    pub success: bool,
-    pub error: String,
-}
-
-impl LegacyError {
-    pub fn new(error: impl Into<String>) -> Json<Self> {
-        Json(Self {
-            success: false,
-            error: error.into(),
-        })
-    }
-}
 
 #[derive(ApiResponse)]
 enum PageResponse {

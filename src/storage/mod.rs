@@ -15,7 +15,7 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
-use aws_sdk_s3::types::ChecksumMode;
+use aws_sdk_s3::types::{ChecksumMode, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
@@ -286,6 +286,113 @@ impl Storage {
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Stores a whole object whose bytes are in memory.
+    pub async fn put(
+        &self,
+        key: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<Option<String>, StorageError> {
+        let out = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .content_length(to_i64(body.len() as u64))
+            .body(body.into())
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.e_tag().map(str::to_owned))
+    }
+
+    /// Starts an S3 multipart upload; returns its upload id.
+    pub async fn create_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<String, StorageError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(classify)?;
+        out.upload_id().map(str::to_owned).ok_or_else(|| {
+            StorageError::Refused("CreateMultipartUpload returned no upload id".to_owned())
+        })
+    }
+
+    /// Uploads one part from memory; returns its ETag.
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        body: Bytes,
+    ) -> Result<String, StorageError> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .content_length(to_i64(body.len() as u64))
+            .body(body.into())
+            .send()
+            .await
+            .map_err(classify)?;
+        out.e_tag()
+            .map(str::to_owned)
+            .ok_or_else(|| StorageError::Refused("UploadPart returned no ETag".to_owned()))
+    }
+
+    /// Completes a multipart upload from the given (part number, ETag) pairs.
+    pub async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> Result<Option<String>, StorageError> {
+        let parts = parts
+            .iter()
+            .map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build())
+            .collect();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.e_tag().map(str::to_owned))
+    }
+
+    /// Aborts a multipart upload; its parts are discarded.
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StorageError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
             .send()
             .await
             .map_err(classify)?;

@@ -221,3 +221,60 @@ pub async fn error_code(resp: Response) -> (StatusCode, String) {
     );
     (status, code)
 }
+
+/// Files the embedded store holds: objects under the bucket, and multipart parts and
+/// temporary files in its root. Empty means nothing was left behind.
+pub fn files_in_store(app: &TestApp) -> Vec<String> {
+    let root = app.dir.path().join("s3");
+    let mut found = Vec::new();
+    let mut dirs = vec![root.join("upload-broker")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".upload_id-") || name.starts_with(".tmp.") {
+            found.push(name);
+        }
+    }
+    found
+}
+
+/// A `multipart/form-data` body: (field name, file name, bytes) per part.
+pub fn form_body(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----upload-broker-test-boundary";
+    let mut body = Vec::new();
+    for (name, filename, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match filename {
+            Some(filename) => body.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            None => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            ),
+        }
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A PNG of exactly `size` bytes: the fixture with padding after its end chunk.
+pub fn png_of_size(size: usize) -> Vec<u8> {
+    let mut bytes = PNG.to_vec();
+    bytes.resize(size, 0);
+    bytes
+}

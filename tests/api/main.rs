@@ -2,5 +2,6 @@
 
 mod flow;
 mod helpers;
+mod legacy;
 mod openapi;
 mod validation;

@@ -1,5 +1,10 @@
 //! The upload lifecycle, in one place that both the v1 and the legacy handlers call:
-//! issue a signed URL, confirm (verify the object, then record it), look up, delete.
+//! issue a signed URL, confirm (verify the object, then record it), look up, delete, and
+//! the server-side streamed upload of the legacy API.
+
+mod streamed;
+
+pub use streamed::{STREAM_BUFFER_BUDGET, STREAM_PART_SIZE, StoredObject};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,6 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -82,6 +88,8 @@ pub enum UploadError {
     NotFound,
     #[error("no image found")]
     NoImage,
+    #[error("the request body could not be read: {0}")]
+    BodyRead(String),
     #[error("the object has not been uploaded yet")]
     NotUploaded,
     #[error("the upload is {0}")]
@@ -131,14 +139,18 @@ pub struct UploadService {
     db: Db,
     storage: Storage,
     config: Arc<Config>,
+    /// Part buffers of streamed uploads, in KiB.
+    stream_budget: Arc<Semaphore>,
 }
 
 impl UploadService {
     pub fn new(db: Db, storage: Storage, config: Arc<Config>) -> Self {
+        let budget_kib = usize::try_from(STREAM_BUFFER_BUDGET / 1024).unwrap_or(usize::MAX);
         Self {
             db,
             storage,
             config,
+            stream_budget: Arc::new(Semaphore::new(budget_kib)),
         }
     }
 

@@ -1,0 +1,400 @@
+//! The seed's API: streamed multipart uploads and the legacy lookups.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const MIB: usize = 1024 * 1024;
+
+impl TestApp {
+    /// `POST /upload/{image_id}` with one `file` field.
+    pub async fn legacy_upload(
+        &self,
+        image_id: &str,
+        filename: &str,
+        bytes: &[u8],
+    ) -> reqwest::Response {
+        let (content_type, body) = form_body(&[("file", Some(filename), bytes)]);
+        self.post_form(image_id, &content_type, body).await
+    }
+
+    pub async fn post_form(
+        &self,
+        image_id: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/upload/{image_id}")))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST /upload")
+    }
+}
+
+fn assert_seed_timestamp(value: &Value) {
+    let ts = value.as_str().expect("uploaded_at");
+    assert_eq!(ts.len(), 26, "{ts}");
+    assert!(
+        time::PrimitiveDateTime::parse(
+            ts,
+            time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]"
+            )
+        )
+        .is_ok(),
+        "{ts}"
+    );
+}
+
+fn keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value.as_object().expect("object").keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn legacy_upload_and_lookups_keep_the_seed_shapes() {
+    let app = TestApp::spawn().await;
+    let resp = app.legacy_upload("user123", "photo.JPG", JPEG).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.expect("JSON");
+    assert_eq!(
+        keys(&body),
+        ["image_id", "message", "s3_url", "success", "uploaded_at"]
+    );
+    assert_eq!(body["success"], true);
+    assert_eq!(body["message"], "Image uploaded successfully");
+    assert_eq!(body["image_id"], "user123");
+    assert_seed_timestamp(&body["uploaded_at"]);
+    let served = reqwest::get(body["s3_url"].as_str().expect("s3_url"))
+        .await
+        .expect("GET");
+    assert_eq!(served.bytes().await.expect("bytes").as_ref(), JPEG);
+
+    let latest: Value = app
+        .get("/api/url/user123")
+        .await
+        .json()
+        .await
+        .expect("latest");
+    assert_eq!(
+        keys(&latest),
+        [
+            "content_type",
+            "file_size",
+            "image_id",
+            "original_filename",
+            "s3_url",
+            "success",
+            "uploaded_at"
+        ]
+    );
+    assert_eq!(latest["original_filename"], "photo.JPG");
+    assert_eq!(latest["content_type"], "image/jpeg");
+    assert_eq!(latest["file_size"], JPEG.len());
+    assert_seed_timestamp(&latest["uploaded_at"]);
+
+    // A v1 upload shows up in the legacy lookups, and the legacy one in v1.
+    app.upload("user123", "cat.png", "image/png", PNG).await;
+    let list: Value = app
+        .get("/api/images/user123")
+        .await
+        .json()
+        .await
+        .expect("list");
+    assert_eq!(keys(&list), ["count", "image_id", "images", "success"]);
+    assert_eq!(list["count"], 2);
+    let images = list["images"].as_array().expect("images");
+    assert_eq!(
+        keys(&images[0]),
+        [
+            "content_type",
+            "file_size",
+            "original_filename",
+            "s3_url",
+            "uploaded_at"
+        ]
+    );
+    assert_eq!(images[0]["original_filename"], "cat.png", "newest first");
+    assert_eq!(images[1]["original_filename"], "photo.JPG");
+    let latest: Value = app
+        .get("/api/url/user123")
+        .await
+        .json()
+        .await
+        .expect("latest");
+    assert_eq!(latest["original_filename"], "cat.png");
+    let v1: Value = app
+        .get("/api/v1/images/user123")
+        .await
+        .json()
+        .await
+        .expect("v1 list");
+    let v1_images = v1["images"].as_array().expect("images");
+    assert_eq!(v1_images.len(), 2);
+    assert_eq!(v1_images[1]["original_filename"], "photo.JPG");
+    assert_eq!(v1_images[1]["width"], 64);
+    assert_eq!(v1_images[1]["checksum_sha256"], sha256_b64(JPEG).as_str());
+
+    let rows = app
+        .sql("SELECT id, COUNT(*) as count FROM images GROUP BY id;")
+        .await;
+    assert_eq!(rows[0].try_get::<i64>("", "count").expect("count"), 2);
+    assert_eq!(app.sql("SELECT * FROM images;").await.len(), 2);
+}
+
+#[tokio::test]
+async fn legacy_lookups_answer_404_and_400_in_the_seed_shape() {
+    let app = TestApp::spawn().await;
+    let resp = app.get("/api/url/nobody").await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let body: Value = resp.json().await.expect("JSON");
+    assert_eq!(keys(&body), ["error", "success"]);
+    assert_eq!(body["success"], false);
+
+    let list: Value = app
+        .get("/api/images/nobody")
+        .await
+        .json()
+        .await
+        .expect("list");
+    assert_eq!(list["count"], 0);
+    assert_eq!(list["images"], serde_json::json!([]));
+
+    for path in [
+        "/api/url/bad.id",
+        "/api/images/bad.id",
+        &format!("/api/url/{}", "a".repeat(101)),
+    ] {
+        let resp = app.get(path).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path}");
+        let body: Value = resp.json().await.expect("JSON");
+        assert_eq!(body["success"], false, "{path}");
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+}
+
+#[tokio::test]
+async fn a_file_of_exactly_max_file_size_is_stored_in_parts() {
+    let app = TestApp::spawn().await;
+    let exact = png_of_size(10 * MIB);
+    let resp = app.legacy_upload("big", "big.png", &exact).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let latest: Value = app
+        .get("/api/v1/images/big/latest")
+        .await
+        .json()
+        .await
+        .expect("latest");
+    assert_eq!(latest["file_size"], exact.len());
+    let stored = app
+        .object(latest["key"].as_str().expect("key"))
+        .await
+        .expect("object");
+    assert!(stored == exact, "bytes in the bucket are the upload");
+    assert_eq!(latest["checksum_sha256"], sha256_b64(&exact).as_str());
+}
+
+/// Each bad upload: the JSON error, and nothing in the bucket or the database.
+#[tokio::test]
+async fn bad_legacy_uploads_leave_nothing_behind() {
+    let app = TestApp::spawn().await;
+    let php = b"\x89PNG<?php system($_GET['c']); ?>".to_vec();
+    let text = b"just some text, not an image".to_vec();
+    let too_big = png_of_size(10 * MIB + 1);
+    let long_name = format!("{}.png", "x".repeat(10_000));
+    let long_id = "a".repeat(101);
+    let one_file = |name: &str, bytes: &[u8]| form_body(&[("file", Some(name), bytes)]);
+    type Case<'a> = (&'a str, &'a str, (String, Vec<u8>), StatusCode);
+    let cases: Vec<Case> = vec![
+        (
+            "no file field",
+            "ok",
+            form_body(&[("other", None, b"x")]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "empty file",
+            "ok",
+            one_file("a.png", b""),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "empty file name",
+            "ok",
+            one_file("", PNG),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "one byte too many",
+            "ok",
+            one_file("a.png", &too_big),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "two file parts",
+            "ok",
+            form_body(&[("file", Some("a.png"), PNG), ("file", Some("b.png"), PNG)]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "svg",
+            "ok",
+            one_file("a.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "text named png",
+            "ok",
+            one_file("a.png", &text),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "jpeg named png",
+            "ok",
+            one_file("a.png", JPEG),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "php in a.php.png",
+            "ok",
+            one_file("a.php.png", &php),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "id with ../",
+            "..%2F..%2Fetc",
+            one_file("a.png", PNG),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "id of 101 characters",
+            &long_id,
+            one_file("a.png", PNG),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "file name of 10,000 characters",
+            "ok",
+            one_file(&long_name, PNG),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (what, image_id, (content_type, body), status) in cases {
+        let resp = app.post_form(image_id, &content_type, body).await;
+        assert_eq!(resp.status(), status, "{what}");
+        let body: Value = resp
+            .json()
+            .await
+            .unwrap_or_else(|_| panic!("{what}: JSON body"));
+        assert_eq!(body["success"], false, "{what}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}: {body}"
+        );
+        assert_eq!(app.count_rows().await, 0, "{what}: no row");
+        assert_eq!(
+            files_in_store(&app),
+            Vec::<String>::new(),
+            "{what}: nothing in the bucket"
+        );
+    }
+    // Not multipart at all.
+    let resp = app
+        .client
+        .post(app.url("/upload/ok"))
+        .header("Content-Type", "image/png")
+        .body(PNG.to_vec())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.json::<Value>().await.expect("JSON")["success"], false);
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_stopped_by_counting() {
+    let app = TestApp::spawn_with(&[("MAX_FILE_SIZE", "6000000")]).await;
+    let (content_type, body) = form_body(&[("file", Some("big.png"), &png_of_size(8 * MIB))]);
+    // A stream body: no Content-Length, chunked transfer encoding.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let resp = app
+        .client
+        .post(app.url("/upload/chunky"))
+        .header("Content-Type", content_type)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(resp.json::<Value>().await.expect("JSON")["success"], false);
+    assert_eq!(app.count_rows().await, 0);
+    assert_eq!(files_in_store(&app), Vec::<String>::new());
+
+    // Under the limit, chunked works.
+    let (content_type, body) = form_body(&[("file", Some("ok.png"), &png_of_size(5 * MIB + 7))]);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let resp = app
+        .client
+        .post(app.url("/upload/chunky"))
+        .header("Content-Type", content_type)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_truncated_multipart_body_stores_nothing() {
+    let app = TestApp::spawn().await;
+    let (content_type, body) = form_body(&[("file", Some("a.png"), &png_of_size(6 * MIB))]);
+    let truncated = body[..body.len() - 1024].to_vec();
+    let resp = app.post_form("cut", &content_type, truncated).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.json::<Value>().await.expect("JSON")["success"], false);
+    assert_eq!(app.count_rows().await, 0);
+    assert_eq!(files_in_store(&app), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn health_is_unhealthy_when_the_bucket_cannot_be_reached() {
+    // A bucket behind a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let app = TestApp::spawn_with(&[
+        ("AWS_BUCKET_NAME", "unreachable"),
+        ("AWS_ENDPOINT_URL", &endpoint),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ])
+    .await;
+    let started = std::time::Instant::now();
+    let resp = app.get("/health").await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "bounded time"
+    );
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.expect("JSON");
+    assert_eq!(body["status"], "unhealthy");
+
+    let resp = app.legacy_upload("down", "a.png", PNG).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(resp.json::<Value>().await.expect("JSON")["success"], false);
+    assert_eq!(app.count_rows().await, 0);
+}
