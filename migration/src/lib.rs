@@ -3,6 +3,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_create_uploads;
+mod seed_import;
 
 pub struct Migrator;
 

@@ -96,10 +96,25 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // A database file of the Flask service has an `images` table: keep its rows as
+        // completed uploads, and its table beside them under another name.
+        let seed_table = manager.has_table("images").await?;
+        if seed_table {
+            manager
+                .rename_table(
+                    Table::rename()
+                        .table(Alias::new("images"), Alias::new("images_seed"))
+                        .to_owned(),
+                )
+                .await?;
+        }
         manager
             .get_connection()
             .execute_unprepared(CREATE_IMAGES_VIEW)
             .await?;
+        if seed_table {
+            crate::seed_import::import(manager.get_connection()).await?;
+        }
         Ok(())
     }
 

@@ -398,3 +398,56 @@ async fn health_is_unhealthy_when_the_bucket_cannot_be_reached() {
     assert_eq!(resp.json::<Value>().await.expect("JSON")["success"], false);
     assert_eq!(app.count_rows().await, 0);
 }
+
+#[tokio::test]
+async fn a_database_of_the_flask_service_is_taken_over() {
+    use sea_orm::{ConnectionTrait, Database};
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+    let path = dir.path().join("images.db");
+    let seed = Database::connect(format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .expect("seed db");
+    // The seed's schema and two of its rows, as its README documents them.
+    seed.execute_unprepared(
+        "CREATE TABLE images (id TEXT, s3_url TEXT, s3_key TEXT, original_filename TEXT, \
+         file_size INTEGER, content_type TEXT, uploaded_at TIMESTAMP, metadata TEXT); \
+         INSERT INTO images VALUES ('user123', 'https://bucket.s3.us-east-1.amazonaws.com/uploads/user123/abc.jpg', \
+         'uploads/user123/abc.jpg', 'photo.jpg', 524288, 'image/jpeg', '2025-10-26 10:30:00.000000', '{}'); \
+         INSERT INTO images VALUES ('user123', 'https://bucket.s3.us-east-1.amazonaws.com/uploads/user123/def.png', \
+         'uploads/user123/def.png', 'later.png', 1000, 'image/png', '2025-10-27 08:00:00.250000', NULL);",
+    )
+    .await
+    .expect("seed rows");
+    seed.close().await.expect("close");
+
+    let db_path = path.display().to_string();
+    let app = TestApp::spawn_in(dir, &[("DATABASE_PATH", &db_path)]).await;
+    let list: Value = app
+        .get("/api/images/user123")
+        .await
+        .json()
+        .await
+        .expect("list");
+    assert_eq!(list["count"], 2);
+    assert_eq!(list["images"][0]["original_filename"], "later.png");
+    assert_eq!(
+        list["images"][0]["uploaded_at"],
+        "2025-10-27T08:00:00.250000"
+    );
+    assert_eq!(
+        list["images"][1]["uploaded_at"],
+        "2025-10-26T10:30:00.000000"
+    );
+    assert_eq!(app.sql("SELECT * FROM images;").await.len(), 2);
+    assert_eq!(
+        app.sql("SELECT * FROM images_seed;").await.len(),
+        2,
+        "the old table is kept"
+    );
+    // New uploads join the imported ones.
+    app.legacy_upload("user123", "new.png", PNG).await;
+    let counts = app
+        .sql("SELECT id, COUNT(*) as count FROM images GROUP BY id;")
+        .await;
+    assert_eq!(counts[0].try_get::<i64>("", "count").expect("count"), 3);
+}
