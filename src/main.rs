@@ -3,8 +3,21 @@ use std::process::ExitCode;
 use upload_broker::config::Config;
 use upload_broker::{Application, shutdown, telemetry};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    tune_allocator();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(serve()),
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -39,3 +52,18 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+/// Streamed uploads allocate and free megabyte-sized part buffers. glibc raises its mmap
+/// threshold after the first such buffer is freed and then keeps the next ones in heap
+/// memory it rarely returns; a fixed threshold keeps them mapped and returned on free.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only changes allocator parameters; it runs first in main, before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}

@@ -38,11 +38,24 @@ pub async fn log_request<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
         Err(err) => err.into_response(),
     };
     let status = response.status().as_u16();
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let ms = started.elapsed().as_micros() as f64 / 1000.0;
+    let (upload_id, image_id) = ids_in_path(&path);
     if status >= 500 {
-        tracing::warn!(target: "http", %method, path, status, ms, "request");
+        tracing::warn!(target: "http", %method, path, status, ms, upload_id, image_id, "request");
     } else {
-        tracing::info!(target: "http", %method, path, status, ms, "request");
+        tracing::info!(target: "http", %method, path, status, ms, upload_id, image_id, "request");
     }
     Ok(response)
+}
+
+/// The upload_id or image_id a path names, for the request's log line.
+fn ids_in_path(path: &str) -> (Option<&str>, Option<&str>) {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["api", "v1", "uploads", id, ..] => (Some(id), None),
+        ["api", "v1", "images", id, ..] | ["api", "url" | "images", id] | ["upload", id] => {
+            (None, Some(id))
+        }
+        _ => (None, None),
+    }
 }

@@ -292,7 +292,9 @@ impl Storage {
         Ok(())
     }
 
-    /// Stores a whole object whose bytes are in memory.
+    /// Stores a whole object whose bytes are in memory. The payload is not signed (TLS
+    /// protects it, and the caller hashes it): signing makes the SDK hash every byte, and
+    /// a store that checks it buffers the whole body to do so.
     pub async fn put(
         &self,
         key: &str,
@@ -307,6 +309,8 @@ impl Storage {
             .content_type(content_type)
             .content_length(to_i64(body.len() as u64))
             .body(body.into())
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(classify)?;
@@ -350,6 +354,8 @@ impl Storage {
             .part_number(part_number)
             .content_length(to_i64(body.len() as u64))
             .body(body.into())
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(classify)?;

@@ -22,6 +22,8 @@ pub const STREAM_PART_SIZE: u64 = MIN_PART_SIZE;
 pub const STREAM_BUFFER_BUDGET: u64 = 24 * 1024 * 1024;
 /// Budget accounting unit.
 const KIB: u64 = 1024;
+/// How much a buffer grows by when the body is longer than announced (chunked bodies).
+const READ_CHUNK: usize = 64 * 1024;
 /// After the limit is hit, how much more of the body is read (and dropped) so the client
 /// is reading when the 413 arrives, and for how long.
 const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
@@ -58,19 +60,19 @@ enum Fill {
 }
 
 impl<R: AsyncRead + Unpin> CountedBody<R> {
-    /// Reads until `buf` holds `want` bytes or the body ends.
+    /// Reads until `buf` holds `want` bytes or the body ends. Reads go straight into the
+    /// buffer's spare room, so a buffer sized to the body is never reallocated.
     async fn fill(&mut self, buf: &mut BytesMut, want: usize) -> Result<Fill, UploadError> {
         while buf.len() < want {
-            // Never read more than the limit allows plus one byte, to see the overflow.
-            let room = (want - buf.len()).min(64 * 1024);
+            if buf.len() == buf.capacity() {
+                buf.reserve((want - buf.len()).min(READ_CHUNK));
+            }
             let start = buf.len();
-            buf.resize(start + room, 0);
-            let n = self
-                .reader
-                .read(&mut buf[start..])
+            let n = (&mut self.reader)
+                .take((want - start) as u64)
+                .read_buf(buf)
                 .await
                 .map_err(|e| UploadError::BodyRead(e.to_string()))?;
-            buf.truncate(start + n);
             if n == 0 {
                 return Ok(Fill::End);
             }
