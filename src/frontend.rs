@@ -1,8 +1,8 @@
 //! The upload page, embedded in the binary so the release build needs no files beside it.
 
-use poem::http::StatusCode;
+use poem::http::{Method, StatusCode};
 use poem::web::Path;
-use poem::{IntoResponse, Response, handler};
+use poem::{Endpoint, IntoResponse, Request, Response, handler};
 
 pub const INDEX_HTML: &str = include_str!("../frontend/index.html");
 const APP_JS: &str = include_str!("../frontend/app.js");
@@ -22,8 +22,11 @@ pub fn asset(Path(name): Path<String>) -> Response {
         .body(body)
 }
 
-/// `GET /`: the page needs an image_id, so the root shows the API documentation.
-#[handler]
-pub fn index() -> poem::web::Redirect {
-    poem::web::Redirect::see_other("/docs")
+/// `GET /`: the page needs an image_id, so the root shows the API documentation. (A route
+/// at `/` would be shadowed by the API nested at `/`.)
+pub async fn root_redirect<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    if req.uri().path() == "/" && req.method() == Method::GET {
+        return Ok(poem::web::Redirect::see_other("/docs").into_response());
+    }
+    next.call(req).await.map(IntoResponse::into_response)
 }

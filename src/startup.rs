@@ -93,11 +93,11 @@ pub fn routes(uploads: UploadService) -> impl poem::Endpoint + 'static {
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     Route::new()
-        .at("/", frontend::index)
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .at("/static/:name", frontend::asset)
         .nest("/", api)
+        .around(frontend::root_redirect)
         .around(api::json_errors)
         .around(telemetry::log_request)
 }

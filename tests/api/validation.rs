@@ -224,4 +224,8 @@ async fn the_page_is_served_for_valid_ids_only() {
     }
     assert_eq!(app.get("/health").await.status(), StatusCode::OK);
     assert_eq!(app.get("/docs").await.status(), StatusCode::OK);
+    // The root leads to the API documentation.
+    let root = app.get("/").await;
+    assert_eq!(root.status(), StatusCode::OK);
+    assert_eq!(root.url().path(), "/docs");
 }
