@@ -72,6 +72,8 @@ pub struct Config {
     pub part_size: u64,
     pub max_parts: u32,
     pub presign_expires: Duration,
+    /// How long a multipart upload may stay unfinished.
+    pub multipart_expires: Duration,
     pub max_image_dimension: u32,
     pub max_image_pixels: u64,
     pub s3_connect_timeout: Duration,
@@ -291,6 +293,7 @@ impl Config {
             part_size,
             max_parts,
             presign_expires,
+            multipart_expires: vars.seconds("MULTIPART_EXPIRES", 86_400, (60, 30 * 86_400))?,
             max_image_dimension: vars.number("MAX_IMAGE_DIMENSION", 30_000u32, (1, 1 << 20))?,
             max_image_pixels: vars.number("MAX_IMAGE_PIXELS", 200_000_000u64, (1, 1 << 40))?,
             s3_connect_timeout: vars.seconds("S3_CONNECT_TIMEOUT", 3, (1, 300))?,

@@ -249,6 +249,7 @@ pub fn new_pending(fields: NewUpload) -> ActiveModel {
         multipart_upload_id: Set(fields.multipart_upload_id),
         part_size: Set(fields.part_size),
         part_count: Set(fields.part_count),
+        checksum_algorithm: Set(fields.checksum_algorithm),
         failure_code: Set(None),
         created_at: Set(now),
         expires_at: Set(fields.expires_at),
@@ -271,6 +272,7 @@ pub struct NewUpload {
     pub multipart_upload_id: Option<String>,
     pub part_size: Option<i64>,
     pub part_count: Option<i32>,
+    pub checksum_algorithm: Option<String>,
     pub expires_at: OffsetDateTime,
 }
 

@@ -30,6 +30,8 @@ pub struct Model {
     pub multipart_upload_id: Option<String>,
     pub part_size: Option<i64>,
     pub part_count: Option<i32>,
+    /// `SHA256` when every part of a multipart upload must carry its checksum.
+    pub checksum_algorithm: Option<String>,
     pub failure_code: Option<String>,
     pub created_at: TimeDateTimeWithTimeZone,
     pub expires_at: TimeDateTimeWithTimeZone,

@@ -24,6 +24,9 @@ pub struct ErrorBody {
     pub code: String,
     /// For people; never contains internals.
     pub message: String,
+    /// For `incomplete_upload`: the part numbers still missing (or of the wrong size).
+    #[oai(skip_serializing_if_is_none)]
+    pub missing_parts: Option<Vec<i32>>,
 }
 
 impl Example for ErrorBody {
@@ -40,6 +43,7 @@ impl ErrorBody {
         Self {
             code: code.to_owned(),
             message: message.into(),
+            missing_parts: None,
         }
     }
 }
@@ -181,6 +185,13 @@ impl From<StorageError> for ApiError {
                     RETRY_AFTER_SECS,
                 )
             }
+            StorageError::NoSuchUpload => {
+                tracing::warn!("the store no longer has a multipart upload we recorded");
+                ApiError::Conflict(Json(ErrorBody::new(
+                    "not_uploaded",
+                    "the multipart upload no longer exists in storage",
+                )))
+            }
             StorageError::Refused(detail) | StorageError::Signing(detail) => {
                 tracing::error!(error = %detail, "object storage refused a request");
                 ApiError::BadGateway(Json(ErrorBody::new(
@@ -228,6 +239,14 @@ impl From<UploadError> for ApiError {
             UploadError::NotFound | UploadError::NoImage => ApiError::NotFound(body("not_found")),
             UploadError::NotUploaded => ApiError::Conflict(body("not_uploaded")),
             UploadError::Gone(state) => ApiError::Gone(body(state)),
+            UploadError::AlreadyCompleted => ApiError::Conflict(body("already_completed")),
+            UploadError::NotMultipart => ApiError::Conflict(body("not_multipart")),
+            UploadError::InvalidParts(_) => ApiError::BadRequest(body("invalid_parts")),
+            UploadError::IncompleteUpload(missing) => {
+                let mut body = ErrorBody::new("incomplete_upload", message);
+                body.missing_parts = Some(missing);
+                ApiError::Conflict(Json(body))
+            }
             UploadError::Rejected(rejection) => ApiError::Rejected(body(rejection.code())),
             UploadError::Storage(err) => err.into(),
             UploadError::Db(err) => err.into(),

@@ -71,8 +71,12 @@ pub struct CreateUploadRequest {
     pub content_type: String,
     /// Exact size in bytes; the signed URL accepts no other length.
     pub size: i64,
-    /// Base64 of the raw SHA-256 digest; when given, storage refuses other bytes.
+    /// Base64 of the raw SHA-256 digest of the whole file. For a single PUT, storage
+    /// refuses other bytes; for a multipart upload, confirm checks it.
     pub checksum_sha256: Option<String>,
+    /// `SHA256`: for a multipart upload, every part URL is signed for the part's SHA-256,
+    /// given in `checksums_sha256` when signing parts.
+    pub checksum_algorithm: Option<String>,
     /// A flat string map kept with the record (at most 32 keys, 2 KiB).
     pub metadata: Option<BTreeMap<String, String>>,
 }
@@ -85,6 +89,7 @@ impl Example for CreateUploadRequest {
             content_type: "image/png".to_owned(),
             size: 68,
             checksum_sha256: None,
+            checksum_algorithm: None,
             metadata: None,
         }
     }
@@ -114,6 +119,54 @@ pub struct IssuedUploadBody {
     /// For `MULTIPART`: the number of parts.
     #[oai(skip_serializing_if_is_none)]
     pub part_count: Option<i32>,
+    /// For `MULTIPART`: `SHA256` when each part must be signed with its checksum.
+    #[oai(skip_serializing_if_is_none)]
+    pub checksum_algorithm: Option<String>,
+}
+
+/// Parts to sign.
+#[derive(Debug, Clone, Object)]
+pub struct SignPartsRequest {
+    /// 1 to 100 part numbers of the plan (1 to `part_count`).
+    pub part_numbers: Vec<i64>,
+    /// Base64 SHA-256 of each part, keyed by part number; required for every part when
+    /// the upload declared `checksum_algorithm: "SHA256"`.
+    pub checksums_sha256: Option<BTreeMap<String, String>>,
+}
+
+/// A presigned UploadPart request.
+#[derive(Debug, Clone, Object)]
+pub struct SignedPart {
+    pub part_number: i32,
+    /// The exact length the URL accepts.
+    pub size: i64,
+    pub url: String,
+    /// Headers to send verbatim with the PUT.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Presigned part URLs.
+#[derive(Debug, Clone, Object)]
+pub struct SignedPartList {
+    pub parts: Vec<SignedPart>,
+    /// When these URLs stop working (RFC 3339).
+    pub expires_at: OffsetDateTime,
+}
+
+/// A part storage holds.
+#[derive(Debug, Clone, Object)]
+pub struct UploadedPart {
+    pub part_number: i32,
+    pub etag: String,
+    pub size: i64,
+}
+
+/// The parts storage holds so far, from storage itself.
+#[derive(Debug, Clone, Object)]
+pub struct UploadedPartList {
+    pub parts: Vec<UploadedPart>,
+    pub part_size: i64,
+    pub part_count: i32,
 }
 
 impl From<IssuedUpload> for IssuedUploadBody {
@@ -125,11 +178,16 @@ impl From<IssuedUpload> for IssuedUploadBody {
             key: row.object_key,
             state: UploadState::from_db(&row.state),
             expires_at: row.expires_at,
-            method: UploadMethod::Put,
-            url: Some(issued.put.url),
-            headers: Some(issued.put.headers),
-            part_size: None,
-            part_count: None,
+            method: if row.method == "MULTIPART" {
+                UploadMethod::Multipart
+            } else {
+                UploadMethod::Put
+            },
+            url: issued.put.as_ref().map(|put| put.url.clone()),
+            headers: issued.put.map(|put| put.headers),
+            part_size: row.part_size,
+            part_count: row.part_count,
+            checksum_algorithm: row.checksum_algorithm,
         }
     }
 }
@@ -200,6 +258,18 @@ enum UploadResponse {
 }
 
 #[derive(ApiResponse)]
+enum SignPartsResponse {
+    #[oai(status = 200)]
+    Ok(Json<SignedPartList>),
+}
+
+#[derive(ApiResponse)]
+enum ListPartsResponse {
+    #[oai(status = 200)]
+    Ok(Json<UploadedPartList>),
+}
+
+#[derive(ApiResponse)]
 enum DeleteResponse {
     /// Aborted or deleted (also when it already was).
     #[oai(status = 204)]
@@ -236,6 +306,7 @@ impl UploadsApi {
                 content_type: body.content_type,
                 size: body.size,
                 checksum_sha256: body.checksum_sha256,
+                checksum_algorithm: body.checksum_algorithm,
                 metadata: body.metadata,
             })
             .await?;
@@ -255,6 +326,66 @@ impl UploadsApi {
         let id = parse_upload_id(&upload_id)?;
         let view = self.uploads.confirm(id).await?;
         Ok(UploadResponse::Ok(Json(view.into())))
+    }
+
+    /// Sign part URLs
+    ///
+    /// Presigned UploadPart URLs for up to 100 parts of a multipart upload, each accepting
+    /// exactly its part's bytes. Asking again for a part gives a fresh URL.
+    #[oai(
+        path = "/api/v1/uploads/:upload_id/parts",
+        method = "post",
+        operation_id = "sign_parts"
+    )]
+    async fn sign_parts(
+        &self,
+        upload_id: Path<String>,
+        body: Json<SignPartsRequest>,
+    ) -> Result<SignPartsResponse, ApiError> {
+        let id = parse_upload_id(&upload_id)?;
+        let checksums = body.0.checksums_sha256.unwrap_or_default();
+        let signed = self
+            .uploads
+            .sign_parts(id, &body.0.part_numbers, &checksums)
+            .await?;
+        Ok(SignPartsResponse::Ok(Json(SignedPartList {
+            parts: signed
+                .parts
+                .into_iter()
+                .map(|(part_number, size, request)| SignedPart {
+                    part_number,
+                    size: i64::try_from(size).unwrap_or(i64::MAX),
+                    url: request.url,
+                    headers: request.headers,
+                })
+                .collect(),
+            expires_at: signed.expires_at,
+        })))
+    }
+
+    /// List uploaded parts
+    ///
+    /// The parts storage holds so far (all pages of ListParts), so a client can resume.
+    #[oai(
+        path = "/api/v1/uploads/:upload_id/parts",
+        method = "get",
+        operation_id = "list_parts"
+    )]
+    async fn list_parts(&self, upload_id: Path<String>) -> Result<ListPartsResponse, ApiError> {
+        let id = parse_upload_id(&upload_id)?;
+        let (plan, parts) = self.uploads.uploaded_parts(id).await?;
+        Ok(ListPartsResponse::Ok(Json(UploadedPartList {
+            parts: parts
+                .into_iter()
+                .map(|p| UploadedPart {
+                    part_number: p.part_number,
+                    etag: p.etag,
+                    size: i64::try_from(p.size).unwrap_or(i64::MAX),
+                })
+                .collect(),
+            part_size: i64::try_from(plan.part_size).unwrap_or(i64::MAX),
+            part_count: plan.part_count,
+        })))
     }
 
     /// Get an upload

@@ -64,7 +64,10 @@ pub async fn start(
 
     let fs =
         s3s_fs::FileSystem::new(root).map_err(|e| EmbeddedStoreError::Open(format!("{e:?}")))?;
-    let mut builder = S3ServiceBuilder::new(super::strict_fs::StrictFs::new(fs));
+    let mut builder = S3ServiceBuilder::new(super::strict_fs::StrictFs::new(
+        fs,
+        root.with_extension("parts"),
+    ));
     builder.set_auth(SimpleAuth::from_single(
         access_key.clone(),
         secret_key.expose().to_owned(),

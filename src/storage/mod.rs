@@ -15,7 +15,7 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
-use aws_sdk_s3::types::{ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
@@ -32,6 +32,9 @@ pub enum StorageError {
     /// The store answered and refused.
     #[error("object storage refused the request: {0}")]
     Refused(String),
+    /// The multipart upload is gone (completed or aborted).
+    #[error("no such multipart upload")]
+    NoSuchUpload,
     #[error("cannot sign a request: {0}")]
     Signing(String),
 }
@@ -41,6 +44,15 @@ pub enum StorageError {
 pub struct SignedRequest {
     pub url: String,
     pub headers: BTreeMap<String, String>,
+}
+
+/// One part of a multipart upload, as ListParts reports it.
+#[derive(Debug, Clone)]
+pub struct StoredPart {
+    pub part_number: i32,
+    pub etag: String,
+    pub size: u64,
+    pub checksum_sha256: Option<String>,
 }
 
 /// What HeadObject says about an object.
@@ -322,6 +334,7 @@ impl Storage {
         &self,
         key: &str,
         content_type: &str,
+        part_checksums: bool,
     ) -> Result<String, StorageError> {
         let out = self
             .client
@@ -329,6 +342,7 @@ impl Storage {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .set_checksum_algorithm(part_checksums.then_some(ChecksumAlgorithm::Sha256))
             .send()
             .await
             .map_err(classify)?;
@@ -364,16 +378,83 @@ impl Storage {
             .ok_or_else(|| StorageError::Refused("UploadPart returned no ETag".to_owned()))
     }
 
-    /// Completes a multipart upload from the given (part number, ETag) pairs.
+    /// A presigned UploadPart URL that accepts exactly `size` bytes (and, when given, only
+    /// bytes with this SHA-256).
+    pub async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        size: u64,
+        checksum: Option<&Sha256Checksum>,
+    ) -> Result<SignedRequest, StorageError> {
+        let presigned = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .content_length(to_i64(size))
+            .set_checksum_sha256(checksum.map(|c| c.as_str().to_owned()))
+            .presigned(self.presigning(self.presign_expires)?)
+            .await
+            .map_err(|e| StorageError::Signing(DisplayErrorContext(&e).to_string()))?;
+        Ok(signed_request(&presigned))
+    }
+
+    /// Every part the store holds for a multipart upload (all pages of ListParts).
+    pub async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<StoredPart>, StorageError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .map_err(classify_multipart)?;
+            parts.extend(out.parts().iter().filter_map(|p| {
+                Some(StoredPart {
+                    part_number: p.part_number()?,
+                    etag: p.e_tag()?.to_owned(),
+                    size: p.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                    checksum_sha256: p.checksum_sha256().map(str::to_owned),
+                })
+            }));
+            match (out.is_truncated(), out.next_part_number_marker()) {
+                (Some(true), Some(next)) => marker = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        parts.sort_by_key(|p| p.part_number);
+        Ok(parts)
+    }
+
+    /// Completes a multipart upload from the given parts, in order.
     pub async fn complete_multipart(
         &self,
         key: &str,
         upload_id: &str,
-        parts: &[(i32, String)],
+        parts: &[StoredPart],
     ) -> Result<Option<String>, StorageError> {
         let parts = parts
             .iter()
-            .map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build())
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.part_number)
+                    .e_tag(&p.etag)
+                    .set_checksum_sha256(p.checksum_sha256.clone())
+                    .build()
+            })
             .collect();
         let out = self
             .client
@@ -388,21 +469,26 @@ impl Storage {
             )
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(classify_multipart)?;
         Ok(out.e_tag().map(str::to_owned))
     }
 
-    /// Aborts a multipart upload; its parts are discarded.
+    /// Aborts a multipart upload; its parts are discarded. Aborting one that is already
+    /// gone succeeds.
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StorageError> {
-        self.client
+        let result = self
+            .client
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
             .send()
             .await
-            .map_err(classify)?;
-        Ok(())
+            .map_err(classify_multipart);
+        match result {
+            Ok(_) | Err(StorageError::NoSuchUpload) => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// Whether the bucket answers (for `/health`).
@@ -460,6 +546,19 @@ fn canonical_header_name(name: &str) -> String {
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Like `classify`, but tells a multipart upload that no longer exists apart.
+fn classify_multipart<E>(err: SdkError<E, HttpResponse>) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::ServiceError(e) if e.err().code() == Some("NoSuchUpload") => {
+            StorageError::NoSuchUpload
+        }
+        _ => classify(err),
+    }
 }
 
 /// Timeouts, dispatch failures and 5xx mean "try later"; other answers are refusals.

@@ -1,7 +1,10 @@
-//! s3s-fs with one thing made strict: a body whose SHA-256 differs from the declared
-//! `x-amz-checksum-sha256` never reaches its key. s3s-fs writes the object first and then
-//! answers BadDigest, leaving the bad bytes in place; S3 itself stores nothing.
+//! s3s-fs with what a presigned-upload client relies on made as S3 does it:
+//! - a body whose SHA-256 differs from the declared `x-amz-checksum-sha256` never reaches
+//!   its key (s3s-fs writes the object first and then answers BadDigest);
+//! - ListParts reports each part's ETag and SHA-256 (s3s-fs lists sizes only), kept in a
+//!   small record per part beside the store.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -15,11 +18,35 @@ use sha2::{Digest, Sha256};
 
 pub struct StrictFs {
     fs: s3s_fs::FileSystem,
+    /// One file per uploaded part: `<upload id>.<part number>`, holding the ETag and the
+    /// part's SHA-256 on two lines.
+    part_records: PathBuf,
 }
 
 impl StrictFs {
-    pub fn new(fs: s3s_fs::FileSystem) -> Self {
-        Self { fs }
+    pub fn new(fs: s3s_fs::FileSystem, part_records: PathBuf) -> Self {
+        Self { fs, part_records }
+    }
+
+    fn record_path(&self, upload_id: &str, part_number: i32) -> Option<PathBuf> {
+        // Upload ids come from s3s-fs (UUIDs); anything else never names a file.
+        uuid::Uuid::parse_str(upload_id).ok()?;
+        Some(self.part_records.join(format!("{upload_id}.{part_number}")))
+    }
+
+    async fn forget_parts(&self, upload_id: &str) {
+        if uuid::Uuid::parse_str(upload_id).is_err() {
+            return;
+        }
+        let prefix = format!("{upload_id}.");
+        let Ok(mut entries) = tokio::fs::read_dir(&self.part_records).await else {
+            return;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
     }
 }
 
@@ -96,8 +123,56 @@ impl S3 for StrictFs {
         mut req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let mismatch = guard_body(req.input.checksum_sha256.as_deref(), &mut req.input.body);
-        let result = self.fs.upload_part(req).await;
-        bad_digest(&mismatch, result)
+        let path = self.record_path(&req.input.upload_id, req.input.part_number);
+        let checksum = req.input.checksum_sha256.clone().unwrap_or_default();
+        let mut resp = bad_digest(&mismatch, self.fs.upload_part(req).await)?;
+        let etag = resp
+            .output
+            .e_tag
+            .as_ref()
+            .map(|e| e.value().to_owned())
+            .unwrap_or_default();
+        if let Some(path) = path {
+            tokio::fs::create_dir_all(&self.part_records)
+                .await
+                .map_err(|e| s3_error!(e, InternalError))?;
+            tokio::fs::write(&path, format!("{etag}\n{checksum}\n"))
+                .await
+                .map_err(|e| s3_error!(e, InternalError))?;
+        }
+        if !checksum.is_empty() {
+            resp.output.checksum_sha256 = Some(checksum);
+        }
+        Ok(resp)
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let upload_id = req.input.upload_id.clone();
+        let mut resp = self.fs.list_parts(req).await?;
+        for part in resp.output.parts.iter_mut().flatten() {
+            let Some(path) = part
+                .part_number
+                .and_then(|n| self.record_path(&upload_id, n))
+            else {
+                continue;
+            };
+            let Ok(record) = tokio::fs::read_to_string(&path).await else {
+                continue;
+            };
+            let mut lines = record.lines();
+            part.e_tag = lines
+                .next()
+                .filter(|l| !l.is_empty())
+                .map(|e| ETag::Strong(e.to_owned()));
+            part.checksum_sha256 = lines.next().filter(|l| !l.is_empty()).map(str::to_owned);
+        }
+        if let Some(parts) = resp.output.parts.as_mut() {
+            parts.sort_by_key(|p| p.part_number);
+        }
+        Ok(resp)
     }
 
     // Everything else is s3s-fs as it is.
@@ -200,24 +275,23 @@ impl S3 for StrictFs {
         self.fs.upload_part_copy(req).await
     }
 
-    async fn list_parts(
-        &self,
-        req: S3Request<ListPartsInput>,
-    ) -> S3Result<S3Response<ListPartsOutput>> {
-        self.fs.list_parts(req).await
-    }
-
     async fn complete_multipart_upload(
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        self.fs.complete_multipart_upload(req).await
+        let upload_id = req.input.upload_id.clone();
+        let resp = self.fs.complete_multipart_upload(req).await?;
+        self.forget_parts(&upload_id).await;
+        Ok(resp)
     }
 
     async fn abort_multipart_upload(
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        self.fs.abort_multipart_upload(req).await
+        let upload_id = req.input.upload_id.clone();
+        let resp = self.fs.abort_multipart_upload(req).await?;
+        self.forget_parts(&upload_id).await;
+        Ok(resp)
     }
 }

@@ -2,8 +2,10 @@
 //! issue a signed URL, confirm (verify the object, then record it), look up, delete, and
 //! the server-side streamed upload of the legacy API.
 
+mod multipart;
 mod streamed;
 
+pub use multipart::{MAX_PARTS_PER_CALL, PartPlan, SignedParts};
 pub use streamed::{STREAM_BUFFER_BUDGET, STREAM_PART_SIZE, StoredObject};
 
 use std::collections::BTreeMap;
@@ -21,6 +23,8 @@ use crate::db::{self, Db, DbError, NewUpload, UploadRow, VerifiedObject, state};
 use crate::domain::{ImageFormat, ImageId, InputError, Metadata, OriginalFilename, Sha256Checksum};
 use crate::storage::{ObjectHead, SignedRequest, Storage, StorageError};
 
+/// Number of striped confirm locks.
+const CONFIRM_LOCKS: usize = 64;
 /// Bytes read from the start of an object to sniff its type and read its dimensions.
 const SNIFF_BYTES: u64 = 64 * 1024;
 /// A JPEG's frame header can sit behind large EXIF blocks; read this far before giving up.
@@ -94,6 +98,14 @@ pub enum UploadError {
     NotUploaded,
     #[error("the upload is {0}")]
     Gone(&'static str),
+    #[error("the upload is already completed")]
+    AlreadyCompleted,
+    #[error("the upload is not a multipart upload")]
+    NotMultipart,
+    #[error("{0}")]
+    InvalidParts(String),
+    #[error("parts {} are not uploaded", list_numbers(.0))]
+    IncompleteUpload(Vec<i32>),
     #[error("{}", .0.message())]
     Rejected(Rejection),
     #[error(transparent)]
@@ -110,6 +122,8 @@ pub struct UploadRequest {
     pub content_type: String,
     pub size: i64,
     pub checksum_sha256: Option<String>,
+    /// `SHA256`: every part of a multipart upload carries its own checksum.
+    pub checksum_algorithm: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
@@ -117,7 +131,8 @@ pub struct UploadRequest {
 #[derive(Debug, Clone)]
 pub struct IssuedUpload {
     pub upload: UploadRow,
-    pub put: SignedRequest,
+    /// The presigned PUT of a single-PUT upload; multipart parts are signed on request.
+    pub put: Option<SignedRequest>,
 }
 
 /// An upload row with a URL that currently serves its object.
@@ -141,6 +156,8 @@ pub struct UploadService {
     config: Arc<Config>,
     /// Part buffers of streamed uploads, in KiB.
     stream_budget: Arc<Semaphore>,
+    /// Striped locks that serialize confirms of the same upload within this process.
+    confirm_locks: Arc<[tokio::sync::Mutex<()>]>,
 }
 
 impl UploadService {
@@ -151,6 +168,9 @@ impl UploadService {
             storage,
             config,
             stream_budget: Arc::new(Semaphore::new(budget_kib)),
+            confirm_locks: (0..CONFIRM_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 
@@ -182,12 +202,16 @@ impl UploadService {
                 limit: self.config.max_upload_size,
             });
         }
-        if size > self.config.multipart_threshold {
-            // Multipart uploads are not offered yet; above the threshold is refused.
-            return Err(UploadError::TooLarge {
-                limit: self.config.multipart_threshold,
-            });
-        }
+        let multipart = size > self.config.multipart_threshold;
+        let part_checksums = match request.checksum_algorithm.as_deref() {
+            None => false,
+            Some(alg) if alg.eq_ignore_ascii_case("SHA256") => true,
+            Some(_) => {
+                return Err(UploadError::InvalidParts(
+                    "checksum_algorithm must be SHA256".to_owned(),
+                ));
+            }
+        };
         let checksum = request
             .checksum_sha256
             .as_deref()
@@ -201,30 +225,55 @@ impl UploadService {
 
         let id = Uuid::now_v7();
         let key = object_key(&image_id, id, format);
-        let put = self
-            .storage
-            .presign_put(&key, format.mime(), size, checksum.as_ref())
-            .await?;
-        let expires_at = OffsetDateTime::now_utc() + self.config.presign_expires;
-        let row = self
-            .db
-            .insert(db::new_pending(NewUpload {
-                id,
-                image_id: image_id.to_string(),
-                method: "PUT",
-                object_key: key,
-                original_filename: filename.as_str().to_owned(),
-                content_type: format.mime().to_owned(),
-                declared_size: request.size,
-                checksum_sha256: checksum.map(|c| c.as_str().to_owned()),
-                metadata: metadata.map(|m| m.to_json()),
-                multipart_upload_id: None,
-                part_size: None,
-                part_count: None,
-                expires_at,
-            }))
-            .await?;
-        tracing::info!(upload_id = %id, image_id = %image_id, state = state::PENDING, size, "upload issued");
+        let now = OffsetDateTime::now_utc();
+        let mut fields = NewUpload {
+            id,
+            image_id: image_id.to_string(),
+            method: "PUT",
+            object_key: key.clone(),
+            original_filename: filename.as_str().to_owned(),
+            content_type: format.mime().to_owned(),
+            declared_size: request.size,
+            checksum_sha256: checksum.as_ref().map(|c| c.as_str().to_owned()),
+            metadata: metadata.map(|m| m.to_json()),
+            multipart_upload_id: None,
+            part_size: None,
+            part_count: None,
+            checksum_algorithm: None,
+            expires_at: now + self.config.presign_expires,
+        };
+        let put = if multipart {
+            let plan = PartPlan::new(size, self.config.part_size, self.config.max_parts);
+            let upload_id = self
+                .storage
+                .create_multipart(&key, format.mime(), part_checksums)
+                .await?;
+            fields.method = "MULTIPART";
+            fields.multipart_upload_id = Some(upload_id);
+            fields.part_size = Some(to_i64(plan.part_size));
+            fields.part_count = Some(plan.part_count);
+            fields.checksum_algorithm = part_checksums.then(|| "SHA256".to_owned());
+            fields.expires_at = now + self.config.multipart_expires;
+            None
+        } else {
+            Some(
+                self.storage
+                    .presign_put(&key, format.mime(), size, checksum.as_ref())
+                    .await?,
+            )
+        };
+        let s3_upload = fields.multipart_upload_id.clone();
+        let row = match self.db.insert(db::new_pending(fields)).await {
+            Ok(row) => row,
+            Err(err) => {
+                // No row, so no multipart upload either.
+                if let Some(upload_id) = s3_upload {
+                    let _ = self.storage.abort_multipart(&key, &upload_id).await;
+                }
+                return Err(err.into());
+            }
+        };
+        tracing::info!(upload_id = %id, image_id = %image_id, state = state::PENDING, method = row.method, size, "upload issued");
         Ok(IssuedUpload { upload: row, put })
     }
 
@@ -232,16 +281,18 @@ impl UploadService {
     /// upload returns its record, however many confirms race.
     pub async fn confirm(&self, id: Uuid) -> Result<UploadView, UploadError> {
         let row = self.db.find(id).await?.ok_or(UploadError::NotFound)?;
-        match row.state.as_str() {
-            state::PENDING => {}
-            state::COMPLETED => return self.view(row).await,
-            state::FAILED => {
-                let code = row.failure_code.as_deref().unwrap_or("invalid_image");
-                return Err(UploadError::Rejected(Rejection::from_code(code)));
-            }
-            state::EXPIRED => return Err(UploadError::Gone(state::EXPIRED)),
-            state::ABORTED => return Err(UploadError::Gone(state::ABORTED)),
-            _ => return Err(UploadError::Gone(state::DELETED)),
+        if row.state != state::PENDING {
+            return self.settled(row).await;
+        }
+        // Concurrent confirms of one upload take turns: the first does the work, the rest
+        // find it settled.
+        let _turn = self.confirm_lock(id).lock().await;
+        let row = self.db.find_fresh(id).await?.ok_or(UploadError::NotFound)?;
+        if row.state != state::PENDING {
+            return self.settled(row).await;
+        }
+        if row.method == "MULTIPART" {
+            self.finish_multipart(&row).await?;
         }
 
         let Some(head) = self.storage.head(&row.object_key).await? else {
@@ -293,6 +344,20 @@ impl UploadService {
                 }
                 Err(UploadError::Rejected(rejection))
             }
+        }
+    }
+
+    /// The answer for an upload that is no longer pending.
+    async fn settled(&self, row: UploadRow) -> Result<UploadView, UploadError> {
+        match row.state.as_str() {
+            state::COMPLETED => self.view(row).await,
+            state::FAILED => {
+                let code = row.failure_code.as_deref().unwrap_or("invalid_image");
+                Err(UploadError::Rejected(Rejection::from_code(code)))
+            }
+            state::EXPIRED => Err(UploadError::Gone(state::EXPIRED)),
+            state::ABORTED => Err(UploadError::Gone(state::ABORTED)),
+            _ => Err(UploadError::Gone(state::DELETED)),
         }
     }
 
@@ -376,6 +441,11 @@ impl UploadService {
                     tracing::info!(upload_id = %id, image_id = %row.image_id, state = state::ABORTED, "upload aborted");
                 }
                 // A PUT may have landed before the abort.
+                if let Some(upload_id) = &row.multipart_upload_id {
+                    self.storage
+                        .abort_multipart(&row.object_key, upload_id)
+                        .await?;
+                }
                 self.storage.delete(&row.object_key).await?;
             }
             state::COMPLETED => {
@@ -447,6 +517,11 @@ impl UploadService {
         Ok(UploadView { row, s3_url })
     }
 
+    fn confirm_lock(&self, id: Uuid) -> &tokio::sync::Mutex<()> {
+        let stripe = (id.as_u128() % CONFIRM_LOCKS as u128) as usize;
+        &self.confirm_locks[stripe]
+    }
+
     /// Database and bucket both answer within `limit`.
     pub async fn healthy(&self, limit: Duration) -> bool {
         let checks = async { self.db.check().await.is_ok() && self.storage.check().await.is_ok() };
@@ -472,6 +547,14 @@ fn check_extension(filename: &OriginalFilename, format: ImageFormat) -> Result<(
 /// Keys are the server's own: never derived from the client's file name.
 pub fn object_key(image_id: &ImageId, id: Uuid, format: ImageFormat) -> String {
     format!("uploads/{image_id}/{id}.{}", format.extension())
+}
+
+fn list_numbers(numbers: &[i32]) -> String {
+    numbers
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn to_i64(n: u64) -> i64 {

@@ -15,6 +15,7 @@ use super::{Rejection, UploadError, UploadService, UploadView, object_key, to_i6
 use crate::config::MIN_PART_SIZE;
 use crate::db::{self, NewUpload, state};
 use crate::domain::{ImageFormat, ImageId, OriginalFilename, Sha256Checksum};
+use crate::storage::StoredPart;
 
 /// Parts of a streamed upload: S3's minimum, to keep the buffer per request small.
 pub const STREAM_PART_SIZE: u64 = MIN_PART_SIZE;
@@ -170,38 +171,36 @@ impl UploadService {
         body: &mut CountedBody<R>,
         part: usize,
     ) -> Result<Option<String>, UploadError> {
-        let upload_id = self.storage.create_multipart(key, format.mime()).await?;
+        let upload_id = self
+            .storage
+            .create_multipart(key, format.mime(), false)
+            .await?;
         let result = async {
-            let mut etags = Vec::new();
+            let mut parts = Vec::new();
             let mut chunk = first;
-            let mut number = 1;
             loop {
-                etags.push((
-                    number,
-                    self.storage
-                        .upload_part(key, &upload_id, number, chunk)
-                        .await?,
-                ));
+                let part_number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
+                let size = chunk.len() as u64;
+                let etag = self
+                    .storage
+                    .upload_part(key, &upload_id, part_number, chunk)
+                    .await?;
+                parts.push(StoredPart {
+                    part_number,
+                    etag,
+                    size,
+                    checksum_sha256: None,
+                });
                 let mut buf = BytesMut::with_capacity(part);
-                let fill = body.fill(&mut buf, part).await?;
+                body.fill(&mut buf, part).await?;
                 if buf.is_empty() {
                     break;
                 }
-                number += 1;
                 chunk = buf.freeze();
-                if let Fill::End = fill {
-                    etags.push((
-                        number,
-                        self.storage
-                            .upload_part(key, &upload_id, number, chunk)
-                            .await?,
-                    ));
-                    break;
-                }
             }
             Ok::<_, UploadError>(
                 self.storage
-                    .complete_multipart(key, &upload_id, &etags)
+                    .complete_multipart(key, &upload_id, &parts)
                     .await?,
             )
         }
@@ -280,6 +279,7 @@ impl UploadService {
             multipart_upload_id: None,
             part_size: None,
             part_count: None,
+            checksum_algorithm: None,
             expires_at: now,
         });
         row.state = Set(state::COMPLETED.to_owned());

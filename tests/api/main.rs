@@ -3,5 +3,6 @@
 mod flow;
 mod helpers;
 mod legacy;
+mod multipart;
 mod openapi;
 mod validation;

@@ -11,7 +11,7 @@ fn request(image_id: &str, filename: &str, content_type: &str, size: i64) -> Val
 
 #[tokio::test]
 async fn invalid_requests_are_refused_before_signing() {
-    let app = TestApp::spawn_with(&[("MULTIPART_THRESHOLD", "5242880")]).await;
+    let app = TestApp::spawn_with(&[("MAX_UPLOAD_SIZE", "5242880")]).await;
     let long_id = "a".repeat(101);
     let cases: Vec<(Value, StatusCode, &str)> = vec![
         (
