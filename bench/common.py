@@ -1,0 +1,123 @@
+"""Helpers shared by the benchmark scripts: build, start and stop the service."""
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.path.join(ROOT, "target", "release", "upload-broker")
+FIXTURE = os.path.join(ROOT, "tests", "fixtures", "sample.png")
+MIB = 1024 * 1024
+
+
+def build():
+    if not os.environ.get("BENCH_SKIP_BUILD"):
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """The release binary on loopback ports, with SQLite and the embedded store in a
+    temporary directory."""
+
+    def __init__(self, **env):
+        self.dir = tempfile.mkdtemp(prefix="upload-broker-bench-")
+        self.port = free_port()
+        full_env = dict(os.environ, DATA_DIR=self.dir, PORT=str(self.port), BIND_ADDR="127.0.0.1",
+                        EMBEDDED_S3_PORT=str(free_port()), LOG_LEVEL="WARNING")
+        full_env.update({k: str(v) for k, v in env.items()})
+        self.proc = subprocess.Popen([BINARY], env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                status, _ = self.request("GET", "/health")
+                if status == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        sys.exit("service did not start")
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def request(self, method, path, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        headers = {}
+        if body is not None:
+            body = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        return resp.status, (json.loads(data) if data else None)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def put(url, headers, body_reader, length):
+    """PUT `length` bytes from a file-like object to a presigned URL; returns status."""
+    rest = url.split("://", 1)[1]
+    hostport, path = rest.split("/", 1)
+    host, port = hostport.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=600)
+    all_headers = dict(headers)
+    all_headers["Content-Length"] = str(length)
+    conn.request("PUT", "/" + path, body=body_reader, headers=all_headers)
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    return resp.status
+
+
+def wrk(url, seconds, connections, script=None):
+    """Runs wrk and returns (requests/s, p50 ms, p99 ms, non-2xx or errors)."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        cmd += ["-s", script]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(next(l.split()[1] for l in out.splitlines() if l.startswith("Requests/sec")))
+
+    def latency(label):
+        for line in out.splitlines():
+            parts = line.split()
+            if parts[:1] == [label]:
+                value = parts[1]
+                for unit, scale in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+                    if value.endswith(unit):
+                        return float(value[: -len(unit)]) * scale
+        return float("nan")
+
+    errors = 0
+    for line in out.splitlines():
+        if "Non-2xx" in line:
+            errors += int(line.split()[-1])
+        if line.strip().startswith("Socket errors"):
+            errors += sum(int(x.strip(",")) for x in line.split()[3::2])
+    return rps, latency("50%"), latency("99%"), errors
