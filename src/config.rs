@@ -80,6 +80,8 @@ pub struct Config {
     pub s3_operation_timeout: Duration,
     pub db_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Serve the page's files from this folder instead of the binary (development).
+    pub frontend_dir: Option<PathBuf>,
 }
 
 /// A start-up refusal: names the variable, never echoes a secret.
@@ -300,6 +302,7 @@ impl Config {
             s3_operation_timeout: vars.seconds("S3_OPERATION_TIMEOUT", 30, (1, 3600))?,
             db_timeout: vars.seconds("DB_TIMEOUT", 5, (1, 300))?,
             shutdown_grace: vars.seconds("SHUTDOWN_GRACE", 10, (0, 600))?,
+            frontend_dir: vars.text("FRONTEND_DIR").map(PathBuf::from),
         })
     }
 

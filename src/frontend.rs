@@ -1,25 +1,74 @@
-//! The upload page, embedded in the binary so the release build needs no files beside it.
+//! The upload page: every file of `frontend/`, embedded in the binary so the release build
+//! needs no files beside it. `FRONTEND_DIR` serves them from disk instead (to work on the
+//! page without rebuilding).
+
+use std::borrow::Cow;
+use std::path::PathBuf;
 
 use poem::http::{Method, StatusCode};
 use poem::web::Path;
 use poem::{Endpoint, IntoResponse, Request, Response, handler};
 
-pub const INDEX_HTML: &str = include_str!("../frontend/index.html");
-const APP_JS: &str = include_str!("../frontend/app.js");
-const APP_CSS: &str = include_str!("../frontend/app.css");
+/// `(file name, bytes)` for each file of `frontend/`.
+static EMBEDDED: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/frontend_files.rs"));
+
+/// Where the page's files come from.
+#[derive(Debug, Clone, Default)]
+pub struct Assets {
+    dir: Option<PathBuf>,
+}
+
+impl Assets {
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        Self { dir }
+    }
+
+    /// A file by name, if `frontend/` has it.
+    pub fn get(&self, name: &str) -> Option<Cow<'static, [u8]>> {
+        if name.contains('/') || name.contains('\\') || name.starts_with('.') {
+            return None;
+        }
+        if let Some(dir) = &self.dir {
+            return std::fs::read(dir.join(name)).ok().map(Cow::Owned);
+        }
+        EMBEDDED
+            .iter()
+            .find(|(file, _)| *file == name)
+            .map(|(_, bytes)| Cow::Borrowed(*bytes))
+    }
+
+    /// The page itself.
+    pub fn page(&self) -> String {
+        self.get("index.html")
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
 
 /// `GET /static/{name}`.
 #[handler]
-pub fn asset(Path(name): Path<String>) -> Response {
-    let (body, content_type) = match name.as_str() {
-        "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
-        "app.css" => (APP_CSS, "text/css; charset=utf-8"),
-        _ => return StatusCode::NOT_FOUND.into_response(),
-    };
-    Response::builder()
-        .content_type(content_type)
-        .header("Cache-Control", "no-cache")
-        .body(body)
+pub fn asset(Path(name): Path<String>, assets: poem::web::Data<&Assets>) -> Response {
+    match assets.get(&name) {
+        Some(bytes) => Response::builder()
+            .content_type(content_type(&name))
+            .header("Cache-Control", "no-cache")
+            .header("X-Content-Type-Options", "nosniff")
+            .body(bytes.into_owned()),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// `GET /`: the page needs an image_id, so the root shows the API documentation. (A route
@@ -29,4 +78,18 @@ pub async fn root_redirect<E: Endpoint>(next: E, req: Request) -> poem::Result<R
         return Ok(poem::web::Redirect::see_other("/docs").into_response());
     }
     next.call(req).await.map(IntoResponse::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_and_its_assets_are_embedded() {
+        let assets = Assets::default();
+        assert!(assets.page().contains("<html"));
+        assert!(assets.get("app.js").is_some());
+        assert!(assets.get("../Cargo.toml").is_none());
+        assert!(assets.get("missing.js").is_none());
+    }
 }

@@ -9,7 +9,7 @@ use poem::{EndpointExt, Route, Server};
 use crate::api;
 use crate::config::Config;
 use crate::db::{Db, DbError};
-use crate::frontend;
+use crate::frontend::{self, Assets};
 use crate::shutdown::Shutdown;
 use crate::storage::Storage;
 use crate::storage::embedded::EmbeddedStoreError;
@@ -57,7 +57,7 @@ impl Application {
             .and_then(|a| a.as_socket_addr().copied())
             .unwrap_or(addr);
 
-        let app = routes(uploads.clone());
+        let app = routes(uploads.clone(), Assets::new(config.frontend_dir.clone()));
         let grace = config.shutdown_grace;
         let mut stop = shutdown;
         let server = Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
@@ -88,8 +88,8 @@ impl Application {
 }
 
 /// Every route: the documented API, its spec and docs, the page's assets.
-pub fn routes(uploads: UploadService) -> impl poem::Endpoint + 'static {
-    let api = api::service(uploads);
+pub fn routes(uploads: UploadService, assets: Assets) -> impl poem::Endpoint + 'static {
+    let api = api::service(uploads, assets.clone());
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     Route::new()
@@ -98,6 +98,7 @@ pub fn routes(uploads: UploadService) -> impl poem::Endpoint + 'static {
         .at("/static/:name", frontend::asset)
         .nest("/", api)
         .around(frontend::root_redirect)
+        .data(assets)
         .around(api::json_errors)
         .around(telemetry::log_request)
 }

@@ -11,6 +11,7 @@ use poem_openapi::{OpenApiService, Tags};
 
 pub use error::{ApiError, ErrorBody, json_errors};
 
+use crate::frontend::Assets;
 use crate::uploads::UploadService;
 
 #[derive(Tags)]
@@ -34,13 +35,13 @@ pub type Apis = (
     pages::PagesApi,
 );
 
-pub fn service(uploads: UploadService) -> OpenApiService<Apis, ()> {
+pub fn service(uploads: UploadService, assets: Assets) -> OpenApiService<Apis, ()> {
     let apis = (
         uploads::UploadsApi::new(uploads.clone()),
         images::ImagesApi::new(uploads.clone()),
         legacy::LegacyApi::new(uploads.clone()),
         system::SystemApi::new(uploads),
-        pages::PagesApi,
+        pages::PagesApi::new(assets),
     );
     OpenApiService::new(apis, "upload-broker", env!("CARGO_PKG_VERSION")).description(
         "Upload images straight to S3 through short-lived presigned URLs. Every upload is \

@@ -7,7 +7,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 use super::ApiTags;
 use super::legacy::LegacyError;
 use crate::domain::ImageId;
-use crate::frontend;
+use crate::frontend::Assets;
 
 /// Names that belong to other routes and are never an upload page.
 pub const RESERVED_NAMES: [&str; 7] = [
@@ -20,13 +20,21 @@ pub const RESERVED_NAMES: [&str; 7] = [
     "static",
 ];
 
-pub struct PagesApi;
+pub struct PagesApi {
+    assets: Assets,
+}
+
+impl PagesApi {
+    pub fn new(assets: Assets) -> Self {
+        Self { assets }
+    }
+}
 
 #[derive(ApiResponse)]
 enum PageResponse {
     /// The upload page.
     #[oai(status = 200)]
-    Page(Html<&'static str>),
+    Page(Html<String>),
     /// The image_id is invalid.
     #[oai(status = 400)]
     BadRequest(Json<LegacyError>),
@@ -44,7 +52,7 @@ impl PagesApi {
             return PageResponse::NotFound(LegacyError::new("Not found"));
         }
         match ImageId::parse(&image_id) {
-            Ok(_) => PageResponse::Page(Html(frontend::INDEX_HTML)),
+            Ok(_) => PageResponse::Page(Html(self.assets.page())),
             Err(err) => PageResponse::BadRequest(LegacyError::new(err.to_string())),
         }
     }
