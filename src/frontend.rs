@@ -85,10 +85,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_page_and_its_assets_are_embedded() {
+    fn the_page_and_every_asset_it_names_are_embedded() {
         let assets = Assets::default();
-        assert!(assets.page().contains("<html"));
-        assert!(assets.get("app.js").is_some());
+        let page = assets.page();
+        assert!(page.contains("<html"));
+        let named: Vec<&str> = page
+            .split("/static/")
+            .skip(1)
+            .filter_map(|rest| rest.split(['"', '\'']).next())
+            .collect();
+        assert!(!named.is_empty(), "the page loads its script and styles");
+        for name in named {
+            assert!(assets.get(name).is_some(), "{name} is embedded");
+        }
         assert!(assets.get("../Cargo.toml").is_none());
         assert!(assets.get("missing.js").is_none());
     }

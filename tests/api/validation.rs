@@ -201,14 +201,29 @@ async fn the_page_is_served_for_valid_ids_only() {
             .expect("type")
             .starts_with("text/html")
     );
-    assert!(resp.text().await.expect("html").contains("<form"));
-    let js = app.get("/static/app.js").await;
-    assert_eq!(js.status(), StatusCode::OK);
-    assert!(
-        js.headers()["content-type"]
+    let html = resp.text().await.expect("html");
+    assert!(html.contains("<html"));
+    // Every asset the page names is served, with its type.
+    for name in html
+        .split("/static/")
+        .skip(1)
+        .filter_map(|r| r.split(['"', '\'']).next())
+    {
+        let asset = app.get(&format!("/static/{name}")).await;
+        assert_eq!(asset.status(), StatusCode::OK, "{name}");
+        let kind = asset.headers()["content-type"]
             .to_str()
             .expect("type")
-            .contains("javascript")
+            .to_owned();
+        if name.ends_with(".js") {
+            assert!(kind.contains("javascript"), "{name}: {kind}");
+        } else if name.ends_with(".css") {
+            assert!(kind.contains("css"), "{name}: {kind}");
+        }
+    }
+    assert_eq!(
+        app.get("/static/missing.js").await.status(),
+        StatusCode::NOT_FOUND
     );
 
     let resp = app.get("/bad.id!").await;
