@@ -34,6 +34,15 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Keys given in the configuration (the seed's variables); without them the AWS default
+/// credential chain is used.
+#[derive(Clone, Debug)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+}
+
 /// Where objects go.
 #[derive(Clone, Debug)]
 pub enum StorageConfig {
@@ -49,6 +58,7 @@ pub enum StorageConfig {
         /// `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, when set.
         endpoint_url: Option<String>,
         force_path_style: bool,
+        credentials: Option<StaticCredentials>,
     },
 }
 
@@ -80,6 +90,10 @@ pub struct Config {
     pub s3_operation_timeout: Duration,
     pub db_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// How often the sweeper runs; 0 turns it off.
+    pub sweep_interval: Duration,
+    /// Allowance for clocks that disagree, added to every expiry the sweeper acts on.
+    pub clock_skew_margin: Duration,
     /// Serve the page's files from this folder instead of the binary (development).
     pub frontend_dir: Option<PathBuf>,
 }
@@ -223,6 +237,13 @@ impl Config {
                         "expected a sqlite:// or postgres:// URL",
                     ));
                 }
+                if url.contains(":memory:") || url.contains("mode=memory") {
+                    // Each pooled connection would see its own empty database.
+                    return Err(invalid(
+                        "DATABASE_URL",
+                        "an in-memory SQLite database is not supported; use a file",
+                    ));
+                }
                 url
             }
             (None, Some(path)) => sqlite_url(&PathBuf::from(path)),
@@ -247,10 +268,34 @@ impl Config {
                 }
                 // Self-hosted stores (MinIO, Garage) rarely have wildcard DNS for buckets.
                 let force_path_style = vars.flag("S3_FORCE_PATH_STYLE", endpoint_url.is_some())?;
+                let credentials = match (
+                    vars.text("AWS_ACCESS_KEY_ID"),
+                    vars.text("AWS_SECRET_ACCESS_KEY"),
+                ) {
+                    (Some(access_key_id), Some(secret)) => Some(StaticCredentials {
+                        access_key_id,
+                        secret_access_key: Secret::new(secret),
+                        session_token: vars.text("AWS_SESSION_TOKEN").map(Secret::new),
+                    }),
+                    (None, None) => None,
+                    (Some(_), None) => {
+                        return Err(invalid(
+                            "AWS_SECRET_ACCESS_KEY",
+                            "must be set together with AWS_ACCESS_KEY_ID",
+                        ));
+                    }
+                    (None, Some(_)) => {
+                        return Err(invalid(
+                            "AWS_ACCESS_KEY_ID",
+                            "must be set together with AWS_SECRET_ACCESS_KEY",
+                        ));
+                    }
+                };
                 StorageConfig::External {
                     bucket,
                     endpoint_url,
                     force_path_style,
+                    credentials,
                 }
             }
             None => StorageConfig::Embedded {
@@ -259,7 +304,12 @@ impl Config {
             },
         };
 
-        let max_file_size = vars.number("MAX_FILE_SIZE", 10 * MIB, (1, MAX_S3_PART_SIZE * 1000))?;
+        // Streamed uploads go in 5 MiB parts, at most 10,000 of them.
+        let max_file_size = vars.number(
+            "MAX_FILE_SIZE",
+            10 * MIB,
+            (1, MIN_PART_SIZE * u64::from(S3_MAX_PARTS)),
+        )?;
         let max_upload_size = vars.number("MAX_UPLOAD_SIZE", 5 * GIB, (1, 5 * 1024 * GIB))?;
         let multipart_threshold = vars.number(
             "MULTIPART_THRESHOLD",
@@ -295,7 +345,7 @@ impl Config {
             part_size,
             max_parts,
             presign_expires,
-            multipart_expires: vars.seconds("MULTIPART_EXPIRES", 86_400, (60, 30 * 86_400))?,
+            multipart_expires: vars.seconds("MULTIPART_EXPIRES", 86_400, (1, 30 * 86_400))?,
             max_image_dimension: vars.number("MAX_IMAGE_DIMENSION", 30_000u32, (1, 1 << 20))?,
             max_image_pixels: vars.number("MAX_IMAGE_PIXELS", 200_000_000u64, (1, 1 << 40))?,
             s3_connect_timeout: vars.seconds("S3_CONNECT_TIMEOUT", 3, (1, 300))?,
@@ -303,6 +353,8 @@ impl Config {
             db_timeout: vars.seconds("DB_TIMEOUT", 5, (1, 300))?,
             shutdown_grace: vars.seconds("SHUTDOWN_GRACE", 10, (0, 600))?,
             frontend_dir: vars.text("FRONTEND_DIR").map(PathBuf::from),
+            sweep_interval: vars.seconds("SWEEP_INTERVAL", 300, (0, 7 * 86_400))?,
+            clock_skew_margin: vars.seconds("CLOCK_SKEW_MARGIN", 300, (0, 86_400))?,
         })
     }
 
@@ -362,6 +414,8 @@ mod tests {
             ("DATABASE_PATH", "images.db"),
             ("LOG_LEVEL", "WARNING"),
             ("SECRET_KEY", "hunter2"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI"),
         ])
         .expect("seed config loads");
         assert_eq!(config.database_url, "sqlite://images.db?mode=rwc");
@@ -371,7 +425,9 @@ mod tests {
             config.storage,
             StorageConfig::External { ref bucket, force_path_style: false, .. } if bucket == "my-bucket"
         ));
-        assert!(!format!("{config:?}").contains("hunter2"));
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2"));
+        assert!(!printed.contains("wJalrXUtnFEMI"));
     }
 
     #[test]

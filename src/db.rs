@@ -147,6 +147,37 @@ impl Db {
         Ok(result.rows_affected == 1)
     }
 
+    /// Pending uploads whose signed URLs ran out before `cutoff`, oldest first.
+    pub async fn pending_expired_before(
+        &self,
+        cutoff: OffsetDateTime,
+        limit: u64,
+    ) -> Result<Vec<Model>, DbError> {
+        Ok(Upload::find()
+            .filter(Column::State.eq(state::PENDING))
+            .filter(Column::ExpiresAt.lt(cutoff))
+            .order_by_asc(Column::ExpiresAt)
+            .limit(limit)
+            .all(&self.read)
+            .await?)
+    }
+
+    /// The upload that owns an object key.
+    pub async fn find_by_key(&self, key: &str) -> Result<Option<Model>, DbError> {
+        Ok(Upload::find()
+            .filter(Column::ObjectKey.eq(key))
+            .one(&self.read)
+            .await?)
+    }
+
+    /// The upload that owns an S3 multipart upload id.
+    pub async fn find_by_multipart_id(&self, upload_id: &str) -> Result<Option<Model>, DbError> {
+        Ok(Upload::find()
+            .filter(Column::MultipartUploadId.eq(upload_id))
+            .one(&self.read)
+            .await?)
+    }
+
     /// Completed uploads of one image_id, newest first, after an optional cursor.
     pub async fn completed_for_image(
         &self,

@@ -129,6 +129,27 @@ impl ImageFormat {
         }
     }
 
+    /// Bytes from the end of a file that `is_whole` needs.
+    pub const TAIL_BYTES: u64 = 12;
+
+    /// Whether a file of `size` bytes, with these first and last bytes, is whole: a PNG must
+    /// end with its IEND chunk (so a truncated file, or a ZIP or script riding after the
+    /// image, is refused), a GIF with its trailer byte, and a WebP's RIFF header must state
+    /// its real length. JPEG, BMP and TIFF are not checked this way: cameras append data
+    /// after a JPEG's end marker, and BMP and TIFF writers differ too much.
+    pub fn is_whole(self, head: &[u8], tail: &[u8], size: u64) -> bool {
+        const PNG_IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
+        match self {
+            ImageFormat::Png => tail.ends_with(&PNG_IEND),
+            ImageFormat::Gif => tail.last() == Some(&0x3B),
+            ImageFormat::Webp => head
+                .get(4..8)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .is_some_and(|b| u64::from(u32::from_le_bytes(b)) + 8 == size),
+            ImageFormat::Jpeg | ImageFormat::Bmp | ImageFormat::Tiff => true,
+        }
+    }
+
     /// Identifies the format from an object's first bytes.
     pub fn sniff(head: &[u8]) -> Option<Self> {
         match imagesize::image_type(head).ok()? {

@@ -10,11 +10,11 @@ use crate::api;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::frontend::{self, Assets};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::storage::Storage;
 use crate::storage::embedded::EmbeddedStoreError;
 use crate::telemetry;
-use crate::uploads::UploadService;
+use crate::uploads::{UploadService, spawn_sweeper};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -34,14 +34,18 @@ pub struct Application {
     address: SocketAddr,
     uploads: UploadService,
     server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>,
+    store_stop: ShutdownTrigger,
 }
 
 impl Application {
     pub async fn build(config: Config, shutdown: Shutdown) -> Result<Self, StartupError> {
         let config = Arc::new(config);
-        let storage = Storage::connect(&config, shutdown.clone()).await?;
+        // The embedded store outlives the HTTP server's drain, so uploads cut short by the
+        // shutdown can still abort what they started in it.
+        let (store_stop, store_shutdown) = shutdown::channel();
+        let storage = Storage::connect(&config, store_shutdown).await?;
         let db = Db::connect(&config).await?;
-        let uploads = UploadService::new(db, storage, config.clone());
+        let uploads = UploadService::new(db, storage, config.clone(), shutdown.clone());
 
         let addr = SocketAddr::new(config.bind_addr, config.port);
         let acceptor = TcpListener::bind(addr)
@@ -57,6 +61,14 @@ impl Application {
             .and_then(|a| a.as_socket_addr().copied())
             .unwrap_or(addr);
 
+        if !config.sweep_interval.is_zero() {
+            spawn_sweeper(
+                uploads.clone(),
+                config.sweep_interval,
+                config.clock_skew_margin,
+                shutdown.clone(),
+            );
+        }
         let app = routes(uploads.clone(), Assets::new(config.frontend_dir.clone()));
         let grace = config.shutdown_grace;
         let mut stop = shutdown;
@@ -70,6 +82,7 @@ impl Application {
             address,
             uploads,
             server: Box::pin(server),
+            store_stop,
         })
     }
 
@@ -83,7 +96,9 @@ impl Application {
 
     /// Serves until the shutdown signal, then drains for at most `SHUTDOWN_GRACE`.
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.store_stop.trigger();
+        result
     }
 }
 
@@ -99,6 +114,7 @@ pub fn routes(uploads: UploadService, assets: Assets) -> impl poem::Endpoint + '
         .nest("/", api)
         .around(frontend::root_redirect)
         .data(assets)
+        .around(api::limit_json_body)
         .around(api::json_errors)
         .around(telemetry::log_request)
 }

@@ -41,6 +41,11 @@ const CREATE_IMAGES_VIEW: &str = "CREATE VIEW images AS \
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// All or nothing on SQLite too, so a failed first start can simply be retried.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .create_table(

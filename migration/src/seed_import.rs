@@ -103,7 +103,7 @@ pub async fn import<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
 /// The seed stored `datetime.utcnow()`: `2025-10-26 10:30:00.123456` or with a `T`.
 fn parse_seed_time(raw: &str) -> Option<OffsetDateTime> {
     if let Ok(at) = OffsetDateTime::parse(raw, &Rfc3339) {
-        return Some(at);
+        return Some(at.to_offset(time::UtcOffset::UTC));
     }
     let normalized = raw.trim().replacen('T', " ", 1);
     let with_fraction =

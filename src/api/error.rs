@@ -147,6 +147,42 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
         .body(body.to_string()))
 }
 
+/// Largest JSON request body of the v1 API.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// Bounds v1 request bodies, whether or not they announce their length, so a huge or
+/// endless JSON body is a 413 instead of memory.
+pub async fn limit_json_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+    if req.uri().path().starts_with("/api/v1/") {
+        let too_large = || {
+            Response::builder()
+                .status(poem::http::StatusCode::PAYLOAD_TOO_LARGE)
+                .content_type("application/json; charset=utf-8")
+                .body(
+                    serde_json::json!({
+                        "code": "too_large",
+                        "message": format!("request bodies are limited to {MAX_JSON_BODY} bytes"),
+                    })
+                    .to_string(),
+                )
+        };
+        let declared = req
+            .headers()
+            .get(poem::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > MAX_JSON_BODY) {
+            return Ok(too_large());
+        }
+        match req.take_body().into_bytes_limit(MAX_JSON_BODY).await {
+            Ok(bytes) => req.set_body(bytes),
+            Err(poem::error::ReadBodyError::PayloadTooLarge) => return Ok(too_large()),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
 fn is_legacy_path(path: &str) -> bool {
     ["/upload/", "/api/url/", "/api/images/"]
         .iter()
@@ -233,6 +269,13 @@ impl From<UploadError> for ApiError {
             UploadError::EmptyFile => ApiError::BadRequest(body("invalid_size")),
             UploadError::TooLarge { .. } => ApiError::TooLarge(body("too_large")),
             UploadError::InvalidCursor => ApiError::BadRequest(body("invalid_cursor")),
+            UploadError::ShuttingDown => ApiError::Unavailable(
+                Json(ErrorBody::new("shutting_down", message)),
+                RETRY_AFTER_SECS,
+            ),
+            UploadError::Busy => {
+                ApiError::Unavailable(Json(ErrorBody::new("busy", message)), RETRY_AFTER_SECS)
+            }
             UploadError::BodyRead(_) => {
                 ApiError::bad_request("invalid_request", "the request body could not be read")
             }

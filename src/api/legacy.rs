@@ -248,6 +248,7 @@ impl From<UploadError> for Failure {
                 tracing::warn!(error = %detail, "object storage unavailable");
                 Failure::Unavailable
             }
+            UploadError::ShuttingDown | UploadError::Busy => Failure::Unavailable,
             UploadError::Db(DbError::Unavailable(detail)) => {
                 tracing::warn!(error = %detail, "database unavailable");
                 Failure::Unavailable

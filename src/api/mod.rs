@@ -9,7 +9,7 @@ mod uploads;
 
 use poem_openapi::{OpenApiService, Tags};
 
-pub use error::{ApiError, ErrorBody, json_errors};
+pub use error::{ApiError, ErrorBody, json_errors, limit_json_body};
 
 use crate::frontend::Assets;
 use crate::uploads::UploadService;

@@ -58,9 +58,10 @@ pub enum UploadMethod {
     Multipart,
 }
 
-/// A file the client wants to upload.
+/// A file the client wants to upload. Unknown fields are refused, so a misspelt
+/// `checksum_sha256` cannot silently skip a check.
 #[derive(Debug, Clone, Object)]
-#[oai(example)]
+#[oai(example, deny_unknown_fields)]
 pub struct CreateUploadRequest {
     /// The caller's grouping key: 1-100 letters, digits, `_` or `-`.
     pub image_id: String,
@@ -126,6 +127,7 @@ pub struct IssuedUploadBody {
 
 /// Parts to sign.
 #[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
 pub struct SignPartsRequest {
     /// 1 to 100 part numbers of the plan (1 to `part_count`).
     pub part_numbers: Vec<i64>,

@@ -66,6 +66,7 @@ pub async fn start(
         s3s_fs::FileSystem::new(root).map_err(|e| EmbeddedStoreError::Open(format!("{e:?}")))?;
     let mut builder = S3ServiceBuilder::new(super::strict_fs::StrictFs::new(
         fs,
+        root.to_path_buf(),
         root.with_extension("parts"),
     ));
     builder.set_auth(SimpleAuth::from_single(

@@ -5,7 +5,7 @@ pub mod embedded;
 mod strict_fs;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
@@ -20,6 +20,8 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, MAX_PRESIGN_SECS, StorageConfig};
+
+const DAY_SECS: u64 = 24 * 3600;
 use crate::domain::Sha256Checksum;
 use crate::shutdown::Shutdown;
 use embedded::{EMBEDDED_BUCKET, EmbeddedStore, EmbeddedStoreError};
@@ -127,12 +129,21 @@ impl Storage {
                 bucket,
                 endpoint_url,
                 force_path_style,
+                credentials,
             } => {
-                let shared = aws_config::defaults(BehaviorVersion::latest())
+                let mut loader = aws_config::defaults(BehaviorVersion::latest())
                     .region(Region::new(config.aws_region.clone()))
-                    .timeout_config(timeouts)
-                    .load()
-                    .await;
+                    .timeout_config(timeouts);
+                if let Some(keys) = credentials {
+                    loader = loader.credentials_provider(Credentials::new(
+                        keys.access_key_id.clone(),
+                        keys.secret_access_key.expose().to_owned(),
+                        keys.session_token.as_ref().map(|t| t.expose().to_owned()),
+                        None,
+                        "upload-broker-config",
+                    ));
+                }
+                let shared = loader.load().await;
                 let mut builder = aws_sdk_s3::config::Builder::from(&shared)
                     .force_path_style(*force_path_style)
                     .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -166,7 +177,8 @@ impl Storage {
     }
 
     /// A PUT URL that only accepts exactly `size` bytes of `content_type` (and, when given,
-    /// a body with this SHA-256): the store itself refuses anything else.
+    /// a body with this SHA-256), and only while no object has the key: the store itself
+    /// refuses anything else.
     pub async fn presign_put(
         &self,
         key: &str,
@@ -182,6 +194,8 @@ impl Storage {
             .content_type(content_type)
             .content_length(to_i64(size))
             .set_checksum_sha256(checksum.map(|c| c.as_str().to_owned()))
+            // The URL cannot replace an object once one is there (a confirmed upload).
+            .if_none_match("*")
             .presigned(self.presigning(self.presign_expires)?)
             .await
             .map_err(|e| StorageError::Signing(DisplayErrorContext(&e).to_string()))?;
@@ -192,10 +206,22 @@ impl Storage {
     pub async fn object_url(&self, key: &str) -> Result<String, StorageError> {
         match &self.object_urls {
             ObjectUrls::BaseUrl(base) => Ok(format!("{base}/{key}")),
-            ObjectUrls::Presigned => Ok(self
-                .presign_get(key, Duration::from_secs(MAX_PRESIGN_SECS))
-                .await?
-                .url),
+            ObjectUrls::Presigned => {
+                // Signed from the start of the current day for seven days: the URL stays
+                // valid for at least six more days, and every answer within a day carries
+                // the same URL (identical bodies, cacheable images).
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_err(|e| StorageError::Signing(e.to_string()))?
+                    .as_secs();
+                let anchor = UNIX_EPOCH + Duration::from_secs(now - now % DAY_SECS);
+                let config = PresigningConfig::builder()
+                    .start_time(anchor)
+                    .expires_in(Duration::from_secs(MAX_PRESIGN_SECS))
+                    .build()
+                    .map_err(|e| StorageError::Signing(e.to_string()))?;
+                Ok(self.sign_get(key, config).await?.url)
+            }
             ObjectUrls::Direct => {
                 // The SDK knows the endpoint and addressing style; drop the signature.
                 let signed = self.presign_get(key, Duration::from_secs(60)).await?;
@@ -212,12 +238,20 @@ impl Storage {
         key: &str,
         expires: Duration,
     ) -> Result<SignedRequest, StorageError> {
+        self.sign_get(key, self.presigning(expires)?).await
+    }
+
+    async fn sign_get(
+        &self,
+        key: &str,
+        config: PresigningConfig,
+    ) -> Result<SignedRequest, StorageError> {
         let presigned = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
-            .presigned(self.presigning(expires)?)
+            .presigned(config)
             .await
             .map_err(|e| StorageError::Signing(DisplayErrorContext(&e).to_string()))?;
         Ok(signed_request(&presigned))
@@ -259,6 +293,25 @@ impl Storage {
             .bucket(&self.bucket)
             .key(key)
             .range(format!("bytes=0-{}", len.saturating_sub(1)))
+            .send()
+            .await
+            .map_err(classify)?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+        Ok(body.into_bytes())
+    }
+
+    /// The last `len` bytes of an object (fewer if it is shorter).
+    pub async fn read_suffix(&self, key: &str, len: u64) -> Result<Bytes, StorageError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes=-{len}"))
             .send()
             .await
             .map_err(classify)?;
@@ -489,6 +542,78 @@ impl Storage {
             Ok(_) | Err(StorageError::NoSuchUpload) => Ok(()),
             Err(err) => Err(err),
         }
+    }
+
+    /// Every object under `prefix` with its last-modified time (all pages).
+    pub async fn list_objects(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, SystemTime)>, StorageError> {
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for object in out.contents() {
+                let (Some(key), Some(modified)) = (object.key(), object.last_modified()) else {
+                    continue;
+                };
+                if let Ok(modified) = SystemTime::try_from(*modified) {
+                    objects.push((key.to_owned(), modified));
+                }
+            }
+            match (out.is_truncated(), out.next_continuation_token()) {
+                (Some(true), Some(next)) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(objects)
+    }
+
+    /// Open multipart uploads under `prefix`: (key, upload id, initiated), all pages.
+    pub async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, String, SystemTime)>, StorageError> {
+        let mut uploads = Vec::new();
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let out = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for upload in out.uploads() {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                let initiated = upload
+                    .initiated()
+                    .and_then(|t| SystemTime::try_from(*t).ok())
+                    .unwrap_or(UNIX_EPOCH);
+                uploads.push((key.to_owned(), id.to_owned(), initiated));
+            }
+            match (out.is_truncated(), out.next_key_marker()) {
+                (Some(true), Some(next)) => {
+                    key_marker = Some(next.to_owned());
+                    id_marker = out.next_upload_id_marker().map(str::to_owned);
+                }
+                _ => break,
+            }
+        }
+        Ok(uploads)
     }
 
     /// Whether the bucket answers (for `/health`).

@@ -2,14 +2,16 @@
 //! - a body whose SHA-256 differs from the declared `x-amz-checksum-sha256` never reaches
 //!   its key (s3s-fs writes the object first and then answers BadDigest);
 //! - ListParts reports each part's ETag and SHA-256 (s3s-fs lists sizes only), kept in a
-//!   small record per part beside the store.
+//!   small record per part beside the store;
+//! - ListMultipartUploads lists the open multipart uploads (s3s-fs has no such operation),
+//!   so the sweeper can abort the ones nobody owns.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use s3s::dto::*;
@@ -18,20 +20,34 @@ use sha2::{Digest, Sha256};
 
 pub struct StrictFs {
     fs: s3s_fs::FileSystem,
+    /// The store's root folder, where s3s-fs keeps its multipart bookkeeping.
+    root: PathBuf,
     /// One file per uploaded part: `<upload id>.<part number>`, holding the ETag and the
     /// part's SHA-256 on two lines.
     part_records: PathBuf,
 }
 
 impl StrictFs {
-    pub fn new(fs: s3s_fs::FileSystem, part_records: PathBuf) -> Self {
-        Self { fs, part_records }
+    pub fn new(fs: s3s_fs::FileSystem, root: PathBuf, part_records: PathBuf) -> Self {
+        Self {
+            fs,
+            root,
+            part_records,
+        }
     }
 
     fn record_path(&self, upload_id: &str, part_number: i32) -> Option<PathBuf> {
         // Upload ids come from s3s-fs (UUIDs); anything else never names a file.
         uuid::Uuid::parse_str(upload_id).ok()?;
         Some(self.part_records.join(format!("{upload_id}.{part_number}")))
+    }
+
+    /// s3s-fs keeps `.upload-<id>.json` in its root while an upload is open.
+    async fn upload_is_open(&self, upload_id: &str) -> bool {
+        uuid::Uuid::parse_str(upload_id).is_ok()
+            && tokio::fs::try_exists(self.root.join(format!(".upload-{upload_id}.json")))
+                .await
+                .unwrap_or(false)
     }
 
     async fn forget_parts(&self, upload_id: &str) {
@@ -151,6 +167,10 @@ impl S3 for StrictFs {
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
         let upload_id = req.input.upload_id.clone();
+        // s3s-fs lists nothing (rather than NoSuchUpload) for an unknown or finished upload.
+        if !self.upload_is_open(&upload_id).await {
+            return Err(s3_error!(NoSuchUpload));
+        }
         let mut resp = self.fs.list_parts(req).await?;
         for part in resp.output.parts.iter_mut().flatten() {
             let Some(path) = part
@@ -173,6 +193,66 @@ impl S3 for StrictFs {
             parts.sort_by_key(|p| p.part_number);
         }
         Ok(resp)
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        // s3s-fs keeps `.upload-<id>.json` while an upload is open and the object's
+        // attributes in `.bucket-<b64>.object-<b64>.upload-<id>.metadata.json`.
+        let wanted_bucket = URL_SAFE_NO_PAD.encode(&input.bucket);
+        let mut uploads = Vec::new();
+        let mut entries = tokio::fs::read_dir(&self.root)
+            .await
+            .map_err(|e| s3_error!(e, InternalError))?;
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(".bucket-") else {
+                continue;
+            };
+            let Some(rest) = rest.strip_suffix(".metadata.json") else {
+                continue;
+            };
+            let Some((bucket, rest)) = rest.split_once(".object-") else {
+                continue;
+            };
+            let Some((key, upload_id)) = rest.split_once(".upload-") else {
+                continue;
+            };
+            if bucket != wanted_bucket {
+                continue;
+            }
+            let Some(key) = URL_SAFE_NO_PAD
+                .decode(key)
+                .ok()
+                .and_then(|k| String::from_utf8(k).ok())
+            else {
+                continue;
+            };
+            if !key.starts_with(&prefix) {
+                continue;
+            }
+            let info = self.root.join(format!(".upload-{upload_id}.json"));
+            let Ok(meta) = tokio::fs::metadata(&info).await else {
+                continue;
+            };
+            uploads.push(MultipartUpload {
+                key: Some(key),
+                upload_id: Some(upload_id.to_owned()),
+                initiated: meta.modified().ok().map(Timestamp::from),
+                ..Default::default()
+            });
+        }
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            uploads: Some(uploads),
+            is_truncated: Some(false),
+            ..Default::default()
+        }))
     }
 
     // Everything else is s3s-fs as it is.
@@ -290,6 +370,10 @@ impl S3 for StrictFs {
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let upload_id = req.input.upload_id.clone();
+        // s3s-fs answers AccessDenied for an upload that is already gone.
+        if !self.upload_is_open(&upload_id).await {
+            return Err(s3_error!(NoSuchUpload));
+        }
         let resp = self.fs.abort_multipart_upload(req).await?;
         self.forget_parts(&upload_id).await;
         Ok(resp)

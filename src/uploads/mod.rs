@@ -4,9 +4,11 @@
 
 mod multipart;
 mod streamed;
+mod sweep;
 
 pub use multipart::{MAX_PARTS_PER_CALL, PartPlan, SignedParts};
 pub use streamed::{STREAM_BUFFER_BUDGET, STREAM_PART_SIZE, StoredObject};
+pub use sweep::{KEY_PREFIX, SweepReport, spawn_sweeper};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::db::{self, Db, DbError, NewUpload, UploadRow, VerifiedObject, state};
 use crate::domain::{ImageFormat, ImageId, InputError, Metadata, OriginalFilename, Sha256Checksum};
+use crate::shutdown::Shutdown;
 use crate::storage::{ObjectHead, SignedRequest, Storage, StorageError};
 
 /// Number of striped confirm locks.
@@ -94,6 +97,10 @@ pub enum UploadError {
     NoImage,
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    #[error("too many uploads at once; try again shortly")]
+    Busy,
     #[error("the object has not been uploaded yet")]
     NotUploaded,
     #[error("the upload is {0}")]
@@ -158,10 +165,12 @@ pub struct UploadService {
     stream_budget: Arc<Semaphore>,
     /// Striped locks that serialize confirms of the same upload within this process.
     confirm_locks: Arc<[tokio::sync::Mutex<()>]>,
+    /// Streamed uploads stop (and clean up) when the service shuts down.
+    shutdown: Shutdown,
 }
 
 impl UploadService {
-    pub fn new(db: Db, storage: Storage, config: Arc<Config>) -> Self {
+    pub fn new(db: Db, storage: Storage, config: Arc<Config>, shutdown: Shutdown) -> Self {
         let budget_kib = usize::try_from(STREAM_BUFFER_BUDGET / 1024).unwrap_or(usize::MAX);
         Self {
             db,
@@ -171,6 +180,7 @@ impl UploadService {
             confirm_locks: (0..CONFIRM_LOCKS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            shutdown,
         }
     }
 
@@ -292,18 +302,16 @@ impl UploadService {
             return self.settled(row).await;
         }
         if row.method == "MULTIPART" {
+            if OffsetDateTime::now_utc() > row.expires_at {
+                self.expire(&row).await?;
+                return Err(UploadError::Gone(state::EXPIRED));
+            }
             self.finish_multipart(&row).await?;
         }
 
         let Some(head) = self.storage.head(&row.object_key).await? else {
             if OffsetDateTime::now_utc() > row.expires_at {
-                if self
-                    .db
-                    .transition(id, state::PENDING, state::EXPIRED, None)
-                    .await?
-                {
-                    tracing::info!(upload_id = %id, image_id = %row.image_id, state = state::EXPIRED, "upload expired");
-                }
+                self.expire(&row).await?;
                 return Err(UploadError::Gone(state::EXPIRED));
             }
             return Err(UploadError::NotUploaded);
@@ -347,6 +355,27 @@ impl UploadService {
         }
     }
 
+    /// `pending` -> `expired`, then its multipart upload aborted and any object deleted.
+    /// Returns whether this call made the change.
+    pub(super) async fn expire(&self, row: &UploadRow) -> Result<bool, UploadError> {
+        // The state changes first: a confirm that wins the race keeps its object.
+        if !self
+            .db
+            .transition(row.id, state::PENDING, state::EXPIRED, None)
+            .await?
+        {
+            return Ok(false);
+        }
+        tracing::info!(upload_id = %row.id, image_id = %row.image_id, state = state::EXPIRED, "upload expired");
+        if let Some(upload_id) = &row.multipart_upload_id {
+            self.storage
+                .abort_multipart(&row.object_key, upload_id)
+                .await?;
+        }
+        self.storage.delete(&row.object_key).await?;
+        Ok(true)
+    }
+
     /// The answer for an upload that is no longer pending.
     async fn settled(&self, row: UploadRow) -> Result<UploadView, UploadError> {
         match row.state.as_str() {
@@ -372,34 +401,29 @@ impl UploadService {
             return Ok(Err(Rejection::SizeMismatch));
         }
         let declared = ImageFormat::from_mime(&row.content_type).map_err(UploadError::Input)?;
-        let mut prefix = self
+        let prefix = self
             .storage
             .read_prefix(&row.object_key, SNIFF_BYTES)
             .await?;
-        let Some(format) = ImageFormat::sniff(&prefix) else {
-            return Ok(Err(Rejection::InvalidImage));
-        };
-        if format != declared {
-            return Ok(Err(Rejection::TypeMismatch));
-        }
-        let mut dims = imagesize::blob_size(&prefix);
-        if dims.is_err() && head.size > SNIFF_BYTES {
-            prefix = self
+        let mut inspected = self.inspect_image(&prefix, declared);
+        if inspected == Err(Rejection::InvalidImage) && head.size > SNIFF_BYTES {
+            // A JPEG's frame header can sit behind large EXIF blocks.
+            let longer = self
                 .storage
                 .read_prefix(&row.object_key, SNIFF_BYTES_MAX)
                 .await?;
-            dims = imagesize::blob_size(&prefix);
+            inspected = self.inspect_image(&longer, declared);
         }
-        let Ok(dims) = dims else {
-            return Ok(Err(Rejection::InvalidImage));
+        let (format, width, height) = match inspected {
+            Ok(found) => found,
+            Err(rejection) => return Ok(Err(rejection)),
         };
-        let (width, height) = (dims.width as u64, dims.height as u64);
-        if width == 0 || height == 0 {
+        let tail = self
+            .storage
+            .read_suffix(&row.object_key, ImageFormat::TAIL_BYTES)
+            .await?;
+        if !format.is_whole(&prefix, &tail, head.size) {
             return Ok(Err(Rejection::InvalidImage));
-        }
-        let max_side = u64::from(self.config.max_image_dimension);
-        if width > max_side || height > max_side || width * height > self.config.max_image_pixels {
-            return Ok(Err(Rejection::ImageTooLarge));
         }
         if let Some(declared) = &row.checksum_sha256 {
             // Trust the store's own full-object checksum when it keeps one.
@@ -418,9 +442,36 @@ impl UploadService {
         }
         Ok(Ok(Verified {
             format,
-            width: i32::try_from(width).unwrap_or(i32::MAX),
-            height: i32::try_from(height).unwrap_or(i32::MAX),
+            width,
+            height,
         }))
+    }
+
+    /// What an image's first bytes say: an allowed format, the one `expected`, with pixel
+    /// dimensions within the limits (read from the header, never decoded).
+    pub(crate) fn inspect_image(
+        &self,
+        head: &[u8],
+        expected: ImageFormat,
+    ) -> Result<(ImageFormat, i32, i32), Rejection> {
+        let format = ImageFormat::sniff(head).ok_or(Rejection::InvalidImage)?;
+        if format != expected {
+            return Err(Rejection::TypeMismatch);
+        }
+        let size = imagesize::blob_size(head).map_err(|_| Rejection::InvalidImage)?;
+        let (width, height) = (size.width as u64, size.height as u64);
+        if width == 0 || height == 0 {
+            return Err(Rejection::InvalidImage);
+        }
+        let max_side = u64::from(self.config.max_image_dimension);
+        if width > max_side || height > max_side || width * height > self.config.max_image_pixels {
+            return Err(Rejection::ImageTooLarge);
+        }
+        Ok((
+            format,
+            i32::try_from(width).unwrap_or(i32::MAX),
+            i32::try_from(height).unwrap_or(i32::MAX),
+        ))
     }
 
     pub async fn get(&self, id: Uuid) -> Result<UploadView, UploadError> {
@@ -430,39 +481,34 @@ impl UploadService {
 
     /// Aborts a pending upload or deletes a completed one; repeating it is harmless.
     pub async fn delete(&self, id: Uuid) -> Result<(), UploadError> {
-        let row = self.db.find(id).await?.ok_or(UploadError::NotFound)?;
+        let mut row = self.db.find(id).await?.ok_or(UploadError::NotFound)?;
+        // Move the state first, then clean storage, and only for the state this call (or an
+        // earlier one) set: a confirm that completes meanwhile keeps its object.
+        for _ in 0..3 {
+            let (from, to) = match row.state.as_str() {
+                state::PENDING => (state::PENDING, state::ABORTED),
+                state::COMPLETED => (state::COMPLETED, state::DELETED),
+                _ => break,
+            };
+            if self.db.transition(id, from, to, None).await? {
+                tracing::info!(upload_id = %id, image_id = %row.image_id, state = to, "upload {to}");
+            }
+            row = self.db.find_fresh(id).await?.ok_or(UploadError::NotFound)?;
+        }
         match row.state.as_str() {
-            state::PENDING => {
-                if self
-                    .db
-                    .transition(id, state::PENDING, state::ABORTED, None)
-                    .await?
-                {
-                    tracing::info!(upload_id = %id, image_id = %row.image_id, state = state::ABORTED, "upload aborted");
-                }
-                // A PUT may have landed before the abort.
+            // Cleanup is idempotent and redone on every DELETE, so a failed one is retried
+            // by the next call (and by the sweeper).
+            state::ABORTED | state::DELETED => {
                 if let Some(upload_id) = &row.multipart_upload_id {
                     self.storage
                         .abort_multipart(&row.object_key, upload_id)
                         .await?;
                 }
                 self.storage.delete(&row.object_key).await?;
+                Ok(())
             }
-            state::COMPLETED => {
-                // The row leaves the lookups first; an object left by a crash here is an
-                // orphan the sweeper removes, never a record without its object.
-                if self
-                    .db
-                    .transition(id, state::COMPLETED, state::DELETED, None)
-                    .await?
-                {
-                    tracing::info!(upload_id = %id, image_id = %row.image_id, state = state::DELETED, "upload deleted");
-                }
-                self.storage.delete(&row.object_key).await?;
-            }
-            _ => {}
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Completed uploads of one image_id, newest first.
@@ -546,7 +592,7 @@ fn check_extension(filename: &OriginalFilename, format: ImageFormat) -> Result<(
 
 /// Keys are the server's own: never derived from the client's file name.
 pub fn object_key(image_id: &ImageId, id: Uuid, format: ImageFormat) -> String {
-    format!("uploads/{image_id}/{id}.{}", format.extension())
+    format!("{KEY_PREFIX}{image_id}/{id}.{}", format.extension())
 }
 
 fn list_numbers(numbers: &[i32]) -> String {

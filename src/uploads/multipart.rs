@@ -72,6 +72,10 @@ impl UploadService {
         id: Uuid,
     ) -> Result<(UploadRow, String, PartPlan), UploadError> {
         let row = self.db.find(id).await?.ok_or(UploadError::NotFound)?;
+        if row.state == state::PENDING && OffsetDateTime::now_utc() > row.expires_at {
+            self.expire(&row).await?;
+            return Err(UploadError::Gone(state::EXPIRED));
+        }
         match row.state.as_str() {
             state::PENDING => {}
             state::COMPLETED => return Err(UploadError::AlreadyCompleted),
@@ -162,6 +166,15 @@ impl UploadService {
         else {
             return Err(UploadError::NotMultipart);
         };
+        // Completed in the store by an earlier confirm that did not get to record it.
+        if self
+            .storage
+            .head(&row.object_key)
+            .await?
+            .is_some_and(|head| Some(head.size) == u64::try_from(row.declared_size).ok())
+        {
+            return Ok(());
+        }
         let parts = match self.storage.list_parts(&row.object_key, upload_id).await {
             Ok(parts) => parts,
             // Already completed (by an earlier confirm that did not get to record it); the
@@ -174,6 +187,9 @@ impl UploadService {
         let missing: Vec<i32> = (1..=plan.part_count)
             .filter(|n| by_number.get(n).is_none_or(|p| p.size != plan.part_len(*n)))
             .collect();
+        if missing.len() == usize::try_from(plan.part_count).unwrap_or(usize::MAX) {
+            return Err(UploadError::NotUploaded);
+        }
         if !missing.is_empty() {
             return Err(UploadError::IncompleteUpload(missing));
         }

@@ -15,6 +15,7 @@ use super::{Rejection, UploadError, UploadService, UploadView, object_key, to_i6
 use crate::config::MIN_PART_SIZE;
 use crate::db::{self, NewUpload, state};
 use crate::domain::{ImageFormat, ImageId, OriginalFilename, Sha256Checksum};
+use crate::shutdown::Shutdown;
 use crate::storage::StoredPart;
 
 /// Parts of a streamed upload: S3's minimum, to keep the buffer per request small.
@@ -29,6 +30,8 @@ const READ_CHUNK: usize = 64 * 1024;
 /// is reading when the 413 arrives, and for how long.
 const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(5);
+/// How long a streamed upload may wait for body bytes, or for room in the buffer budget.
+const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An object in the bucket that is not recorded yet.
 #[derive(Debug)]
@@ -51,6 +54,8 @@ struct CountedBody<R> {
     total: u64,
     limit: u64,
     hasher: Sha256,
+    tail: Vec<u8>,
+    shutdown: Shutdown,
 }
 
 enum Fill {
@@ -69,21 +74,36 @@ impl<R: AsyncRead + Unpin> CountedBody<R> {
                 buf.reserve((want - buf.len()).min(READ_CHUNK));
             }
             let start = buf.len();
-            let n = (&mut self.reader)
-                .take((want - start) as u64)
-                .read_buf(buf)
-                .await
-                .map_err(|e| UploadError::BodyRead(e.to_string()))?;
+            // A shutdown stops the upload here; the caller aborts what it started.
+            let mut limited = (&mut self.reader).take((want - start) as u64);
+            let n = tokio::select! {
+                read = tokio::time::timeout(STREAM_IDLE_TIMEOUT, limited.read_buf(buf)) => match read {
+                    Ok(read) => read.map_err(|e| UploadError::BodyRead(e.to_string()))?,
+                    // A client that stops sending does not hold a buffer forever.
+                    Err(_) => return Err(UploadError::BodyRead("no data for 30 s".to_owned())),
+                },
+                () = self.shutdown.wait() => return Err(UploadError::ShuttingDown),
+            };
             if n == 0 {
                 return Ok(Fill::End);
             }
             self.hasher.update(&buf[start..start + n]);
+            self.keep_tail(&buf[start..start + n]);
             self.total += n as u64;
             if self.total > self.limit {
                 return Err(UploadError::TooLarge { limit: self.limit });
             }
         }
         Ok(Fill::Full)
+    }
+
+    /// Keeps the last bytes seen, to check the file's end once it has arrived.
+    fn keep_tail(&mut self, new: &[u8]) {
+        let keep = ImageFormat::TAIL_BYTES as usize;
+        self.tail
+            .extend_from_slice(&new[new.len().saturating_sub(keep)..]);
+        let excess = self.tail.len().saturating_sub(keep);
+        self.tail.drain(..excess);
     }
 
     /// Reads and drops what is left, within bounds, so the client sees the answer.
@@ -111,13 +131,15 @@ impl UploadService {
         let part = STREAM_PART_SIZE.min(limit + 1) as usize;
         let _budget = self
             .reserve_buffer(size_hint.map_or(part as u64, |h| h.min(part as u64)))
-            .await;
+            .await?;
 
         let mut body = CountedBody {
             reader,
             total: 0,
             limit,
             hasher: Sha256::new(),
+            tail: Vec::new(),
+            shutdown: self.shutdown.clone(),
         };
         let mut buf = BytesMut::with_capacity(size_hint.map_or(part, |h| (h as usize).min(part)));
         let first = match body.fill(&mut buf, part).await {
@@ -132,12 +154,19 @@ impl UploadService {
         if buf.is_empty() {
             return Err(UploadError::EmptyFile);
         }
-        let (format, width, height) = self.inspect(&buf, claimed)?;
+        let (format, width, height) = self
+            .inspect_image(&buf, claimed)
+            .map_err(UploadError::Rejected)?;
 
         let id = Uuid::now_v7();
         let key = object_key(image_id, id, format);
         let etag = match first {
-            Fill::End => self.storage.put(&key, format.mime(), buf.freeze()).await?,
+            Fill::End => {
+                if !format.is_whole(&buf, &body.tail, body.total) {
+                    return Err(UploadError::Rejected(Rejection::InvalidImage));
+                }
+                self.storage.put(&key, format.mime(), buf.freeze()).await?
+            }
             Fill::Full => {
                 let result = self
                     .stream_parts(&key, format, buf.freeze(), &mut body, part)
@@ -175,6 +204,8 @@ impl UploadService {
             .storage
             .create_multipart(key, format.mime(), false)
             .await?;
+        // The first bytes, for checking the file's end against its header.
+        let head = first.slice(..first.len().min(64));
         let result = async {
             let mut parts = Vec::new();
             let mut chunk = first;
@@ -198,6 +229,9 @@ impl UploadService {
                 }
                 chunk = buf.freeze();
             }
+            if !format.is_whole(&head, &body.tail, body.total) {
+                return Err(UploadError::Rejected(Rejection::InvalidImage));
+            }
             Ok::<_, UploadError>(
                 self.storage
                     .complete_multipart(key, &upload_id, &parts)
@@ -214,45 +248,17 @@ impl UploadService {
         result
     }
 
-    /// The first bytes decide: an allowed image, of the type the name claims, within the
-    /// dimension limits.
-    fn inspect(
-        &self,
-        head: &[u8],
-        claimed: ImageFormat,
-    ) -> Result<(ImageFormat, i32, i32), UploadError> {
-        let format =
-            ImageFormat::sniff(head).ok_or(UploadError::Rejected(Rejection::InvalidImage))?;
-        if format != claimed {
-            return Err(UploadError::Rejected(Rejection::TypeMismatch));
-        }
-        let size = imagesize::blob_size(head)
-            .map_err(|_| UploadError::Rejected(Rejection::InvalidImage))?;
-        let (width, height) = (size.width as u64, size.height as u64);
-        if width == 0 || height == 0 {
-            return Err(UploadError::Rejected(Rejection::InvalidImage));
-        }
-        let max_side = u64::from(self.config.max_image_dimension);
-        if width > max_side || height > max_side || width * height > self.config.max_image_pixels {
-            return Err(UploadError::Rejected(Rejection::ImageTooLarge));
-        }
-        Ok((
-            format,
-            i32::try_from(width).unwrap_or(i32::MAX),
-            i32::try_from(height).unwrap_or(i32::MAX),
-        ))
-    }
-
-    /// Waits until `bytes` of part buffer fit in the shared budget.
-    async fn reserve_buffer(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
+    /// Waits until `bytes` of part buffer fit in the shared budget; a bounded wait, then
+    /// the upload is turned away with a 503 to retry.
+    async fn reserve_buffer(&self, bytes: u64) -> Result<OwnedSemaphorePermit, UploadError> {
         let permits = u32::try_from(bytes.div_ceil(KIB))
             .unwrap_or(u32::MAX)
             .max(1);
-        self.stream_budget
-            .clone()
-            .acquire_many_owned(permits)
-            .await
-            .ok()
+        let wait = self.stream_budget.clone().acquire_many_owned(permits);
+        match tokio::time::timeout(STREAM_IDLE_TIMEOUT, wait).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(UploadError::Busy),
+        }
     }
 
     /// Records a stored object as a completed upload. The object is already in the bucket;

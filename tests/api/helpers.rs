@@ -68,6 +68,8 @@ impl TestApp {
             ("BIND_ADDR".into(), "127.0.0.1".into()),
             ("EMBEDDED_S3_PORT".into(), "0".into()),
             ("ENVIRONMENT".into(), "test".into()),
+            // Tests sweep when they mean to, with `uploads.sweep`.
+            ("SWEEP_INTERVAL".into(), "0".into()),
         ]);
         for (name, value) in vars {
             env.insert((*name).to_owned(), (*value).to_owned());
@@ -272,9 +274,43 @@ pub fn form_body(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-/// A PNG of exactly `size` bytes: the fixture with padding after its end chunk.
+/// A valid PNG of exactly `size` bytes: the fixture with an ancillary chunk of padding
+/// before its end chunk (decoders skip it; the file still ends with IEND).
 pub fn png_of_size(size: usize) -> Vec<u8> {
-    let mut bytes = PNG.to_vec();
-    bytes.resize(size, 0);
+    png_with_padding(size, |_| 0)
+}
+
+/// Like `png_of_size`, with the padding bytes chosen by `fill` (by offset in the file).
+pub fn png_with_padding(size: usize, fill: impl Fn(usize) -> u8) -> Vec<u8> {
+    let (body, iend) = PNG.split_at(PNG.len() - 12);
+    let data_len = size - PNG.len() - 12;
+    let mut bytes = Vec::with_capacity(size);
+    bytes.extend_from_slice(body);
+    bytes.extend_from_slice(&u32::try_from(data_len).expect("small").to_be_bytes());
+    let typed = bytes.len();
+    bytes.extend_from_slice(b"ubPd");
+    let start = bytes.len();
+    bytes.extend((start..start + data_len).map(fill));
+    let crc = crc32(&bytes[typed..]);
+    bytes.extend_from_slice(&crc.to_be_bytes());
+    bytes.extend_from_slice(iend);
+    assert_eq!(bytes.len(), size);
     bytes
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let table: Vec<u32> = (0..256u32)
+        .map(|n| {
+            (0..8).fold(n, |c, _| {
+                if c & 1 == 1 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                }
+            })
+        })
+        .collect();
+    !data.iter().fold(!0u32, |c, &b| {
+        table[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8)
+    })
 }

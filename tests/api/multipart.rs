@@ -14,11 +14,7 @@ const SMALL_PARTS: [(&str, &str); 2] =
 
 /// A PNG of `size` bytes whose bytes differ along its length, so misplaced parts show.
 fn big_png(size: usize) -> Vec<u8> {
-    let mut bytes = png_of_size(size);
-    for (i, b) in bytes.iter_mut().enumerate().skip(PNG.len()) {
-        *b = (i % 251) as u8;
-    }
-    bytes
+    png_with_padding(size, |i| (i % 251) as u8)
 }
 
 impl TestApp {

@@ -1,0 +1,183 @@
+//! The sweeper: pending uploads whose URLs ran out become `expired` (their multipart upload
+//! aborted, any object deleted); objects and multipart uploads no upload owns are removed.
+//! Every state change is conditional, so several replicas can sweep at once.
+
+use std::time::{Duration, SystemTime};
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{UploadError, UploadService};
+use crate::db::state;
+use crate::shutdown::Shutdown;
+use crate::storage::StorageError;
+
+/// Pending uploads expired per database round.
+const EXPIRE_BATCH: u64 = 200;
+/// Every key the service makes starts with this.
+pub const KEY_PREFIX: &str = "uploads/";
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub expired: usize,
+    pub orphan_objects_deleted: usize,
+    pub multipart_aborted: usize,
+}
+
+impl UploadService {
+    /// One sweep. `margin` allows for clocks that disagree between the service, its
+    /// clients and the store.
+    pub async fn sweep(&self, margin: Duration) -> Result<SweepReport, UploadError> {
+        let mut report = SweepReport::default();
+        self.expire_pending(margin, &mut report).await?;
+        // Objects and multipart uploads younger than a URL's lifetime may still be on
+        // their way to being recorded (a PUT before its confirm, a streamed upload).
+        let grace = self.config.presign_expires + margin;
+        let cutoff = SystemTime::now()
+            .checked_sub(grace)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        self.remove_orphan_objects(cutoff, &mut report).await?;
+        self.abort_orphan_multipart(cutoff, &mut report).await?;
+        Ok(report)
+    }
+
+    async fn expire_pending(
+        &self,
+        margin: Duration,
+        report: &mut SweepReport,
+    ) -> Result<(), UploadError> {
+        let cutoff = OffsetDateTime::now_utc() - margin;
+        loop {
+            let rows = self.db.pending_expired_before(cutoff, EXPIRE_BATCH).await?;
+            let full = rows.len() as u64 == EXPIRE_BATCH;
+            for row in rows {
+                if self.expire(&row).await? {
+                    report.expired += 1;
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn remove_orphan_objects(
+        &self,
+        cutoff: SystemTime,
+        report: &mut SweepReport,
+    ) -> Result<(), UploadError> {
+        for (key, modified) in self.storage.list_objects(KEY_PREFIX).await? {
+            // Only keys of the service's own shape; anything else in the bucket is not ours.
+            if modified > cutoff || !is_service_key(&key) {
+                continue;
+            }
+            let owned = match self.db.find_by_key(&key).await? {
+                Some(row) => row.state == state::COMPLETED || row.state == state::PENDING,
+                None => false,
+            };
+            if !owned {
+                self.storage.delete(&key).await?;
+                report.orphan_objects_deleted += 1;
+                tracing::info!(key, "orphan object deleted");
+            }
+        }
+        Ok(())
+    }
+
+    async fn abort_orphan_multipart(
+        &self,
+        cutoff: SystemTime,
+        report: &mut SweepReport,
+    ) -> Result<(), UploadError> {
+        let uploads = match self.storage.list_multipart_uploads(KEY_PREFIX).await {
+            Ok(uploads) => uploads,
+            // Some S3-compatible stores cannot list multipart uploads; the rest still runs.
+            Err(StorageError::Refused(detail)) => {
+                tracing::debug!(error = %detail, "store cannot list multipart uploads");
+                return Ok(());
+            }
+            Err(err) => return Err(err.into()),
+        };
+        for (key, upload_id, initiated) in uploads {
+            if initiated > cutoff {
+                continue;
+            }
+            let owned = self
+                .db
+                .find_by_multipart_id(&upload_id)
+                .await?
+                .is_some_and(|row| row.state == state::PENDING);
+            if !owned {
+                self.storage.abort_multipart(&key, &upload_id).await?;
+                report.multipart_aborted += 1;
+                tracing::info!(key, "orphan multipart upload aborted");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `uploads/<image_id>/<uuid>.<ext>`, as `object_key` makes them.
+fn is_service_key(key: &str) -> bool {
+    let Some(rest) = key.strip_prefix(KEY_PREFIX) else {
+        return false;
+    };
+    let Some((image_id, file)) = rest.split_once('/') else {
+        return false;
+    };
+    let Some((id, _ext)) = file.split_once('.') else {
+        return false;
+    };
+    crate::domain::ImageId::parse(image_id).is_ok() && Uuid::parse_str(id).is_ok()
+}
+
+/// Sweeps every `interval` until shutdown.
+pub fn spawn_sweeper(
+    uploads: UploadService,
+    interval: Duration,
+    margin: Duration,
+    mut shutdown: Shutdown,
+) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = shutdown.wait() => return,
+            }
+            match uploads.sweep(margin).await {
+                Ok(report) if report != SweepReport::default() => {
+                    tracing::info!(
+                        expired = report.expired,
+                        orphan_objects_deleted = report.orphan_objects_deleted,
+                        multipart_aborted = report.multipart_aborted,
+                        "sweep"
+                    );
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "sweep failed; retrying next interval"),
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_service_key_shape_is_swept() {
+        assert!(is_service_key(
+            "uploads/user_1/01a221a9-423f-7342-83e6-50dbb1b82320.png"
+        ));
+        assert!(!is_service_key("uploads/user123/abc123.jpg"));
+        assert!(!is_service_key(
+            "other/user/01a221a9-423f-7342-83e6-50dbb1b82320.png"
+        ));
+        assert!(!is_service_key(
+            "uploads/01a221a9-423f-7342-83e6-50dbb1b82320.png"
+        ));
+    }
+}
