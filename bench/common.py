@@ -2,6 +2,8 @@
 
 import http.client
 import json
+import struct
+import zlib
 import os
 import shutil
 import socket
@@ -14,6 +16,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(ROOT, "target", "release", "upload-broker")
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "sample.png")
 MIB = 1024 * 1024
+
+
+def png_bytes(size, pattern=b"\0"):
+    """A valid PNG of exactly `size` bytes: the test fixture with an ancillary chunk of
+    padding (repeating `pattern`) before its end chunk, so the file still ends with IEND."""
+    with open(FIXTURE, "rb") as f:
+        png = f.read()
+    body, iend = png[:-12], png[-12:]
+    data_len = size - len(png) - 12
+    data = (pattern * (data_len // len(pattern) + 1))[:data_len]
+    chunk = b"ubPd" + data
+    return body + struct.pack(">I", data_len) + chunk + struct.pack(">I", zlib.crc32(chunk)) + iend
 
 
 def build():

@@ -20,6 +20,8 @@ import tempfile
 import threading
 import time
 
+import common
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "sample.png")
 MIB = 1024 * 1024
@@ -33,9 +35,7 @@ def free_port():
 
 
 def png_of_size(size):
-    with open(FIXTURE, "rb") as f:
-        data = f.read()
-    return data + b"\0" * (size - len(data))
+    return common.png_bytes(size)
 
 
 def form(filename, data):

@@ -34,15 +34,8 @@ class Slice:
 
 def make_file(size):
     path = tempfile.mkstemp(prefix="upload-broker-bench-", suffix=".png")[1]
-    with open(common.FIXTURE, "rb") as f:
-        head = f.read()
-    block = bytes(range(256)) * 4096  # 1 MiB
     with open(path, "wb") as out:
-        out.write(head)
-        left = size - len(head)
-        while left > 0:
-            out.write(block[: min(left, len(block))])
-            left -= min(left, len(block))
+        out.write(common.png_bytes(size, bytes(range(256))))
     return path
 
 

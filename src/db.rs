@@ -120,7 +120,7 @@ impl Db {
             .col_expr(Column::Height, Expr::value(object.height))
             .col_expr(Column::S3Url, Expr::value(object.s3_url.clone()))
             .col_expr(Column::UploadedAt, Expr::value(object.uploaded_at))
-            .col_expr(Column::UpdatedAt, Expr::value(OffsetDateTime::now_utc()))
+            .col_expr(Column::UpdatedAt, Expr::value(object.uploaded_at))
             .filter(Column::Id.eq(id))
             .filter(Column::State.eq(state::PENDING))
             .exec(&self.write)

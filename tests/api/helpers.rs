@@ -242,7 +242,11 @@ pub fn files_in_store(app: &TestApp) -> Vec<String> {
     }
     for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".upload_id-") || name.starts_with(".tmp.") {
+        // Multipart parts, open multipart uploads, and temporary files.
+        if name.starts_with(".upload_id-")
+            || name.starts_with(".upload-")
+            || name.starts_with(".tmp.")
+        {
             found.push(name);
         }
     }

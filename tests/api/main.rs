@@ -4,6 +4,7 @@ mod browser;
 mod flow;
 mod helpers;
 mod legacy;
+mod lifecycle;
 mod multipart;
 mod openapi;
 mod validation;

@@ -1,0 +1,635 @@
+//! Nothing lost, nothing stray: overwrites, races, the sweeper, faults and hostile input.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use upload_broker::domain::ImageId;
+
+use crate::helpers::*;
+
+const MIB: usize = 1024 * 1024;
+
+#[tokio::test]
+async fn a_confirmed_object_cannot_be_replaced_through_its_url() {
+    let app = TestApp::spawn().await;
+    let issued = app.issue("keep", "a.png", "image/png", PNG).await;
+    assert_eq!(issued["headers"]["If-None-Match"], "*");
+    assert_eq!(app.put(&issued, PNG).await.status(), StatusCode::OK);
+    let id = issued["upload_id"].as_str().expect("id");
+    assert_eq!(app.confirm(id).await.status(), StatusCode::OK);
+
+    let mut other = PNG.to_vec();
+    other[40] ^= 0xff;
+    let again = app.put(&issued, &other).await;
+    assert_eq!(again.status(), StatusCode::PRECONDITION_FAILED);
+    let key = issued["key"].as_str().expect("key");
+    assert_eq!(
+        app.object(key).await.expect("object"),
+        PNG,
+        "the verified bytes stay"
+    );
+}
+
+#[tokio::test]
+async fn fifty_concurrent_confirms_give_one_record_and_identical_bodies() {
+    let app = TestApp::spawn().await;
+    let issued = app.issue("fifty", "a.png", "image/png", PNG).await;
+    let id = issued["upload_id"].as_str().expect("id").to_owned();
+    assert_eq!(app.put(&issued, PNG).await.status(), StatusCode::OK);
+    let confirms = (0..50).map(|_| app.confirm(&id));
+    let mut bodies = Vec::new();
+    for resp in futures_util::future::join_all(confirms).await {
+        assert_eq!(resp.status(), StatusCode::OK);
+        bodies.push(resp.text().await.expect("body"));
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "50 identical bodies"
+    );
+    let row = app.row(&id).await.expect("row");
+    assert_eq!(row.state, "completed");
+    assert_eq!(Some(row.updated_at), row.uploaded_at, "one state change");
+}
+
+#[tokio::test]
+async fn the_sweeper_expires_stale_uploads_and_removes_what_nobody_owns() {
+    let app = TestApp::spawn_with(&[
+        ("PRESIGN_EXPIRES", "3"),
+        ("MULTIPART_EXPIRES", "3"),
+        ("CLOCK_SKEW_MARGIN", "0"),
+        ("MULTIPART_THRESHOLD", "5242880"),
+        ("PART_SIZE", "5242880"),
+    ])
+    .await;
+    let storage = app.uploads.storage();
+    // Uploaded but never confirmed.
+    let unconfirmed = app.issue("sweep", "a.png", "image/png", PNG).await;
+    assert_eq!(app.put(&unconfirmed, PNG).await.status(), StatusCode::OK);
+    // A multipart upload with one part of two.
+    let big = png_of_size(6 * MIB);
+    let resp = app
+        .create_upload(&json!({"image_id": "sweep", "filename": "b.png", "content_type": "image/png", "size": big.len()}))
+        .await;
+    let multipart: Value = resp.json().await.expect("issued");
+    let parts: Value = app
+        .post_json(
+            &format!(
+                "/api/v1/uploads/{}/parts",
+                multipart["upload_id"].as_str().expect("id")
+            ),
+            &json!({"part_numbers": [1]}),
+        )
+        .await
+        .json()
+        .await
+        .expect("parts");
+    let part = &parts["parts"][0];
+    let mut put = app
+        .client
+        .put(part["url"].as_str().expect("url"))
+        .body(big[..5 * MIB].to_vec());
+    for (name, value) in part["headers"].as_object().expect("headers") {
+        put = put.header(name, value.as_str().expect("value"));
+    }
+    assert_eq!(put.send().await.expect("PUT").status(), StatusCode::OK);
+    // Completed: stays.
+    let kept = app.issue("sweep", "c.png", "image/png", PNG).await;
+    assert_eq!(app.put(&kept, PNG).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.confirm(kept["upload_id"].as_str().expect("id"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // A legacy upload whose process died after the object and before the row.
+    let image_id = ImageId::parse("sweep").expect("id");
+    let crashed = app
+        .uploads
+        .store_streamed(&image_id, "d.png", PNG, None)
+        .await
+        .expect("stored");
+    std::mem::forget(crashed);
+    // A multipart upload nobody recorded, and an object that is not of the service's shape.
+    let stray = "uploads/sweep/01a221a9-423f-7342-83e6-50dbb1b82320.png";
+    storage
+        .create_multipart(stray, "image/png", false)
+        .await
+        .expect("multipart");
+    storage
+        .put(
+            "uploads/seed/abc123.jpg",
+            "image/jpeg",
+            JPEG.to_vec().into(),
+        )
+        .await
+        .expect("foreign object");
+    assert_eq!(app.count_rows().await, 3);
+
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let report = app.uploads.sweep(Duration::ZERO).await.expect("sweep");
+    assert_eq!(report.expired, 2, "{report:?}");
+    assert_eq!(report.orphan_objects_deleted, 1, "{report:?}");
+    assert_eq!(report.multipart_aborted, 1, "{report:?}");
+
+    for issued in [&unconfirmed, &multipart] {
+        let row = app
+            .row(issued["upload_id"].as_str().expect("id"))
+            .await
+            .expect("row");
+        assert_eq!(row.state, "expired");
+    }
+    let kept_row = app
+        .row(kept["upload_id"].as_str().expect("id"))
+        .await
+        .expect("row");
+    assert_eq!(kept_row.state, "completed");
+    assert_eq!(app.object(&kept_row.object_key).await.expect("kept"), PNG);
+    assert!(
+        app.object("uploads/seed/abc123.jpg").await.is_some(),
+        "foreign keys are left alone"
+    );
+    let mut left = files_in_store(&app);
+    left.sort();
+    assert_eq!(
+        left.len(),
+        2,
+        "only the completed object and the foreign one: {left:?}"
+    );
+    assert_eq!(
+        app.count_rows().await,
+        3,
+        "no row was made for the crashed upload"
+    );
+    // A second sweep (or another replica's) finds nothing to do.
+    let again = app.uploads.sweep(Duration::ZERO).await.expect("sweep");
+    assert_eq!(again, upload_broker::uploads::SweepReport::default());
+}
+
+/// A TCP port that accepts connections and never answers.
+async fn silent_endpoint() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (format!("http://{addr}"), task)
+}
+
+fn closed_endpoint() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
+
+#[tokio::test]
+async fn storage_that_refuses_or_hangs_gives_503_within_the_timeout() {
+    let (silent, _task) = silent_endpoint().await;
+    for endpoint in [closed_endpoint(), silent] {
+        let app = TestApp::spawn_with(&[
+            ("AWS_BUCKET_NAME", "media"),
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("S3_CONNECT_TIMEOUT", "1"),
+            ("S3_OPERATION_TIMEOUT", "1"),
+            ("MULTIPART_THRESHOLD", "5242880"),
+        ])
+        .await;
+        // Signing a single PUT is local and still works.
+        let issued = app.issue("down", "a.png", "image/png", PNG).await;
+        let id = issued["upload_id"].as_str().expect("id");
+
+        let started = Instant::now();
+        let resp = app.confirm(id).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{endpoint}: {:?}",
+            started.elapsed()
+        );
+        assert!(resp.headers().contains_key("retry-after"));
+        assert_eq!(
+            error_code(resp).await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable".to_owned()
+            )
+        );
+        assert_eq!(
+            app.row(id).await.expect("row").state,
+            "pending",
+            "nothing completed"
+        );
+
+        let started = Instant::now();
+        let resp = app
+            .create_upload(&json!({"image_id": "down", "filename": "b.png", "content_type": "image/png", "size": 6 * MIB}))
+            .await;
+        assert!(started.elapsed() < Duration::from_secs(6));
+        assert_eq!(
+            error_code(resp).await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable".to_owned()
+            )
+        );
+
+        let started = Instant::now();
+        let (content_type, body) = form_body(&[("file", Some("a.png"), PNG)]);
+        let resp = app
+            .client
+            .post(app.url("/upload/down"))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        assert!(started.elapsed() < Duration::from_secs(6));
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.json::<Value>().await.expect("JSON")["success"], false);
+        assert_eq!(app.count_rows().await, 1, "only the pending single upload");
+    }
+}
+
+#[tokio::test]
+async fn a_locked_database_gives_503_then_works_and_loses_nothing() {
+    use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+    let app = TestApp::spawn_with(&[("DB_TIMEOUT", "1")]).await;
+    let path = app.dir.path().join("images.db");
+    let mut options = ConnectOptions::new(format!("sqlite://{}", path.display()));
+    options.max_connections(1).min_connections(1);
+    let locker = Database::connect(options).await.expect("second connection");
+    locker
+        .execute_unprepared("BEGIN IMMEDIATE")
+        .await
+        .expect("write lock");
+
+    let body =
+        json!({"image_id": "locked", "filename": "a.png", "content_type": "image/png", "size": 10});
+    let started = Instant::now();
+    let resp = app.create_upload(&body).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(
+        error_code(resp).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable".to_owned()
+        )
+    );
+
+    locker.execute_unprepared("COMMIT").await.expect("release");
+    assert_eq!(app.create_upload(&body).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.count_rows().await,
+        1,
+        "the refused request wrote nothing"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_with_a_streamed_upload_in_flight_leaves_nothing_open() {
+    let app = TestApp::spawn().await;
+    let (content_type, body) = form_body(&[("file", Some("slow.png"), &png_of_size(8 * MIB))]);
+    // Send the first 6 MiB, then stall: the upload has a part in the store when we stop.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let first = body[..6 * MIB].to_vec();
+    tokio::spawn(async move {
+        for chunk in first.chunks(256 * 1024) {
+            if tx.send(Ok(chunk.to_vec())).await.is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    let request = app
+        .client
+        .post(app.url("/upload/stopping"))
+        .header("Content-Type", content_type)
+        .body(reqwest::Body::wrap_stream(tokio_stream_from(rx)))
+        .send();
+    let pending = tokio::spawn(request);
+    // Wait until the first part is in the store.
+    let started = Instant::now();
+    while !files_in_store(&app)
+        .iter()
+        .any(|f| f.starts_with(".upload_id-"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a part arrives"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dir = app.dir.clone();
+    let probe = files_in_store(&app);
+    assert!(!probe.is_empty());
+    drop(app);
+    let answer = tokio::time::timeout(Duration::from_secs(12), pending)
+        .await
+        .expect("request ends");
+    if let Ok(Ok(resp)) = answer {
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    // Nothing is left open in the store: no parts, no open multipart upload, no object.
+    let root = dir.path().join("s3");
+    let leftovers: Vec<String> = std::fs::read_dir(&root)
+        .expect("store root")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.starts_with(".upload_id-") || n.starts_with(".upload-") || n.starts_with(".tmp.")
+        })
+        .collect();
+    assert_eq!(leftovers, Vec::<String>::new());
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[tokio::test]
+async fn hostile_input_is_refused_and_leaves_nothing() {
+    let app = TestApp::spawn().await;
+    let req = |image_id: Value, filename: &str, content_type: &str, size: Value| json!({"image_id": image_id, "filename": filename, "content_type": content_type, "size": size});
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            req(json!("../../etc/passwd"), "a.png", "image/png", json!(10)),
+            StatusCode::BAD_REQUEST,
+            "invalid_image_id",
+        ),
+        (
+            req(json!("%2e%2e%2f"), "a.png", "image/png", json!(10)),
+            StatusCode::BAD_REQUEST,
+            "invalid_image_id",
+        ),
+        (
+            req(json!("a\u{0}b"), "a.png", "image/png", json!(10)),
+            StatusCode::BAD_REQUEST,
+            "invalid_image_id",
+        ),
+        (
+            req(json!("abc\u{202e}gnp"), "a.png", "image/png", json!(10)),
+            StatusCode::BAD_REQUEST,
+            "invalid_image_id",
+        ),
+        (
+            req(json!("ab\u{200b}c"), "a.png", "image/png", json!(10)),
+            StatusCode::BAD_REQUEST,
+            "invalid_image_id",
+        ),
+        (
+            req(json!(""), "a.png", "image/png", json!(10)),
+            StatusCode::BAD_REQUEST,
+            "invalid_image_id",
+        ),
+        (
+            req(json!("ok"), "x.png.php", "image/png", json!(10)),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_type",
+        ),
+        (
+            req(json!("ok"), "x.heic", "image/heic", json!(10)),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_type",
+        ),
+        (
+            req(json!("ok"), "x.png", "text/html", json!(10)),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_type",
+        ),
+        (
+            req(json!("ok"), "x.png", "image/png\r\nX-Evil: 1", json!(10)),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_type",
+        ),
+        (
+            req(
+                json!("ok"),
+                "x.png",
+                "image/png",
+                json!(9_223_372_036_854_775_808u64),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            req(json!("ok"), "x.png", "image/png", json!(1.5)),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            req(json!("ok"), "x.png", "image/png", json!("10")),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            req(
+                json!("x".repeat(1024 * 1024)),
+                "a.png",
+                "image/png",
+                json!(10),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            json!({"image_id": "ok", "filename": "a.png", "content_type": "image/png", "size": 10, "checksum_sha265": "typo"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let shown: String = body.to_string().chars().take(120).collect();
+        assert_eq!(
+            error_code(app.create_upload(&body).await).await,
+            (status, code.to_owned()),
+            "{shown}"
+        );
+    }
+    // Ten megabytes of JSON, announced or streamed.
+    let huge = format!("{{\"image_id\": \"{}\"}}", "y".repeat(10 * MIB));
+    let resp = app
+        .client
+        .post(app.url("/api/v1/uploads"))
+        .header("Content-Type", "application/json")
+        .body(huge.clone())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        error_code(resp).await,
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large".to_owned())
+    );
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = huge
+        .into_bytes()
+        .chunks(64 * 1024)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
+    let resp = app
+        .client
+        .post(app.url("/api/v1/uploads"))
+        .header("Content-Type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        error_code(resp).await,
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large".to_owned())
+    );
+    assert_eq!(app.count_rows().await, 0);
+
+    // Any case of an allowed extension is fine, and a name like x.php.png is just a name.
+    for (name, mime, bytes) in [
+        ("UP.PNG", "image/png", PNG),
+        ("x.JpEg", "image/jpeg", JPEG),
+        ("x.php.png", "image/png", PNG),
+    ] {
+        let record = app.upload("names", name, mime, bytes).await;
+        assert_eq!(record["original_filename"], name);
+    }
+
+    // Bytes that lie, each refused at confirm with its object deleted.
+    let mut huge_header = PNG.to_vec();
+    huge_header[16..20].copy_from_slice(&60_000u32.to_be_bytes());
+    huge_header[20..24].copy_from_slice(&60_000u32.to_be_bytes());
+    let truncated = PNG[..PNG.len() - 20].to_vec();
+    let mut polyglot = PNG.to_vec();
+    polyglot.extend_from_slice(b"PK\x03\x04 a zip archive would follow here");
+    for (bytes, code) in [
+        (&huge_header, "image_too_large"),
+        (&truncated, "invalid_image"),
+        (&polyglot, "invalid_image"),
+        (&b"just text, named .png".to_vec(), "invalid_image"),
+        (&JPEG.to_vec(), "type_mismatch"),
+    ] {
+        let issued = app.issue("liars", "x.png", "image/png", bytes).await;
+        assert_eq!(app.put(&issued, bytes).await.status(), StatusCode::OK);
+        let (status, got) =
+            error_code(app.confirm(issued["upload_id"].as_str().expect("id")).await).await;
+        assert_eq!(
+            (status, got.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, code)
+        );
+        assert!(
+            app.object(issued["key"].as_str().expect("key"))
+                .await
+                .is_none(),
+            "{code}: deleted"
+        );
+    }
+
+    // Declared 1 KiB, then 512 bytes or 2 KiB sent: the store refuses both.
+    let kib = png_of_size(1024);
+    let issued = app.issue("sizes", "x.png", "image/png", &kib).await;
+    assert!(
+        app.put(&issued, &kib[..512])
+            .await
+            .status()
+            .is_client_error()
+    );
+    assert!(
+        app.put(&issued, &png_of_size(2048))
+            .await
+            .status()
+            .is_client_error()
+    );
+    let (status, code) =
+        error_code(app.confirm(issued["upload_id"].as_str().expect("id")).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::CONFLICT, "not_uploaded")
+    );
+
+    // The same refusals on the legacy path.
+    for (name, bytes) in [
+        ("x.png", &huge_header),
+        ("x.png", &truncated),
+        ("x.png", &polyglot),
+    ] {
+        let (content_type, body) = form_body(&[("file", Some(name), bytes)]);
+        let resp = app
+            .client
+            .post(app.url("/upload/liars"))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(resp.json::<Value>().await.expect("JSON")["success"], false);
+    }
+    let completed = app.sql("SELECT * FROM images WHERE id = 'liars'").await;
+    assert!(completed.is_empty());
+    let left = files_in_store(&app);
+    assert_eq!(left.len(), 3, "only the three accepted names: {left:?}");
+}
+
+#[tokio::test]
+async fn five_hundred_flows_at_64_at_a_time_all_hold() {
+    let app = TestApp::spawn().await;
+    let checksum = sha256_b64(PNG);
+    let flows = futures_util::stream::iter(0..500)
+        .map(|n| {
+            let app = &app;
+            let checksum = checksum.clone();
+            async move {
+                let resp = app
+                    .create_upload(&json!({
+                        "image_id": format!("load{}", n % 10), "filename": "a.png",
+                        "content_type": "image/png", "size": PNG.len(), "checksum_sha256": checksum,
+                    }))
+                    .await;
+                assert_eq!(resp.status(), StatusCode::CREATED);
+                let issued: Value = resp.json().await.expect("issued");
+                assert_eq!(app.put(&issued, PNG).await.status(), StatusCode::OK);
+                let resp = app.confirm(issued["upload_id"].as_str().expect("id")).await;
+                assert!(
+                    !resp.status().is_server_error(),
+                    "no 5xx: {}",
+                    resp.status()
+                );
+                (
+                    resp.status(),
+                    issued["upload_id"].as_str().expect("id").to_owned(),
+                )
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    for (status, id) in &flows {
+        assert_eq!(*status, StatusCode::OK);
+        let row = app.row(id).await.expect("row");
+        assert_eq!(row.state, "completed");
+        assert_eq!(row.file_size, Some(PNG.len() as i64));
+        assert_eq!(row.checksum_sha256.as_deref(), Some(checksum.as_str()));
+        let head = app
+            .uploads
+            .storage()
+            .head(&row.object_key)
+            .await
+            .expect("head")
+            .expect("object");
+        assert_eq!(head.size, PNG.len() as u64);
+    }
+    let completed = app.sql("SELECT COUNT(*) AS n FROM images").await;
+    assert_eq!(completed[0].try_get::<i64>("", "n").expect("n"), 500);
+}
