@@ -116,14 +116,16 @@ def main():
         os.unlink(script)
 
     path = make_file(size)
+    warm = make_file(80 * common.MIB)
     try:
         with common.Service() as svc:
-            multipart_upload(svc, path, 80 * common.MIB, 6)  # warm-up
+            multipart_upload(svc, warm, 80 * common.MIB, 6)  # warm-up
             mp_seconds, mp_confirm, count, part_size = multipart_upload(svc, path, size, 6)
         with common.Service(MULTIPART_THRESHOLD=5 * 1024 * common.MIB, MAX_UPLOAD_SIZE=5 * 1024 * common.MIB) as svc:
             put_seconds = single_put(svc, path, size)
     finally:
         os.unlink(path)
+        os.unlink(warm)
 
     mib = size / common.MIB
     print("upload-broker multipart, release build, SQLite + embedded store on loopback")

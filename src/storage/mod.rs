@@ -287,31 +287,22 @@ impl Storage {
 
     /// The first `len` bytes of an object (fewer if it is shorter).
     pub async fn read_prefix(&self, key: &str, len: u64) -> Result<Bytes, StorageError> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .range(format!("bytes=0-{}", len.saturating_sub(1)))
-            .send()
+        self.read_range(key, format!("bytes=0-{}", len.saturating_sub(1)))
             .await
-            .map_err(classify)?;
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
-        Ok(body.into_bytes())
     }
 
     /// The last `len` bytes of an object (fewer if it is shorter).
     pub async fn read_suffix(&self, key: &str, len: u64) -> Result<Bytes, StorageError> {
+        self.read_range(key, format!("bytes=-{len}")).await
+    }
+
+    async fn read_range(&self, key: &str, range: String) -> Result<Bytes, StorageError> {
         let out = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
-            .range(format!("bytes=-{len}"))
+            .range(range)
             .send()
             .await
             .map_err(classify)?;

@@ -205,7 +205,8 @@ impl UploadService {
             .create_multipart(key, format.mime(), false)
             .await?;
         // The first bytes, for checking the file's end against its header.
-        let head = first.slice(..first.len().min(64));
+        // (A copy: a slice would keep the whole first part buffer alive.)
+        let head = Bytes::copy_from_slice(&first[..first.len().min(64)]);
         let result = async {
             let mut parts = Vec::new();
             let mut chunk = first;
