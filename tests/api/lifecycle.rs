@@ -633,3 +633,127 @@ async fn five_hundred_flows_at_64_at_a_time_all_hold() {
     let completed = app.sql("SELECT COUNT(*) AS n FROM images").await;
     assert_eq!(completed[0].try_get::<i64>("", "n").expect("n"), 500);
 }
+
+/// A TCP proxy to a real store that can be switched off: off, it drops every connection,
+/// open ones included.
+struct SwitchableProxy {
+    addr: std::net::SocketAddr,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl SwitchableProxy {
+    async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (up, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut watch = watch.clone();
+                if !*watch.borrow() {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+#[tokio::test]
+async fn when_storage_comes_back_the_next_sweep_leaves_nothing_stuck() {
+    // A real store (another service's embedded one), reached through a proxy we can cut.
+    let store_owner = TestApp::spawn().await;
+    let probe = store_owner
+        .uploads
+        .storage()
+        .presign_get("probe", Duration::from_secs(60))
+        .await
+        .expect("sign")
+        .url;
+    let store_addr: std::net::SocketAddr = probe
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host")
+        .parse()
+        .expect("addr");
+    let credentials =
+        std::fs::read_to_string(store_owner.dir.path().join("s3.credentials")).expect("keys");
+    let (access, secret) = credentials.trim().split_once(':').expect("pair");
+    let proxy = SwitchableProxy::start(store_addr).await;
+    let endpoint = format!("http://{}", proxy.addr);
+    let app = TestApp::spawn_with(&[
+        ("AWS_BUCKET_NAME", "upload-broker"),
+        ("AWS_ENDPOINT_URL", &endpoint),
+        ("AWS_ACCESS_KEY_ID", access),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+        ("S3_CONNECT_TIMEOUT", "1"),
+        ("S3_OPERATION_TIMEOUT", "1"),
+        ("PRESIGN_EXPIRES", "2"),
+        ("CLOCK_SKEW_MARGIN", "0"),
+    ])
+    .await;
+
+    let issued = app.issue("outage", "a.png", "image/png", PNG).await;
+    assert_eq!(app.put(&issued, PNG).await.status(), StatusCode::OK);
+    let id = issued["upload_id"].as_str().expect("id");
+    let key = issued["key"].as_str().expect("key");
+
+    proxy.set(false);
+    let (status, code) = error_code(app.confirm(id).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+    );
+    assert_eq!(
+        app.get("/health").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The state moves first (the database is up); the object's removal waits for storage.
+    assert!(
+        app.uploads.sweep(Duration::ZERO).await.is_err(),
+        "the sweep cannot reach storage"
+    );
+    assert_eq!(app.row(id).await.expect("row").state, "expired");
+    assert!(
+        store_owner
+            .uploads
+            .storage()
+            .head(key)
+            .await
+            .expect("head")
+            .is_some()
+    );
+
+    proxy.set(true);
+    assert_eq!(app.get("/health").await.status(), StatusCode::OK);
+    let report = app.uploads.sweep(Duration::ZERO).await.expect("sweep");
+    assert_eq!(report.orphan_objects_deleted, 1, "{report:?}");
+    assert!(
+        store_owner
+            .uploads
+            .storage()
+            .head(key)
+            .await
+            .expect("head")
+            .is_none(),
+        "its object is gone"
+    );
+    let (status, code) = error_code(app.confirm(id).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::GONE, "expired"));
+}
