@@ -71,6 +71,18 @@ pub fn asset(Path(name): Path<String>, assets: poem::web::Data<&Assets>) -> Resp
     }
 }
 
+/// `GET /favicon.ico`, which browsers ask for on their own: the page's icon.
+#[handler]
+pub fn favicon(assets: poem::web::Data<&Assets>) -> Response {
+    match assets.get("favicon.svg") {
+        Some(bytes) => Response::builder()
+            .content_type("image/svg+xml")
+            .header("Cache-Control", "max-age=86400")
+            .body(bytes.into_owned()),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 /// `GET /`: the page needs an image_id, so the root shows the API documentation. (A route
 /// at `/` would be shadowed by the API nested at `/`.)
 pub async fn root_redirect<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {

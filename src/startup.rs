@@ -111,6 +111,7 @@ pub fn routes(uploads: UploadService, assets: Assets) -> impl poem::Endpoint + '
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .at("/static/:name", frontend::asset)
+        .at("/favicon.ico", frontend::favicon)
         .nest("/", api)
         .around(frontend::root_redirect)
         .data(assets)

@@ -27,6 +27,9 @@ pub struct ErrorBody {
     /// For `incomplete_upload`: the part numbers still missing (or of the wrong size).
     #[oai(skip_serializing_if_is_none)]
     pub missing_parts: Option<Vec<i32>>,
+    /// For `too_large`: the largest size accepted, in bytes.
+    #[oai(skip_serializing_if_is_none)]
+    pub limit: Option<u64>,
 }
 
 impl Example for ErrorBody {
@@ -44,6 +47,7 @@ impl ErrorBody {
             code: code.to_owned(),
             message: message.into(),
             missing_parts: None,
+            limit: None,
         }
     }
 }
@@ -267,7 +271,11 @@ impl From<UploadError> for ApiError {
         match err {
             UploadError::Input(input) => input.into(),
             UploadError::EmptyFile => ApiError::BadRequest(body("invalid_size")),
-            UploadError::TooLarge { .. } => ApiError::TooLarge(body("too_large")),
+            UploadError::TooLarge { limit } => {
+                let mut body = ErrorBody::new("too_large", message);
+                body.limit = Some(limit);
+                ApiError::TooLarge(Json(body))
+            }
             UploadError::InvalidCursor => ApiError::BadRequest(body("invalid_cursor")),
             UploadError::ShuttingDown => ApiError::Unavailable(
                 Json(ErrorBody::new("shutting_down", message)),

@@ -87,7 +87,7 @@ pub enum UploadError {
     Input(#[from] InputError),
     #[error("size must be at least 1 byte")]
     EmptyFile,
-    #[error("file is larger than the limit of {limit} bytes")]
+    #[error("the file is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("invalid pagination cursor")]
     InvalidCursor,
@@ -250,7 +250,7 @@ impl UploadService {
             part_size: None,
             part_count: None,
             checksum_algorithm: None,
-            expires_at: now + self.config.presign_expires,
+            expires_at: self.url_expiry(now),
         };
         let put = if multipart {
             let plan = PartPlan::new(size, self.config.part_size, self.config.max_parts);
@@ -561,6 +561,12 @@ impl UploadService {
             None
         };
         Ok(UploadView { row, s3_url })
+    }
+
+    /// When a URL signed now stops working. Signatures carry whole seconds, so the expiry
+    /// counts from the start of this second: never later than the store's.
+    pub(crate) fn url_expiry(&self, now: OffsetDateTime) -> OffsetDateTime {
+        now.replace_nanosecond(0).unwrap_or(now) + self.config.presign_expires
     }
 
     fn confirm_lock(&self, id: Uuid) -> &tokio::sync::Mutex<()> {

@@ -141,7 +141,7 @@ impl UploadService {
         }
         Ok(SignedParts {
             parts,
-            expires_at: OffsetDateTime::now_utc() + self.config.presign_expires,
+            expires_at: self.url_expiry(OffsetDateTime::now_utc()),
         })
     }
 

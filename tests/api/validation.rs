@@ -239,6 +239,9 @@ async fn the_page_is_served_for_valid_ids_only() {
     }
     assert_eq!(app.get("/health").await.status(), StatusCode::OK);
     assert_eq!(app.get("/docs").await.status(), StatusCode::OK);
+    let icon = app.get("/favicon.ico").await;
+    assert_eq!(icon.status(), StatusCode::OK);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
     // The root leads to the API documentation.
     let root = app.get("/").await;
     assert_eq!(root.status(), StatusCode::OK);

@@ -1,0 +1,106 @@
+// The upload-broker JSON API, with retries for the failures that pass by themselves
+// (network hiccups, 502/503/504 with Retry-After).
+
+import { abortError, backoffDelay, isAbort, sleep, whenOnline } from './util.js';
+
+/** An error answer of the service ({code, message}) or a failure to reach it (status 0). */
+export class ApiError extends Error {
+  constructor(status, body = {}, retryAfter = null) {
+    super(body.message || (status ? `The service answered ${status}` : 'The service could not be reached'));
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = body.code || (status ? `http_${status}` : 'network');
+    this.body = body;
+    this.retryAfter = retryAfter;
+  }
+
+  get missingParts() {
+    return Array.isArray(this.body.missing_parts) ? this.body.missing_parts : [];
+  }
+
+  get transient() {
+    return this.status === 0 || this.status === 502 || this.status === 503 || this.status === 504;
+  }
+}
+
+const DEFAULT_RETRIES = 4;
+
+/**
+ * One API call. Retries transient failures up to `retries` times, telling `onRetry`
+ * ({attempt, delay, error}) before each wait.
+ */
+async function call(method, path, { body, signal, retries = DEFAULT_RETRIES, onRetry } = {}) {
+  for (let attempt = 1; ; attempt += 1) {
+    let error;
+    try {
+      return await once(method, path, body, signal);
+    } catch (err) {
+      if (isAbort(err) || !(err instanceof ApiError) || !err.transient || attempt > retries) throw err;
+      error = err;
+    }
+    const delay = error.retryAfter != null
+      ? Math.min(60_000, Math.max(500, error.retryAfter * 1000))
+      : backoffDelay(attempt);
+    onRetry?.({ attempt, delay, error });
+    await sleep(delay, signal);
+    await whenOnline(signal);
+  }
+}
+
+async function once(method, path, body, signal) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      signal,
+      headers: body === undefined ? { Accept: 'application/json' } : { Accept: 'application/json', 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: 'no-store',
+    });
+  } catch (err) {
+    if (signal?.aborted) throw abortError();
+    throw new ApiError(0, { message: err.message });
+  }
+  if (response.status === 204) return null;
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (response.ok) return data;
+  const retryAfter = Number.parseInt(response.headers.get('Retry-After') || '', 10);
+  throw new ApiError(response.status, data && typeof data === 'object' ? data : { message: text.slice(0, 200) },
+    Number.isFinite(retryAfter) ? retryAfter : null);
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  createUpload(request, options) {
+    return call('POST', '/api/v1/uploads', { ...options, body: request });
+  },
+  signParts(uploadId, partNumbers, checksums, options) {
+    const body = { part_numbers: partNumbers };
+    if (checksums) body.checksums_sha256 = checksums;
+    return call('POST', `/api/v1/uploads/${enc(uploadId)}/parts`, { ...options, body });
+  },
+  listParts(uploadId, options) {
+    return call('GET', `/api/v1/uploads/${enc(uploadId)}/parts`, options);
+  },
+  confirm(uploadId, options) {
+    return call('POST', `/api/v1/uploads/${enc(uploadId)}/confirm`, options);
+  },
+  getUpload(uploadId, options) {
+    return call('GET', `/api/v1/uploads/${enc(uploadId)}`, options);
+  },
+  abort(uploadId, options) {
+    return call('DELETE', `/api/v1/uploads/${enc(uploadId)}`, { retries: 1, ...options });
+  },
+  listImages(imageId, { cursor, limit = 12, ...options } = {}) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set('cursor', cursor);
+    return call('GET', `/api/v1/images/${enc(imageId)}?${query}`, options);
+  },
+};
