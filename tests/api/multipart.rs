@@ -134,8 +134,11 @@ async fn part_urls_are_exact_and_can_be_signed_again() {
     assert_eq!(issued["part_count"], 3);
     let id = issued["upload_id"].as_str().expect("id");
 
+    // A part asked for twice is signed once.
+    assert_eq!(app.part_urls(id, &[2, 2]).await.len(), 1);
     // Outside the plan, too many, none.
     for numbers in [
+        json!([10001]),
         json!([0]),
         json!([4]),
         json!([]),
