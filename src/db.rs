@@ -80,8 +80,18 @@ impl Db {
             let read = connect_pool(config, 8).await?;
             Ok(Self { read, write })
         } else {
+            // Replicas starting together take turns at the migrations.
+            let migrator = connect_pool(config, 1).await?;
+            migrator
+                .execute_unprepared("SELECT pg_advisory_lock(72451)")
+                .await?;
+            let migrated = Migrator::up(&migrator, None).await;
+            migrator
+                .execute_unprepared("SELECT pg_advisory_unlock(72451)")
+                .await?;
+            migrated?;
+            migrator.close().await?;
             let pool = connect_pool(config, 16).await?;
-            Migrator::up(&pool, None).await?;
             Ok(Self {
                 read: pool.clone(),
                 write: pool,

@@ -71,6 +71,9 @@ impl TestApp {
             // Tests sweep when they mean to, with `uploads.sweep`.
             ("SWEEP_INTERVAL".into(), "0".into()),
         ]);
+        if let Some(url) = test_database(&dir).await {
+            env.insert("DATABASE_URL".into(), url);
+        }
         for (name, value) in vars {
             env.insert((*name).to_owned(), (*value).to_owned());
         }
@@ -86,6 +89,38 @@ impl TestApp {
             uploads,
             dir,
             trigger,
+        })
+    }
+
+    /// This service's embedded store, as another service would reach it: the endpoint's
+    /// address and its key pair.
+    pub async fn store(&self) -> (std::net::SocketAddr, String, String) {
+        let probe = self
+            .uploads
+            .storage()
+            .presign_get("probe", std::time::Duration::from_secs(60))
+            .await
+            .expect("sign")
+            .url;
+        let addr = probe
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .expect("host")
+            .parse()
+            .expect("address");
+        let keys = std::fs::read_to_string(self.dir.path().join("s3.credentials")).expect("keys");
+        let (access, secret) = keys.trim().split_once(':').expect("key pair");
+        (addr, access.to_owned(), secret.to_owned())
+    }
+
+    /// The database this service uses, for a second service to share.
+    pub fn database_url(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("database_url")).unwrap_or_else(|_| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.dir.path().join("images.db").display()
+            )
         })
     }
 
@@ -206,6 +241,36 @@ impl TestApp {
         let rows = self.sql("SELECT COUNT(*) AS n FROM uploads").await;
         rows[0].try_get::<i64>("", "n").expect("count")
     }
+}
+
+/// With `TEST_DATABASE_URL=postgres://...` every test runs on a fresh Postgres database
+/// (the same one again when a test restarts its service on the same data directory);
+/// without it, on SQLite in the data directory.
+async fn test_database(dir: &TempDir) -> Option<String> {
+    let admin = std::env::var("TEST_DATABASE_URL").ok()?;
+    let remembered = dir.path().join("database_url");
+    if let Ok(url) = std::fs::read_to_string(&remembered) {
+        return Some(url);
+    }
+    let name = format!("ub_test_{}", uuid::Uuid::new_v4().simple());
+    let conn = sea_orm::Database::connect(admin.as_str())
+        .await
+        .expect("Postgres for tests");
+    conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    conn.close().await.expect("close");
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    let url = format!("{base}/{name}");
+    std::fs::write(&remembered, &url).expect("remember the database");
+    Some(url)
+}
+
+/// Whether the suite runs on Postgres; SQLite-only tests return early then.
+pub fn on_postgres() -> bool {
+    std::env::var_os("TEST_DATABASE_URL").is_some()
 }
 
 pub fn sha256_b64(bytes: &[u8]) -> String {

@@ -7,4 +7,5 @@ mod legacy;
 mod lifecycle;
 mod multipart;
 mod openapi;
+mod replicas;
 mod validation;

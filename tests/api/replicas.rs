@@ -1,0 +1,125 @@
+//! Two services on one database and one bucket, as replicas behind a load balancer.
+
+use futures_util::StreamExt as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// A second service sharing `first`'s database and (through S3) its store, both sweeping.
+async fn second_replica(first: &TestApp) -> TestApp {
+    let (addr, access, secret) = first.store().await;
+    let endpoint = format!("http://{addr}");
+    let database = first.database_url();
+    TestApp::spawn_with(&[
+        ("AWS_BUCKET_NAME", "upload-broker"),
+        ("AWS_ENDPOINT_URL", &endpoint),
+        ("AWS_ACCESS_KEY_ID", &access),
+        ("AWS_SECRET_ACCESS_KEY", &secret),
+        ("DATABASE_URL", &database),
+        ("SWEEP_INTERVAL", "1"),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn uploads_issued_by_one_replica_are_confirmed_by_the_other() {
+    let one = TestApp::spawn_with(&[("SWEEP_INTERVAL", "1")]).await;
+    let two = second_replica(&one).await;
+
+    let issued = one.issue("pair", "a.png", "image/png", PNG).await;
+    assert_eq!(one.put(&issued, PNG).await.status(), StatusCode::OK);
+    let id = issued["upload_id"].as_str().expect("id");
+    let resp = two.confirm(id).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let record: Value = resp.json().await.expect("record");
+    assert_eq!(record["state"], "completed");
+    let latest: Value = one
+        .get("/api/v1/images/pair/latest")
+        .await
+        .json()
+        .await
+        .expect("latest");
+    assert_eq!(latest["upload_id"], id);
+    let seen_by_two: Value = two.get("/api/url/pair").await.json().await.expect("legacy");
+    assert_eq!(seen_by_two["file_size"], PNG.len());
+
+    // Racing confirms across both replicas: one state change, the same record everywhere.
+    let raced = one.issue("pair", "b.png", "image/png", PNG).await;
+    assert_eq!(one.put(&raced, PNG).await.status(), StatusCode::OK);
+    let raced_id = raced["upload_id"].as_str().expect("id").to_owned();
+    let confirms = (0..40).map(|n| {
+        let app = if n % 2 == 0 { &one } else { &two };
+        app.confirm(&raced_id)
+    });
+    let mut records = Vec::new();
+    for resp in futures_util::future::join_all(confirms).await {
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut body: Value = resp.json().await.expect("record");
+        // Each replica makes s3_url its own way (presigned on the embedded store, the
+        // bucket's URL through S3); the rest is the one record.
+        body["s3_url"] = Value::Null;
+        records.push(body);
+    }
+    assert!(records.windows(2).all(|w| w[0] == w[1]));
+    let row = one.row(&raced_id).await.expect("row");
+    assert_eq!(Some(row.updated_at), row.uploaded_at, "one state change");
+}
+
+#[tokio::test]
+async fn five_hundred_flows_across_two_replicas_all_hold() {
+    let one = TestApp::spawn_with(&[("SWEEP_INTERVAL", "1")]).await;
+    let two = second_replica(&one).await;
+    let checksum = sha256_b64(PNG);
+    let flows = futures_util::stream::iter(0..500)
+        .map(|n| {
+            let (issuer, confirmer) = if n % 2 == 0 {
+                (&one, &two)
+            } else {
+                (&two, &one)
+            };
+            let checksum = checksum.clone();
+            async move {
+                let resp = issuer
+                    .create_upload(&json!({
+                        "image_id": format!("pair{}", n % 10), "filename": "a.png",
+                        "content_type": "image/png", "size": PNG.len(), "checksum_sha256": checksum,
+                    }))
+                    .await;
+                assert_eq!(resp.status(), StatusCode::CREATED);
+                let issued: Value = resp.json().await.expect("issued");
+                assert_eq!(issuer.put(&issued, PNG).await.status(), StatusCode::OK);
+                let resp = confirmer
+                    .confirm(issued["upload_id"].as_str().expect("id"))
+                    .await;
+                assert!(
+                    !resp.status().is_server_error(),
+                    "no 5xx: {}",
+                    resp.status()
+                );
+                (
+                    resp.status(),
+                    issued["upload_id"].as_str().expect("id").to_owned(),
+                )
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    for (status, id) in &flows {
+        assert_eq!(*status, StatusCode::OK);
+        let row = one.row(id).await.expect("row");
+        assert_eq!(row.state, "completed");
+        assert_eq!(row.checksum_sha256.as_deref(), Some(checksum.as_str()));
+        let head = one
+            .uploads
+            .storage()
+            .head(&row.object_key)
+            .await
+            .expect("head")
+            .expect("object");
+        assert_eq!(head.size, PNG.len() as u64);
+    }
+    let completed = one.sql("SELECT COUNT(*) AS n FROM images").await;
+    assert_eq!(completed[0].try_get::<i64>("", "n").expect("n"), 500);
+}
