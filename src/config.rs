@@ -74,6 +74,11 @@ pub struct Config {
     pub aws_region: String,
     pub storage: StorageConfig,
     pub public_base_url: Option<String>,
+    /// The bucket is private: every `s3_url` is a presigned GET.
+    pub private_bucket: bool,
+    /// The store's endpoint as clients reach it, when it differs from `AWS_ENDPOINT_URL`
+    /// (a store inside a container network, say).
+    pub s3_public_endpoint: Option<String>,
     /// Largest legacy (server-streamed) upload.
     pub max_file_size: u64,
     /// Largest declared size of a direct upload.
@@ -339,6 +344,8 @@ impl Config {
             aws_region,
             storage,
             public_base_url,
+            private_bucket: vars.flag("PRIVATE_BUCKET", false)?,
+            s3_public_endpoint: vars.url("S3_PUBLIC_ENDPOINT_URL")?,
             max_file_size,
             max_upload_size,
             multipart_threshold,

@@ -80,6 +80,9 @@ enum ObjectUrls {
 #[derive(Debug, Clone)]
 pub struct Storage {
     client: Client,
+    /// Signs the URLs clients use: `client`, or the same store under the endpoint clients
+    /// reach (`S3_PUBLIC_ENDPOINT_URL`).
+    signer: Client,
     bucket: String,
     presign_expires: Duration,
     object_urls: ObjectUrls,
@@ -117,8 +120,10 @@ impl Storage {
                     "using the embedded object store (on disk, for development and tests); \
                      set AWS_BUCKET_NAME (and AWS_ENDPOINT_URL for MinIO, Garage or R2) to use S3"
                 );
+                let client = Client::from_conf(s3_config);
                 Ok(Self {
-                    client: Client::from_conf(s3_config),
+                    signer: client.clone(),
+                    client,
                     bucket: EMBEDDED_BUCKET.to_owned(),
                     presign_expires: config.presign_expires,
                     object_urls: object_urls(ObjectUrls::Presigned),
@@ -157,11 +162,22 @@ impl Storage {
                     region = %config.aws_region,
                     "using S3 bucket"
                 );
+                let client = Client::from_conf(builder.clone().build());
+                let signer = match &config.s3_public_endpoint {
+                    Some(public) => Client::from_conf(builder.endpoint_url(public).build()),
+                    None => client.clone(),
+                };
+                let urls = if config.private_bucket {
+                    ObjectUrls::Presigned
+                } else {
+                    ObjectUrls::Direct
+                };
                 Ok(Self {
-                    client: Client::from_conf(builder.build()),
+                    client,
+                    signer,
                     bucket: bucket.clone(),
                     presign_expires: config.presign_expires,
-                    object_urls: object_urls(ObjectUrls::Direct),
+                    object_urls: object_urls(urls),
                     embedded: false,
                 })
             }
@@ -187,7 +203,7 @@ impl Storage {
         checksum: Option<&Sha256Checksum>,
     ) -> Result<SignedRequest, StorageError> {
         let presigned = self
-            .client
+            .signer
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -247,7 +263,7 @@ impl Storage {
         config: PresigningConfig,
     ) -> Result<SignedRequest, StorageError> {
         let presigned = self
-            .client
+            .signer
             .get_object()
             .bucket(&self.bucket)
             .key(key)
@@ -433,7 +449,7 @@ impl Storage {
         checksum: Option<&Sha256Checksum>,
     ) -> Result<SignedRequest, StorageError> {
         let presigned = self
-            .client
+            .signer
             .upload_part()
             .bucket(&self.bucket)
             .key(key)

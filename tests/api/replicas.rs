@@ -123,3 +123,38 @@ async fn five_hundred_flows_across_two_replicas_all_hold() {
     let completed = one.sql("SELECT COUNT(*) AS n FROM images").await;
     assert_eq!(completed[0].try_get::<i64>("", "n").expect("n"), 500);
 }
+
+#[tokio::test]
+async fn a_private_bucket_reached_at_another_address_gets_urls_for_that_address() {
+    let one = TestApp::spawn().await;
+    let (addr, access, secret) = one.store().await;
+    let internal = format!("http://{addr}");
+    // The same store under the name clients use (as a container's store is published).
+    let public = format!("http://localhost:{}", addr.port());
+    let two = TestApp::spawn_with(&[
+        ("AWS_BUCKET_NAME", "upload-broker"),
+        ("AWS_ENDPOINT_URL", &internal),
+        ("S3_PUBLIC_ENDPOINT_URL", &public),
+        ("PRIVATE_BUCKET", "true"),
+        ("AWS_ACCESS_KEY_ID", &access),
+        ("AWS_SECRET_ACCESS_KEY", &secret),
+    ])
+    .await;
+    let issued = two.issue("private", "a.png", "image/png", PNG).await;
+    assert!(issued["url"].as_str().expect("url").starts_with(&public));
+    assert_eq!(two.put(&issued, PNG).await.status(), StatusCode::OK);
+    let record: Value = two
+        .confirm(issued["upload_id"].as_str().expect("id"))
+        .await
+        .json()
+        .await
+        .expect("record");
+    let s3_url = record["s3_url"].as_str().expect("s3_url");
+    assert!(
+        s3_url.starts_with(&public) && s3_url.contains("X-Amz-Signature="),
+        "{s3_url}"
+    );
+    let served = reqwest::get(s3_url).await.expect("GET");
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.bytes().await.expect("bytes").as_ref(), PNG);
+}
