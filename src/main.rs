@@ -4,6 +4,9 @@ use upload_broker::config::Config;
 use upload_broker::{Application, shutdown, telemetry};
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return healthcheck();
+    }
     tune_allocator();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -67,3 +70,38 @@ fn tune_allocator() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
+
+/// `upload-broker healthcheck`: asks the running service's `/health` on `PORT`, for a
+/// container's HEALTHCHECK without a curl in the image.
+fn healthcheck() -> ExitCode {
+    use std::io::{Read, Write};
+    let port = std::env::var("PORT").unwrap_or_else(|_| "5000".to_owned());
+    let answer = (|| -> std::io::Result<String> {
+        let addr = format!("127.0.0.1:{port}");
+        let timeout = std::time::Duration::from_secs(4);
+        let mut stream = std::net::TcpStream::connect_timeout(
+            &addr.parse().map_err(std::io::Error::other)?,
+            timeout,
+        )?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    })();
+    match answer {
+        Ok(response)
+            if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") =>
+        {
+            ExitCode::SUCCESS
+        }
+        Ok(response) => {
+            eprintln!("unhealthy: {}", response.lines().next().unwrap_or(""));
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("unhealthy: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
