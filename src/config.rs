@@ -74,6 +74,9 @@ pub struct Config {
     pub aws_region: String,
     pub storage: StorageConfig,
     pub public_base_url: Option<String>,
+    /// The store refuses a PUT over an existing object when asked (`If-None-Match: *`);
+    /// without it, PUTs land on a staging key that confirm copies from.
+    pub conditional_writes: bool,
     /// The bucket is private: every `s3_url` is a presigned GET.
     pub private_bucket: bool,
     /// The store's endpoint as clients reach it, when it differs from `AWS_ENDPOINT_URL`
@@ -345,6 +348,7 @@ impl Config {
             storage,
             public_base_url,
             private_bucket: vars.flag("PRIVATE_BUCKET", false)?,
+            conditional_writes: vars.flag("S3_CONDITIONAL_WRITES", true)?,
             s3_public_endpoint: vars.url("S3_PUBLIC_ENDPOINT_URL")?,
             max_file_size,
             max_upload_size,

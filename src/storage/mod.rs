@@ -352,6 +352,19 @@ impl Storage {
         Ok(Sha256Checksum::from_digest(&hasher.finalize()))
     }
 
+    /// Copies an object within the bucket (server-side, up to 5 GiB).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .copy_source(format!("{}/{from}", self.bucket))
+            .key(to)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
     /// Deletes an object; deleting a missing object succeeds.
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         self.client

@@ -8,7 +8,7 @@ mod sweep;
 
 pub use multipart::{MAX_PARTS_PER_CALL, PartPlan, SignedParts};
 pub use streamed::{STREAM_BUFFER_BUDGET, STREAM_PART_SIZE, StoredObject};
-pub use sweep::{KEY_PREFIX, SweepReport, spawn_sweeper};
+pub use sweep::{KEY_PREFIX, STAGING_PREFIX, SweepReport, spawn_sweeper};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -266,9 +266,14 @@ impl UploadService {
             fields.expires_at = now + self.config.multipart_expires;
             None
         } else {
+            let target = if self.config.conditional_writes {
+                key.clone()
+            } else {
+                staging_key(&key)
+            };
             Some(
                 self.storage
-                    .presign_put(&key, format.mime(), size, checksum.as_ref())
+                    .presign_put(&target, format.mime(), size, checksum.as_ref())
                     .await?,
             )
         };
@@ -309,7 +314,8 @@ impl UploadService {
             self.finish_multipart(&row).await?;
         }
 
-        let Some(head) = self.storage.head(&row.object_key).await? else {
+        let landing = self.landing_key(&row);
+        let Some(head) = self.storage.head(&landing).await? else {
             if OffsetDateTime::now_utc() > row.expires_at {
                 self.expire(&row).await?;
                 return Err(UploadError::Gone(state::EXPIRED));
@@ -317,8 +323,13 @@ impl UploadService {
             return Err(UploadError::NotUploaded);
         };
 
-        match self.verify(&row, &head).await? {
+        match self.verify(&row, &landing, &head).await? {
             Ok(verified) => {
+                if landing != row.object_key {
+                    // Out of reach of the URL that put it there, so it cannot be replaced.
+                    self.storage.copy(&landing, &row.object_key).await?;
+                    self.storage.delete(&landing).await?;
+                }
                 let s3_url = self.storage.object_url(&row.object_key).await?;
                 let object = VerifiedObject {
                     file_size: to_i64(head.size),
@@ -342,7 +353,7 @@ impl UploadService {
             }
             Err(rejection) => {
                 // The object goes first: a failed upload never leaves bytes behind.
-                self.storage.delete(&row.object_key).await?;
+                self.storage.delete(&landing).await?;
                 if self
                     .db
                     .transition(id, state::PENDING, state::FAILED, Some(rejection.code()))
@@ -367,12 +378,7 @@ impl UploadService {
             return Ok(false);
         }
         tracing::info!(upload_id = %row.id, image_id = %row.image_id, state = state::EXPIRED, "upload expired");
-        if let Some(upload_id) = &row.multipart_upload_id {
-            self.storage
-                .abort_multipart(&row.object_key, upload_id)
-                .await?;
-        }
-        self.storage.delete(&row.object_key).await?;
+        self.remove_objects(row).await?;
         Ok(true)
     }
 
@@ -395,23 +401,18 @@ impl UploadService {
     async fn verify(
         &self,
         row: &UploadRow,
+        key: &str,
         head: &ObjectHead,
     ) -> Result<Result<Verified, Rejection>, UploadError> {
         if head.size != u64::try_from(row.declared_size).unwrap_or(0) {
             return Ok(Err(Rejection::SizeMismatch));
         }
         let declared = ImageFormat::from_mime(&row.content_type).map_err(UploadError::Input)?;
-        let prefix = self
-            .storage
-            .read_prefix(&row.object_key, SNIFF_BYTES)
-            .await?;
+        let prefix = self.storage.read_prefix(key, SNIFF_BYTES).await?;
         let mut inspected = self.inspect_image(&prefix, declared);
         if inspected == Err(Rejection::InvalidImage) && head.size > SNIFF_BYTES {
             // A JPEG's frame header can sit behind large EXIF blocks.
-            let longer = self
-                .storage
-                .read_prefix(&row.object_key, SNIFF_BYTES_MAX)
-                .await?;
+            let longer = self.storage.read_prefix(key, SNIFF_BYTES_MAX).await?;
             inspected = self.inspect_image(&longer, declared);
         }
         let (format, width, height) = match inspected {
@@ -420,7 +421,7 @@ impl UploadService {
         };
         let tail = self
             .storage
-            .read_suffix(&row.object_key, ImageFormat::TAIL_BYTES)
+            .read_suffix(key, ImageFormat::TAIL_BYTES)
             .await?;
         if !format.is_whole(&prefix, &tail, head.size) {
             return Ok(Err(Rejection::InvalidImage));
@@ -429,12 +430,7 @@ impl UploadService {
             // Trust the store's own full-object checksum when it keeps one.
             let actual = match head.checksum_sha256.as_deref() {
                 Some(stored) if !stored.contains('-') => stored.to_owned(),
-                _ => self
-                    .storage
-                    .sha256(&row.object_key)
-                    .await?
-                    .as_str()
-                    .to_owned(),
+                _ => self.storage.sha256(key).await?.as_str().to_owned(),
             };
             if &actual != declared {
                 return Ok(Err(Rejection::ChecksumMismatch));
@@ -498,15 +494,7 @@ impl UploadService {
         match row.state.as_str() {
             // Cleanup is idempotent and redone on every DELETE, so a failed one is retried
             // by the next call (and by the sweeper).
-            state::ABORTED | state::DELETED => {
-                if let Some(upload_id) = &row.multipart_upload_id {
-                    self.storage
-                        .abort_multipart(&row.object_key, upload_id)
-                        .await?;
-                }
-                self.storage.delete(&row.object_key).await?;
-                Ok(())
-            }
+            state::ABORTED | state::DELETED => self.remove_objects(&row).await,
             _ => Ok(()),
         }
     }
@@ -569,6 +557,31 @@ impl UploadService {
         now.replace_nanosecond(0).unwrap_or(now) + self.config.presign_expires
     }
 
+    /// Where a client's bytes land: the object key, or its staging key when the store
+    /// cannot refuse an overwrite (`S3_CONDITIONAL_WRITES=false`) and the upload is a PUT.
+    fn landing_key(&self, row: &UploadRow) -> String {
+        if row.method == "PUT" && !self.config.conditional_writes {
+            staging_key(&row.object_key)
+        } else {
+            row.object_key.clone()
+        }
+    }
+
+    /// Removes whatever an unfinished or deleted upload may have left in storage.
+    async fn remove_objects(&self, row: &UploadRow) -> Result<(), UploadError> {
+        if let Some(upload_id) = &row.multipart_upload_id {
+            self.storage
+                .abort_multipart(&row.object_key, upload_id)
+                .await?;
+        }
+        let landing = self.landing_key(row);
+        if landing != row.object_key {
+            self.storage.delete(&landing).await?;
+        }
+        self.storage.delete(&row.object_key).await?;
+        Ok(())
+    }
+
     fn confirm_lock(&self, id: Uuid) -> &tokio::sync::Mutex<()> {
         let stripe = (id.as_u128() % CONFIRM_LOCKS as u128) as usize;
         &self.confirm_locks[stripe]
@@ -594,6 +607,15 @@ fn check_extension(filename: &OriginalFilename, format: ImageFormat) -> Result<(
         Ok(_) => Err(InputError::ExtensionMismatch),
         Err(err) => Err(err),
     }
+}
+
+/// Where a PUT lands before confirm copies it to its key, when the store cannot refuse
+/// overwrites: `staging/<image_id>/<uuid>.<ext>`.
+pub fn staging_key(object_key: &str) -> String {
+    format!(
+        "{STAGING_PREFIX}{}",
+        object_key.strip_prefix(KEY_PREFIX).unwrap_or(object_key)
+    )
 }
 
 /// Keys are the server's own: never derived from the client's file name.

@@ -16,6 +16,8 @@ use crate::storage::StorageError;
 const EXPIRE_BATCH: u64 = 200;
 /// Every key the service makes starts with this.
 pub const KEY_PREFIX: &str = "uploads/";
+/// Staged PUTs (stores without conditional writes) wait here until confirm.
+pub const STAGING_PREFIX: &str = "staging/";
 
 /// What one sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,13 +69,22 @@ impl UploadService {
         cutoff: SystemTime,
         report: &mut SweepReport,
     ) -> Result<(), UploadError> {
-        for (key, modified) in self.storage.list_objects(KEY_PREFIX).await? {
+        let mut objects = self.storage.list_objects(KEY_PREFIX).await?;
+        objects.extend(self.storage.list_objects(STAGING_PREFIX).await?);
+        for (key, modified) in objects {
             // Only keys of the service's own shape; anything else in the bucket is not ours.
-            if modified > cutoff || !is_service_key(&key) {
+            let (object_key, staged) = match key.strip_prefix(STAGING_PREFIX) {
+                Some(rest) => (format!("{KEY_PREFIX}{rest}"), true),
+                None => (key.clone(), false),
+            };
+            if modified > cutoff || !is_service_key(&object_key) {
                 continue;
             }
-            let owned = match self.db.find_by_key(&key).await? {
-                Some(row) => row.state == state::COMPLETED || row.state == state::PENDING,
+            // A staged copy belongs to its upload only while that is pending.
+            let owned = match self.db.find_by_key(&object_key).await? {
+                Some(row) => {
+                    row.state == state::PENDING || (!staged && row.state == state::COMPLETED)
+                }
                 None => false,
             };
             if !owned {

@@ -744,3 +744,55 @@ async fn when_storage_comes_back_the_next_sweep_leaves_nothing_stuck() {
     let (status, code) = error_code(app.confirm(id).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::GONE, "expired"));
 }
+
+#[tokio::test]
+async fn without_conditional_writes_puts_are_staged_and_copied_on_confirm() {
+    // As for stores that ignore If-None-Match (Garage): the URL writes a staging key.
+    let app = TestApp::spawn_with(&[
+        ("S3_CONDITIONAL_WRITES", "false"),
+        ("PRESIGN_EXPIRES", "2"),
+        ("CLOCK_SKEW_MARGIN", "0"),
+    ])
+    .await;
+    let issued = app.issue("staged", "a.png", "image/png", PNG).await;
+    let key = issued["key"].as_str().expect("key").to_owned();
+    let staged = upload_broker::uploads::staging_key(&key);
+    assert!(issued["url"].as_str().expect("url").contains(&staged));
+    assert_eq!(app.put(&issued, PNG).await.status(), StatusCode::OK);
+    let id = issued["upload_id"].as_str().expect("id");
+    let record: Value = app.confirm(id).await.json().await.expect("record");
+    assert_eq!(record["state"], "completed");
+    assert_eq!(app.object(&key).await.expect("object"), PNG);
+    assert!(
+        app.object(&staged).await.is_none(),
+        "the staged copy is gone"
+    );
+
+    // The URL can only write the staging key again; the verified object stays.
+    let mut other = PNG.to_vec();
+    other[40] ^= 0xff;
+    let _ = app.put(&issued, &other).await;
+    assert_eq!(app.object(&key).await.expect("object"), PNG);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let report = app.uploads.sweep(Duration::ZERO).await.expect("sweep");
+    assert_eq!(report.orphan_objects_deleted, 1, "{report:?}");
+    assert!(app.object(&staged).await.is_none());
+    assert_eq!(app.object(&key).await.expect("object"), PNG);
+
+    // Failed verification removes the staged bytes.
+    let liar = app.issue("staged", "b.png", "image/png", JPEG).await;
+    assert_eq!(app.put(&liar, JPEG).await.status(), StatusCode::OK);
+    let (status, code) =
+        error_code(app.confirm(liar["upload_id"].as_str().expect("id")).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "type_mismatch")
+    );
+    let liar_key = liar["key"].as_str().expect("key");
+    assert!(
+        app.object(&upload_broker::uploads::staging_key(liar_key))
+            .await
+            .is_none()
+    );
+    assert!(app.object(liar_key).await.is_none());
+}
