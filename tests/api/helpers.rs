@@ -74,6 +74,7 @@ impl TestApp {
         if let Some(url) = test_database(&dir).await {
             env.insert("DATABASE_URL".into(), url);
         }
+        env.extend(test_bucket(&dir).await);
         for (name, value) in vars {
             env.insert((*name).to_owned(), (*value).to_owned());
         }
@@ -92,9 +93,28 @@ impl TestApp {
         })
     }
 
-    /// This service's embedded store, as another service would reach it: the endpoint's
-    /// address and its key pair.
-    pub async fn store(&self) -> (std::net::SocketAddr, String, String) {
+    /// Settings for another service to reach this one's bucket: the embedded store's
+    /// endpoint and key pair, or the external test store's.
+    pub async fn s3_settings(&self) -> Vec<(String, String)> {
+        let external = test_bucket(&self.dir).await;
+        if !external.is_empty() {
+            return external;
+        }
+        let keys = std::fs::read_to_string(self.dir.path().join("s3.credentials")).expect("keys");
+        let (access, secret) = keys.trim().split_once(':').expect("key pair");
+        vec![
+            ("AWS_BUCKET_NAME".into(), "upload-broker".into()),
+            (
+                "AWS_ENDPOINT_URL".into(),
+                format!("http://{}", self.store_addr().await),
+            ),
+            ("AWS_ACCESS_KEY_ID".into(), access.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".into(), secret.to_owned()),
+        ]
+    }
+
+    /// The address of the store this service uses.
+    pub async fn store_addr(&self) -> std::net::SocketAddr {
         let probe = self
             .uploads
             .storage()
@@ -102,16 +122,13 @@ impl TestApp {
             .await
             .expect("sign")
             .url;
-        let addr = probe
+        probe
             .trim_start_matches("http://")
             .split('/')
             .next()
             .expect("host")
             .parse()
-            .expect("address");
-        let keys = std::fs::read_to_string(self.dir.path().join("s3.credentials")).expect("keys");
-        let (access, secret) = keys.trim().split_once(':').expect("key pair");
-        (addr, access.to_owned(), secret.to_owned())
+            .expect("address")
     }
 
     /// The database this service uses, for a second service to share.
@@ -268,6 +285,58 @@ async fn test_database(dir: &TempDir) -> Option<String> {
     Some(url)
 }
 
+/// With `TEST_S3_ENDPOINT` (and `TEST_S3_ACCESS_KEY_ID`, `TEST_S3_SECRET_ACCESS_KEY`,
+/// `TEST_S3_REGION`) every test runs on a bucket of its own in that external store (Garage,
+/// which ignores If-None-Match, so PUTs are staged); without it, on the embedded store.
+async fn test_bucket(dir: &TempDir) -> Vec<(String, String)> {
+    let Ok(endpoint) = std::env::var("TEST_S3_ENDPOINT") else {
+        return Vec::new();
+    };
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is set"));
+    let (access, secret) = (
+        var("TEST_S3_ACCESS_KEY_ID"),
+        var("TEST_S3_SECRET_ACCESS_KEY"),
+    );
+    let region = std::env::var("TEST_S3_REGION").unwrap_or_else(|_| "us-east-1".into());
+    let remembered = dir.path().join("bucket");
+    let bucket = match std::fs::read_to_string(&remembered) {
+        Ok(bucket) => bucket,
+        Err(_) => {
+            let bucket = format!("t{}", uuid::Uuid::new_v4().simple());
+            let config = aws_sdk_s3::Config::builder()
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new(region.clone()))
+                .endpoint_url(&endpoint)
+                .force_path_style(true)
+                .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    &access, &secret, None, None, "tests",
+                ))
+                .build();
+            aws_sdk_s3::Client::from_conf(config)
+                .create_bucket()
+                .bucket(&bucket)
+                .send()
+                .await
+                .expect("create the test bucket");
+            std::fs::write(&remembered, &bucket).expect("remember the bucket");
+            bucket
+        }
+    };
+    vec![
+        ("AWS_BUCKET_NAME".into(), bucket),
+        ("AWS_ENDPOINT_URL".into(), endpoint),
+        ("AWS_ACCESS_KEY_ID".into(), access),
+        ("AWS_SECRET_ACCESS_KEY".into(), secret),
+        ("AWS_REGION".into(), region),
+        ("S3_CONDITIONAL_WRITES".into(), "false".into()),
+    ]
+}
+
+/// Whether the suite runs on an external S3 store instead of the embedded one.
+pub fn on_external_store() -> bool {
+    std::env::var_os("TEST_S3_ENDPOINT").is_some()
+}
+
 /// Whether the suite runs on Postgres; SQLite-only tests return early then.
 pub fn on_postgres() -> bool {
     std::env::var_os("TEST_DATABASE_URL").is_some()
@@ -289,32 +358,26 @@ pub async fn error_code(resp: Response) -> (StatusCode, String) {
     (status, code)
 }
 
-/// Files the embedded store holds: objects under the bucket, and multipart parts and
-/// temporary files in its root. Empty means nothing was left behind.
-pub fn files_in_store(app: &TestApp) -> Vec<String> {
-    let root = app.dir.path().join("s3");
-    let mut found = Vec::new();
-    let mut dirs = vec![root.join("upload-broker")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        // Multipart parts, open multipart uploads, and temporary files.
-        if name.starts_with(".upload_id-")
-            || name.starts_with(".upload-")
-            || name.starts_with(".tmp.")
-        {
-            found.push(name);
-        }
-    }
+/// What the bucket holds: every object and every open multipart upload. Empty means
+/// nothing was left behind.
+pub async fn files_in_store(app: &TestApp) -> Vec<String> {
+    let storage = app.uploads.storage();
+    let mut found: Vec<String> = storage
+        .list_objects("")
+        .await
+        .expect("list objects")
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    found.extend(
+        storage
+            .list_multipart_uploads("")
+            .await
+            .expect("list multipart uploads")
+            .into_iter()
+            .map(|(key, id, _)| format!("multipart upload {id} of {key}")),
+    );
+    found.sort();
     found
 }
 

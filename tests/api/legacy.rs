@@ -298,7 +298,7 @@ async fn bad_legacy_uploads_leave_nothing_behind() {
         );
         assert_eq!(app.count_rows().await, 0, "{what}: no row");
         assert_eq!(
-            files_in_store(&app),
+            files_in_store(&app).await,
             Vec::<String>::new(),
             "{what}: nothing in the bucket"
         );
@@ -336,7 +336,7 @@ async fn a_chunked_body_over_the_limit_is_stopped_by_counting() {
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(resp.json::<Value>().await.expect("JSON")["success"], false);
     assert_eq!(app.count_rows().await, 0);
-    assert_eq!(files_in_store(&app), Vec::<String>::new());
+    assert_eq!(files_in_store(&app).await, Vec::<String>::new());
 
     // Under the limit, chunked works.
     let (content_type, body) = form_body(&[("file", Some("ok.png"), &png_of_size(5 * MIB + 7))]);
@@ -364,7 +364,7 @@ async fn a_truncated_multipart_body_stores_nothing() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(resp.json::<Value>().await.expect("JSON")["success"], false);
     assert_eq!(app.count_rows().await, 0);
-    assert_eq!(files_in_store(&app), Vec::<String>::new());
+    assert_eq!(files_in_store(&app).await, Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -237,7 +237,7 @@ async fn an_aborted_upload_cannot_be_confirmed() {
             .status()
             .is_client_error()
     );
-    assert_eq!(files_in_store(&app), Vec::<String>::new());
+    assert_eq!(files_in_store(&app).await, Vec::<String>::new());
     let (status, code) = error_code(app.sign_parts(id, json!({"part_numbers": [2]})).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::GONE, "aborted"));
 }
@@ -407,7 +407,11 @@ async fn a_multipart_upload_of_other_bytes_fails_verification() {
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_image")
     );
     assert_eq!(app.row(id).await.expect("row").state, "failed");
-    assert_eq!(files_in_store(&app), Vec::<String>::new(), "object deleted");
+    assert_eq!(
+        files_in_store(&app).await,
+        Vec::<String>::new(),
+        "object deleted"
+    );
 }
 
 #[tokio::test]

@@ -8,18 +8,14 @@ use crate::helpers::*;
 
 /// A second service sharing `first`'s database and (through S3) its store, both sweeping.
 async fn second_replica(first: &TestApp) -> TestApp {
-    let (addr, access, secret) = first.store().await;
-    let endpoint = format!("http://{addr}");
-    let database = first.database_url();
-    TestApp::spawn_with(&[
-        ("AWS_BUCKET_NAME", "upload-broker"),
-        ("AWS_ENDPOINT_URL", &endpoint),
-        ("AWS_ACCESS_KEY_ID", &access),
-        ("AWS_SECRET_ACCESS_KEY", &secret),
-        ("DATABASE_URL", &database),
-        ("SWEEP_INTERVAL", "1"),
-    ])
-    .await
+    let mut settings = first.s3_settings().await;
+    settings.push(("DATABASE_URL".into(), first.database_url()));
+    settings.push(("SWEEP_INTERVAL".into(), "1".into()));
+    let vars: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    TestApp::spawn_with(&vars).await
 }
 
 #[tokio::test]
@@ -127,19 +123,17 @@ async fn five_hundred_flows_across_two_replicas_all_hold() {
 #[tokio::test]
 async fn a_private_bucket_reached_at_another_address_gets_urls_for_that_address() {
     let one = TestApp::spawn().await;
-    let (addr, access, secret) = one.store().await;
-    let internal = format!("http://{addr}");
+    let addr = one.store_addr().await;
     // The same store under the name clients use (as a container's store is published).
     let public = format!("http://localhost:{}", addr.port());
-    let two = TestApp::spawn_with(&[
-        ("AWS_BUCKET_NAME", "upload-broker"),
-        ("AWS_ENDPOINT_URL", &internal),
-        ("S3_PUBLIC_ENDPOINT_URL", &public),
-        ("PRIVATE_BUCKET", "true"),
-        ("AWS_ACCESS_KEY_ID", &access),
-        ("AWS_SECRET_ACCESS_KEY", &secret),
-    ])
-    .await;
+    let mut settings = one.s3_settings().await;
+    settings.push(("S3_PUBLIC_ENDPOINT_URL".into(), public.clone()));
+    settings.push(("PRIVATE_BUCKET".into(), "true".into()));
+    let vars: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let two = TestApp::spawn_with(&vars).await;
     let issued = two.issue("private", "a.png", "image/png", PNG).await;
     assert!(issued["url"].as_str().expect("url").starts_with(&public));
     assert_eq!(two.put(&issued, PNG).await.status(), StatusCode::OK);
