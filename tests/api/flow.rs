@@ -172,7 +172,7 @@ async fn bytes_that_are_not_the_declared_image_fail_and_are_deleted() {
         let id = issued["upload_id"].as_str().expect("id");
         let key = issued["key"].as_str().expect("key");
         assert_eq!(app.put(&issued, bytes).await.status(), StatusCode::OK);
-        assert!(app.object(key).await.is_some());
+        assert!(app.object(&app.landing(key)).await.is_some());
 
         let (status, code) = error_code(app.confirm(id).await).await;
         assert_eq!(

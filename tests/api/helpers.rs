@@ -191,7 +191,17 @@ impl TestApp {
         for (name, value) in issued["headers"].as_object().expect("headers") {
             req = req.header(name, value.as_str().expect("header value"));
         }
-        req.send().await.expect("PUT")
+        refusal_as_status(req.send().await)
+    }
+
+    /// Where the bytes of a PUT land before confirm: the key, or its staging key when
+    /// the store cannot refuse overwrites.
+    pub fn landing(&self, key: &str) -> String {
+        if on_external_store() {
+            upload_broker::uploads::staging_key(key)
+        } else {
+            key.to_owned()
+        }
     }
 
     pub async fn confirm(&self, upload_id: &str) -> Response {
@@ -329,6 +339,8 @@ async fn test_bucket(dir: &TempDir) -> Vec<(String, String)> {
         ("AWS_SECRET_ACCESS_KEY".into(), secret),
         ("AWS_REGION".into(), region),
         ("S3_CONDITIONAL_WRITES".into(), "false".into()),
+        // Garage has no anonymous reads: s3_url must be a presigned GET.
+        ("PRIVATE_BUCKET".into(), "true".into()),
     ]
 }
 
@@ -340,6 +352,24 @@ pub fn on_external_store() -> bool {
 /// Whether the suite runs on Postgres; SQLite-only tests return early then.
 pub fn on_postgres() -> bool {
     std::env::var_os("TEST_DATABASE_URL").is_some()
+}
+
+/// Some stores refuse a request whose signature does not match by closing the connection
+/// before the body is sent (Garage); that is shown as 499 so tests see a refusal either way.
+pub fn refusal_as_status(sent: reqwest::Result<Response>) -> Response {
+    match sent {
+        Ok(resp) => resp,
+        Err(err) if err.is_request() || err.is_body() => {
+            let closed = reqwest::StatusCode::from_u16(499).expect("status");
+            Response::from(
+                http::Response::builder()
+                    .status(closed)
+                    .body(format!("the store closed the connection: {err}"))
+                    .expect("response"),
+            )
+        }
+        Err(err) => panic!("PUT: {err}"),
+    }
 }
 
 pub fn sha256_b64(bytes: &[u8]) -> String {

@@ -61,7 +61,7 @@ impl TestApp {
         for (name, value) in signed["headers"].as_object().expect("headers") {
             req = req.header(name, value.as_str().expect("value"));
         }
-        req.send().await.expect("PUT part")
+        refusal_as_status(req.send().await)
     }
 
     pub async fn listed_parts(&self, upload_id: &str) -> Vec<i64> {
