@@ -372,6 +372,62 @@ pub fn refusal_as_status(sent: reqwest::Result<Response>) -> Response {
     }
 }
 
+/// 500 upload flows (issue, PUT, confirm) at 64 at a time, flow `n` issued by
+/// `pick(n).0` and confirmed by `pick(n).1`; then checks, through `check`, that every
+/// confirm answered 200 and has exactly one completed row whose object has the declared
+/// size and checksum, and that no request got a 5xx.
+pub async fn five_hundred_flows_hold<'a>(
+    pick: impl Fn(usize) -> (&'a TestApp, &'a TestApp),
+    check: &TestApp,
+) {
+    use futures_util::StreamExt as _;
+    let checksum = sha256_b64(PNG);
+    let flows = futures_util::stream::iter(0..500usize)
+        .map(|n| {
+            let (issuer, confirmer) = pick(n);
+            let checksum = checksum.clone();
+            async move {
+                let resp = issuer
+                    .create_upload(&serde_json::json!({
+                        "image_id": format!("load{}", n % 10), "filename": "a.png",
+                        "content_type": "image/png", "size": PNG.len(), "checksum_sha256": checksum,
+                    }))
+                    .await;
+                assert_eq!(resp.status(), StatusCode::CREATED);
+                let issued: Value = resp.json().await.expect("issued");
+                assert_eq!(issuer.put(&issued, PNG).await.status(), StatusCode::OK);
+                let id = issued["upload_id"].as_str().expect("id").to_owned();
+                let resp = confirmer.confirm(&id).await;
+                assert!(
+                    !resp.status().is_server_error(),
+                    "no 5xx: {}",
+                    resp.status()
+                );
+                (resp.status(), id)
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    for (status, id) in &flows {
+        assert_eq!(*status, StatusCode::OK);
+        let row = check.row(id).await.expect("row");
+        assert_eq!(row.state, "completed");
+        assert_eq!(row.file_size, Some(PNG.len() as i64));
+        assert_eq!(row.checksum_sha256.as_deref(), Some(checksum.as_str()));
+        let head = check
+            .uploads
+            .storage()
+            .head(&row.object_key)
+            .await
+            .expect("head")
+            .expect("object");
+        assert_eq!(head.size, PNG.len() as u64);
+    }
+    let completed = check.sql("SELECT COUNT(*) AS n FROM images").await;
+    assert_eq!(completed[0].try_get::<i64>("", "n").expect("n"), 500);
+}
+
 pub fn sha256_b64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))

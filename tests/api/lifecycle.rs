@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use upload_broker::domain::ImageId;
@@ -592,53 +591,7 @@ async fn hostile_input_is_refused_and_leaves_nothing() {
 #[tokio::test]
 async fn five_hundred_flows_at_64_at_a_time_all_hold() {
     let app = TestApp::spawn().await;
-    let checksum = sha256_b64(PNG);
-    let flows = futures_util::stream::iter(0..500)
-        .map(|n| {
-            let app = &app;
-            let checksum = checksum.clone();
-            async move {
-                let resp = app
-                    .create_upload(&json!({
-                        "image_id": format!("load{}", n % 10), "filename": "a.png",
-                        "content_type": "image/png", "size": PNG.len(), "checksum_sha256": checksum,
-                    }))
-                    .await;
-                assert_eq!(resp.status(), StatusCode::CREATED);
-                let issued: Value = resp.json().await.expect("issued");
-                assert_eq!(app.put(&issued, PNG).await.status(), StatusCode::OK);
-                let resp = app.confirm(issued["upload_id"].as_str().expect("id")).await;
-                assert!(
-                    !resp.status().is_server_error(),
-                    "no 5xx: {}",
-                    resp.status()
-                );
-                (
-                    resp.status(),
-                    issued["upload_id"].as_str().expect("id").to_owned(),
-                )
-            }
-        })
-        .buffer_unordered(64)
-        .collect::<Vec<_>>()
-        .await;
-    for (status, id) in &flows {
-        assert_eq!(*status, StatusCode::OK);
-        let row = app.row(id).await.expect("row");
-        assert_eq!(row.state, "completed");
-        assert_eq!(row.file_size, Some(PNG.len() as i64));
-        assert_eq!(row.checksum_sha256.as_deref(), Some(checksum.as_str()));
-        let head = app
-            .uploads
-            .storage()
-            .head(&row.object_key)
-            .await
-            .expect("head")
-            .expect("object");
-        assert_eq!(head.size, PNG.len() as u64);
-    }
-    let completed = app.sql("SELECT COUNT(*) AS n FROM images").await;
-    assert_eq!(completed[0].try_get::<i64>("", "n").expect("n"), 500);
+    five_hundred_flows_hold(|_| (&app, &app), &app).await;
 }
 
 /// A TCP proxy to a real store that can be switched off: off, it drops every connection,

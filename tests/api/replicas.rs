@@ -1,8 +1,7 @@
 //! Two services on one database and one bucket, as replicas behind a load balancer.
 
-use futures_util::StreamExt as _;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::helpers::*;
 
@@ -66,58 +65,17 @@ async fn uploads_issued_by_one_replica_are_confirmed_by_the_other() {
 async fn five_hundred_flows_across_two_replicas_all_hold() {
     let one = TestApp::spawn_with(&[("SWEEP_INTERVAL", "1")]).await;
     let two = second_replica(&one).await;
-    let checksum = sha256_b64(PNG);
-    let flows = futures_util::stream::iter(0..500)
-        .map(|n| {
-            let (issuer, confirmer) = if n % 2 == 0 {
+    five_hundred_flows_hold(
+        |n| {
+            if n % 2 == 0 {
                 (&one, &two)
             } else {
                 (&two, &one)
-            };
-            let checksum = checksum.clone();
-            async move {
-                let resp = issuer
-                    .create_upload(&json!({
-                        "image_id": format!("pair{}", n % 10), "filename": "a.png",
-                        "content_type": "image/png", "size": PNG.len(), "checksum_sha256": checksum,
-                    }))
-                    .await;
-                assert_eq!(resp.status(), StatusCode::CREATED);
-                let issued: Value = resp.json().await.expect("issued");
-                assert_eq!(issuer.put(&issued, PNG).await.status(), StatusCode::OK);
-                let resp = confirmer
-                    .confirm(issued["upload_id"].as_str().expect("id"))
-                    .await;
-                assert!(
-                    !resp.status().is_server_error(),
-                    "no 5xx: {}",
-                    resp.status()
-                );
-                (
-                    resp.status(),
-                    issued["upload_id"].as_str().expect("id").to_owned(),
-                )
             }
-        })
-        .buffer_unordered(64)
-        .collect::<Vec<_>>()
-        .await;
-    for (status, id) in &flows {
-        assert_eq!(*status, StatusCode::OK);
-        let row = one.row(id).await.expect("row");
-        assert_eq!(row.state, "completed");
-        assert_eq!(row.checksum_sha256.as_deref(), Some(checksum.as_str()));
-        let head = one
-            .uploads
-            .storage()
-            .head(&row.object_key)
-            .await
-            .expect("head")
-            .expect("object");
-        assert_eq!(head.size, PNG.len() as u64);
-    }
-    let completed = one.sql("SELECT COUNT(*) AS n FROM images").await;
-    assert_eq!(completed[0].try_get::<i64>("", "n").expect("n"), 500);
+        },
+        &one,
+    )
+    .await;
 }
 
 #[tokio::test]
