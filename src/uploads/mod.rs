@@ -314,8 +314,14 @@ impl UploadService {
             self.finish_multipart(&row).await?;
         }
 
-        let landing = self.landing_key(&row);
-        let Some(head) = self.storage.head(&landing).await? else {
+        let mut landing = self.landing_key(&row);
+        let mut found = self.storage.head(&landing).await?;
+        if found.is_none() && landing != row.object_key {
+            // Copied from its staging key by an earlier confirm that could not record it.
+            landing = row.object_key.clone();
+            found = self.storage.head(&landing).await?;
+        }
+        let Some(head) = found else {
             if OffsetDateTime::now_utc() > row.expires_at {
                 self.expire(&row).await?;
                 return Err(UploadError::Gone(state::EXPIRED));
@@ -344,12 +350,10 @@ impl UploadService {
                 if self.db.complete(id, &object).await? {
                     tracing::info!(upload_id = %id, image_id = %row.image_id, state = state::COMPLETED, size = head.size, "upload completed");
                 }
-                // Whoever won the race, the row now says what happened.
+                // Whoever won a race (another replica, the sweeper), the row now says
+                // what happened.
                 let row = self.db.find_fresh(id).await?.ok_or(UploadError::NotFound)?;
-                match row.state.as_str() {
-                    state::COMPLETED => self.view(row).await,
-                    _ => Err(UploadError::Gone(state::ABORTED)),
-                }
+                self.settled(row).await
             }
             Err(rejection) => {
                 // The object goes first: a failed upload never leaves bytes behind.
