@@ -4,7 +4,8 @@
 pub mod embedded;
 mod strict_fs;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::Client;
@@ -48,6 +49,32 @@ pub struct SignedRequest {
     pub headers: BTreeMap<String, String>,
 }
 
+/// Object URLs already made today, by key. Bounded: emptied when full.
+#[derive(Debug, Clone, Default)]
+struct UrlCache {
+    urls: Arc<Mutex<HashMap<String, (u64, String)>>>,
+}
+
+const URL_CACHE_MAX: usize = 100_000;
+
+impl UrlCache {
+    fn get(&self, key: &str, day: u64) -> Option<String> {
+        let urls = self.urls.lock().ok()?;
+        urls.get(key)
+            .filter(|(made, _)| *made == day)
+            .map(|(_, url)| url.clone())
+    }
+
+    fn put(&self, key: &str, day: u64, url: &str) {
+        if let Ok(mut urls) = self.urls.lock() {
+            if urls.len() >= URL_CACHE_MAX {
+                urls.clear();
+            }
+            urls.insert(key.to_owned(), (day, url.to_owned()));
+        }
+    }
+}
+
 /// One part of a multipart upload, as ListParts reports it.
 #[derive(Debug, Clone)]
 pub struct StoredPart {
@@ -83,6 +110,7 @@ pub struct Storage {
     /// Signs the URLs clients use: `client`, or the same store under the endpoint clients
     /// reach (`S3_PUBLIC_ENDPOINT_URL`).
     signer: Client,
+    url_cache: UrlCache,
     bucket: String,
     presign_expires: Duration,
     object_urls: ObjectUrls,
@@ -123,6 +151,7 @@ impl Storage {
                 let client = Client::from_conf(s3_config);
                 Ok(Self {
                     signer: client.clone(),
+                    url_cache: UrlCache::default(),
                     client,
                     bucket: EMBEDDED_BUCKET.to_owned(),
                     presign_expires: config.presign_expires,
@@ -175,6 +204,7 @@ impl Storage {
                 Ok(Self {
                     client,
                     signer,
+                    url_cache: UrlCache::default(),
                     bucket: bucket.clone(),
                     presign_expires: config.presign_expires,
                     object_urls: object_urls(urls),
@@ -220,6 +250,19 @@ impl Storage {
 
     /// A URL that returns the object's bytes to a plain GET.
     pub async fn object_url(&self, key: &str) -> Result<String, StorageError> {
+        // A key's URL is the same all day (presigned) or for ever (direct): sign it once.
+        let day = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / DAY_SECS);
+        if let Some(url) = self.url_cache.get(key, day) {
+            return Ok(url);
+        }
+        let url = self.make_object_url(key).await?;
+        self.url_cache.put(key, day, &url);
+        Ok(url)
+    }
+
+    async fn make_object_url(&self, key: &str) -> Result<String, StorageError> {
         match &self.object_urls {
             ObjectUrls::BaseUrl(base) => Ok(format!("{base}/{key}")),
             ObjectUrls::Presigned => {

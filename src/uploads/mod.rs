@@ -26,6 +26,8 @@ use crate::domain::{ImageFormat, ImageId, InputError, Metadata, OriginalFilename
 use crate::shutdown::Shutdown;
 use crate::storage::{ObjectHead, SignedRequest, Storage, StorageError};
 
+/// How long a health check's answer is reused.
+const HEALTH_TTL: Duration = Duration::from_secs(1);
 /// Number of striped confirm locks.
 const CONFIRM_LOCKS: usize = 64;
 /// Bytes read from the start of an object to sniff its type and read its dimensions.
@@ -167,6 +169,8 @@ pub struct UploadService {
     confirm_locks: Arc<[tokio::sync::Mutex<()>]>,
     /// Streamed uploads stop (and clean up) when the service shuts down.
     shutdown: Shutdown,
+    /// The last health check: when, and its answer.
+    health: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>>,
 }
 
 impl UploadService {
@@ -181,6 +185,7 @@ impl UploadService {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             shutdown,
+            health: Arc::default(),
         }
     }
 
@@ -591,10 +596,20 @@ impl UploadService {
         &self.confirm_locks[stripe]
     }
 
-    /// Database and bucket both answer within `limit`.
+    /// Database and bucket both answer within `limit`. Checked at most once a second:
+    /// requests meanwhile share the last answer, so `/health` stays cheap under load and an
+    /// outage still shows within a second.
     pub async fn healthy(&self, limit: Duration) -> bool {
+        let mut last = self.health.lock().await;
+        if let Some((at, healthy)) = *last
+            && at.elapsed() < HEALTH_TTL
+        {
+            return healthy;
+        }
         let checks = async { self.db.check().await.is_ok() && self.storage.check().await.is_ok() };
-        tokio::time::timeout(limit, checks).await.unwrap_or(false)
+        let healthy = tokio::time::timeout(limit, checks).await.unwrap_or(false);
+        *last = Some((std::time::Instant::now(), healthy));
+        healthy
     }
 }
 

@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""The service's benchmark: every hot path under wrk at 64 connections (10 s after a
+2 s warm-up), the legacy upload, and the process's peak RSS and CPU for each.
+
+Builds the release binary and starts it with SQLite and the embedded store on loopback
+ports, or points the same load at a running service with --base-url (then without RSS
+and CPU, which need the process). Prints one table and writes it, with an SVG chart of
+requests per second, to bench/results/.
+
+    python3 bench/run.py [--seconds 10] [--connections 64] [--base-url http://host:port]
+
+Needs wrk (apt-get install wrk) and Python 3's standard library.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import tempfile
+import threading
+import urllib.parse
+
+import common
+import legacy_upload
+
+RESULTS = os.path.join(common.ROOT, "bench", "results")
+
+
+class Target:
+    """The service under load: a base URL, and its process when we started it."""
+
+    def __init__(self, base, pid=None):
+        self.base = base.rstrip("/")
+        parsed = urllib.parse.urlparse(self.base)
+        self.host, self.port = parsed.hostname, parsed.port or 80
+        self.pid = pid
+
+    def request(self, method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        data = json.dumps(body).encode() if body is not None else None
+        hdrs = {"Content-Type": "application/json"} if body is not None else {}
+        hdrs.update(headers or {})
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        raw = resp.read()
+        conn.close()
+        return resp.status, (json.loads(raw) if raw and raw[:1] in b"{[" else raw)
+
+    def measure(self, run):
+        """Runs `run()` and returns its result with the process's peak RSS (MiB) and CPU
+        (cores) over it, when the process is ours."""
+        if self.pid is None:
+            return run(), None, None
+        legacy_upload.reset_peak(self.pid)
+        cpu0, t0 = legacy_upload.cpu_seconds(self.pid), _now()
+        result = run()
+        cores = (legacy_upload.cpu_seconds(self.pid) - cpu0) / (_now() - t0)
+        return result, legacy_upload.rss_kib(self.pid, "VmHWM") / 1024, cores
+
+
+def _now():
+    return datetime.datetime.now().timestamp()
+
+
+def lua(text):
+    path = tempfile.mkstemp(suffix=".lua")[1]
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def issue_body(image_id, size):
+    return {"image_id": image_id, "filename": "a.png", "content_type": "image/png", "size": size}
+
+
+def prepare_uploaded(target, count):
+    """`count` uploads whose bytes are in the store but not yet confirmed."""
+    png = common.png_bytes(4096)
+    ids, lock = [], threading.Lock()
+
+    def work(n):
+        for _ in range(n):
+            status, issued = target.request("POST", "/api/v1/uploads", issue_body("bench-confirm", len(png)))
+            assert status == 201, (status, issued)
+            assert common.put(issued["url"], issued["headers"], _Reader(png), len(png)) == 200
+            with lock:
+                ids.append(issued["upload_id"])
+
+    threads = [threading.Thread(target=work, args=(count // 8,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return ids
+
+
+class _Reader:
+    def __init__(self, data):
+        self.data, self.pos = data, 0
+
+    def read(self, n=-1):
+        chunk = self.data[self.pos:] if n < 0 else self.data[self.pos:self.pos + n]
+        self.pos += len(chunk)
+        return chunk
+
+
+def http_rows(target, seconds, connections):
+    png = common.png_bytes(4096)
+    # A completed upload to look up.
+    status, issued = target.request("POST", "/api/v1/uploads", issue_body("bench-lookup", len(png)))
+    assert status == 201, (status, issued)
+    assert common.put(issued["url"], issued["headers"], _Reader(png), len(png)) == 200
+    assert target.request("POST", f"/api/v1/uploads/{issued['upload_id']}/confirm")[0] == 200
+    # A multipart upload to sign parts of.
+    status, multipart = target.request("POST", "/api/v1/uploads", issue_body("bench-parts", 1 << 30))
+    assert status == 201 and multipart["method"] == "MULTIPART", (status, multipart)
+    confirm_ids = prepare_uploaded(target, 4000)
+    ids_file = tempfile.mkstemp(suffix=".txt")[1]
+    with open(ids_file, "w") as f:
+        f.write("\n".join(confirm_ids) + "\n")
+
+    post = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+    loads = [
+        ("GET /health", "/health", None),
+        ("POST /api/v1/uploads", "/api/v1/uploads",
+         lua(post + "wrk.body = '" + json.dumps(issue_body("bench-issue", 123456)) + "'\n")),
+        ("POST .../parts (sign one part)", f"/api/v1/uploads/{multipart['upload_id']}/parts",
+         lua(post + "wrk.body = '{\"part_numbers\":[7]}'\n")),
+        ("POST .../confirm", "/",
+         lua('local ids = {}\nfor line in io.lines("' + ids_file + '") do ids[#ids + 1] = line end\n'
+             'math.randomseed(os.time())\n'
+             'request = function()\n'
+             '  return wrk.format("POST", "/api/v1/uploads/" .. ids[math.random(#ids)] .. "/confirm")\n'
+             'end\n')),
+        ("GET /api/url/{id}", "/api/url/bench-lookup", None),
+        ("GET /api/v1/images/{id}/latest", "/api/v1/images/bench-lookup/latest", None),
+    ]
+    rows = []
+    for name, path, script in loads:
+        common.wrk(target.base + path, 2, connections, script)  # warm-up
+        (rps, p50, p99, errors), rss, cpu = target.measure(
+            lambda: common.wrk(target.base + path, seconds, connections, script))
+        rows.append((name, connections, rps, p50, p99, errors, rss, cpu))
+    return rows
+
+
+def legacy_rows(target, seconds):
+    big = legacy_upload.form("big.png", common.png_bytes(9 * common.MIB))
+    one = legacy_upload.form("one.png", common.png_bytes(common.MIB))
+    rows = []
+    (results, elapsed), rss, cpu = target.measure(
+        lambda: legacy_upload.concurrent_once(target.port, 8, big))
+    lat = [e for _, e in results]
+    rows.append(("legacy upload 9 MiB x8 at once", 8, 8 / elapsed, legacy_upload.pct(lat, 50),
+                 legacy_upload.pct(lat, 99), sum(1 for s, _ in results if s != 200), rss, cpu))
+    (lat, errors, elapsed), rss, cpu = target.measure(
+        lambda: legacy_upload.sustained(target.port, 16, one, seconds))
+    rows.append(("legacy upload 1 MiB", 16, len(lat) / elapsed, legacy_upload.pct(lat, 50),
+                 legacy_upload.pct(lat, 99), errors, rss, cpu))
+    return rows
+
+
+def table(rows, title):
+    lines = [title, "",
+             "| load | connections | requests/s | p50 ms | p99 ms | errors | peak RSS MiB | CPU cores |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    fmt = lambda v, spec: "–" if v is None else format(v, spec)
+    for name, conns, rps, p50, p99, errors, rss, cpu in rows:
+        lines.append(f"| {name} | {conns} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {errors} | "
+                     f"{fmt(rss, '.1f')} | {fmt(cpu, '.2f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows, title):
+    """A horizontal bar chart of requests per second, as plain SVG."""
+    width, bar_h, gap, left = 760, 22, 10, 250
+    top = 40
+    height = top + len(rows) * (bar_h + gap) + 20
+    peak = max(r[2] for r in rows) or 1
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="12">',
+             f'<text x="10" y="22" font-size="14" font-weight="bold">{title}</text>']
+    for i, (name, _, rps, *_rest) in enumerate(rows):
+        y = top + i * (bar_h + gap)
+        w = max(1, (width - left - 90) * rps / peak)
+        parts.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end">{name}</text>')
+        parts.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="#2f6fde"/>')
+        parts.append(f'<text x="{left + w + 6:.1f}" y="{y + 15}">{rps:,.0f}/s</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--base-url", help="load a running service instead of starting one")
+    args = parser.parse_args()
+
+    if args.base_url:
+        target, service = Target(args.base_url), None
+    else:
+        common.build()
+        service = common.Service()
+        target = Target(service.base, service.proc.pid)
+    try:
+        rows = http_rows(target, args.seconds, args.connections)
+        rows += legacy_rows(target, args.seconds)
+    finally:
+        if service:
+            service.stop()
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    where = args.base_url or "release build, SQLite + embedded store, loopback"
+    title = f"upload-broker, {where}, wrk {args.connections} connections, {args.seconds} s ({stamp})"
+    text = table(rows, title)
+    print(text)
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "latest.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(RESULTS, "latest.svg"), "w") as f:
+        f.write(chart(rows, "requests per second (" + stamp + ")"))
+    print(f"written: {os.path.relpath(RESULTS, common.ROOT)}/latest.md and latest.svg")
+
+
+if __name__ == "__main__":
+    main()
