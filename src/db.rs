@@ -11,8 +11,10 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
     DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -45,7 +47,15 @@ impl From<DbErr> for DbError {
 pub struct Db {
     read: DatabaseConnection,
     write: DatabaseConnection,
+    /// SQLite: new rows go through one task that commits them in groups.
+    inserts: Option<mpsc::Sender<PendingInsert>>,
 }
+
+/// A row waiting for the group-commit task, and where its answer goes.
+type PendingInsert = (ActiveModel, oneshot::Sender<Result<Model, DbError>>);
+
+/// Most rows one group commit carries.
+const GROUP_MAX: usize = 128;
 
 /// State names stored in `uploads.state`.
 pub mod state {
@@ -78,7 +88,13 @@ impl Db {
             // Migrations first, so the readers open a database that has its schema.
             Migrator::up(&write, None).await?;
             let read = connect_pool(config, 8).await?;
-            Ok(Self { read, write })
+            let (inserts, queue) = mpsc::channel(4 * GROUP_MAX);
+            tokio::spawn(group_commits(write.clone(), queue));
+            Ok(Self {
+                read,
+                write,
+                inserts: Some(inserts),
+            })
         } else {
             // Replicas starting together take turns at the migrations.
             let migrator = connect_pool(config, 1).await?;
@@ -95,12 +111,25 @@ impl Db {
             Ok(Self {
                 read: pool.clone(),
                 write: pool,
+                inserts: None,
             })
         }
     }
 
+    /// Inserts a row; returns once it is committed. On SQLite, rows that arrive while a
+    /// commit is under way are committed together in the next one: one transaction for
+    /// many requests, each still answered only after its row is durable in the WAL.
     pub async fn insert(&self, model: ActiveModel) -> Result<Model, DbError> {
-        Ok(model.insert(&self.write).await?)
+        let Some(inserts) = &self.inserts else {
+            return Ok(model.insert(&self.write).await?);
+        };
+        let (tx, rx) = oneshot::channel();
+        inserts
+            .send((model, tx))
+            .await
+            .map_err(|_| DbError::Unavailable("the database writer stopped".to_owned()))?;
+        rx.await
+            .map_err(|_| DbError::Unavailable("the database writer stopped".to_owned()))?
     }
 
     pub async fn find(&self, id: Uuid) -> Result<Option<Model>, DbError> {
@@ -227,6 +256,45 @@ impl Db {
     /// The writer connection, for tests and tools that inspect the schema.
     pub fn writer(&self) -> &DatabaseConnection {
         &self.write
+    }
+}
+
+/// Commits queued rows in groups until every sender is gone.
+async fn group_commits(write: DatabaseConnection, mut queue: mpsc::Receiver<PendingInsert>) {
+    let mut group = Vec::with_capacity(GROUP_MAX);
+    while queue.recv_many(&mut group, GROUP_MAX).await > 0 {
+        let outcome = async {
+            let txn = write.begin().await?;
+            let mut rows = Vec::with_capacity(group.len());
+            for (model, _) in &group {
+                rows.push(model.clone().insert(&txn).await?);
+            }
+            txn.commit().await?;
+            Ok::<_, DbErr>(rows)
+        }
+        .await;
+        match outcome {
+            Ok(rows) => {
+                for ((_, reply), row) in group.drain(..).zip(rows) {
+                    let _ = reply.send(Ok(row));
+                }
+            }
+            // A busy or unreachable database fails the whole group at once (each request
+            // gets its 503 without waiting again)...
+            Err(err) => match DbError::from(err) {
+                DbError::Unavailable(reason) => {
+                    for (_, reply) in group.drain(..) {
+                        let _ = reply.send(Err(DbError::Unavailable(reason.clone())));
+                    }
+                }
+                // ...but one bad row must not fail the others: retry each on its own.
+                DbError::Query(_) => {
+                    for (model, reply) in group.drain(..) {
+                        let _ = reply.send(model.insert(&write).await.map_err(DbError::from));
+                    }
+                }
+            },
+        }
     }
 }
 
