@@ -225,6 +225,13 @@ impl From<StorageError> for ApiError {
                     RETRY_AFTER_SECS,
                 )
             }
+            StorageError::NoSuchKey => {
+                tracing::warn!("an object disappeared while it was being read");
+                ApiError::Conflict(Json(ErrorBody::new(
+                    "not_uploaded",
+                    "the object is no longer in storage",
+                )))
+            }
             StorageError::NoSuchUpload => {
                 tracing::warn!("the store no longer has a multipart upload we recorded");
                 ApiError::Conflict(Json(ErrorBody::new(

@@ -38,6 +38,9 @@ pub enum StorageError {
     /// The multipart upload is gone (completed or aborted).
     #[error("no such multipart upload")]
     NoSuchUpload,
+    /// The object is not there (any more).
+    #[error("no such object")]
+    NoSuchKey,
     #[error("cannot sign a request: {0}")]
     Signing(String),
 }
@@ -758,6 +761,9 @@ where
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             StorageError::Unavailable(detail)
+        }
+        SdkError::ServiceError(service) if service.err().code() == Some("NoSuchKey") => {
+            StorageError::NoSuchKey
         }
         SdkError::ServiceError(service) => {
             if service.raw().status().is_server_error() || service.err().code() == Some("SlowDown")

@@ -311,15 +311,33 @@ impl UploadService {
         if row.state != state::PENDING {
             return self.settled(row).await;
         }
+        match self.confirm_pending(&row).await {
+            // Another replica's confirm moved or removed the staged object under us: the
+            // row, or one more look at the store, tells what happened.
+            Err(UploadError::Storage(StorageError::NoSuchKey)) => {
+                let row = self.db.find_fresh(id).await?.ok_or(UploadError::NotFound)?;
+                if row.state != state::PENDING {
+                    return self.settled(row).await;
+                }
+                self.confirm_pending(&row).await
+            }
+            answer => answer,
+        }
+    }
+
+    /// Confirm's work on a pending upload: complete a multipart upload, find the object,
+    /// verify it, record it.
+    async fn confirm_pending(&self, row: &UploadRow) -> Result<UploadView, UploadError> {
+        let id = row.id;
         if row.method == "MULTIPART" {
             if OffsetDateTime::now_utc() > row.expires_at {
-                self.expire(&row).await?;
+                self.expire(row).await?;
                 return Err(UploadError::Gone(state::EXPIRED));
             }
-            self.finish_multipart(&row).await?;
+            self.finish_multipart(row).await?;
         }
 
-        let mut landing = self.landing_key(&row);
+        let mut landing = self.landing_key(row);
         let mut found = self.storage.head(&landing).await?;
         if found.is_none() && landing != row.object_key {
             // Copied from its staging key by an earlier confirm that could not record it.
@@ -328,13 +346,13 @@ impl UploadService {
         }
         let Some(head) = found else {
             if OffsetDateTime::now_utc() > row.expires_at {
-                self.expire(&row).await?;
+                self.expire(row).await?;
                 return Err(UploadError::Gone(state::EXPIRED));
             }
             return Err(UploadError::NotUploaded);
         };
 
-        match self.verify(&row, &landing, &head).await? {
+        match self.verify(row, &landing, &head).await? {
             Ok(verified) => {
                 if landing != row.object_key {
                     // Out of reach of the URL that put it there, so it cannot be replaced.
@@ -563,7 +581,10 @@ impl UploadService {
     /// When a URL signed now stops working. Signatures carry whole seconds, so the expiry
     /// counts from the start of this second: never later than the store's.
     pub(crate) fn url_expiry(&self, now: OffsetDateTime) -> OffsetDateTime {
+        // A microsecond short of the whole second: SQLite keeps timestamps as text with
+        // trailing zeros trimmed, and a bare `...:05Z` would sort after `...:05.3Z`.
         now.replace_nanosecond(0).unwrap_or(now) + self.config.presign_expires
+            - Duration::from_micros(1)
     }
 
     /// Where a client's bytes land: the object key, or its staging key when the store
