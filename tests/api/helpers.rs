@@ -238,6 +238,20 @@ impl TestApp {
         resp.json().await.expect("record")
     }
 
+    /// Confirms an upload and checks that it completed with exactly `bytes` in the bucket.
+    pub async fn confirm_stored(&self, upload_id: &str, bytes: &[u8]) -> Value {
+        let resp = self.confirm(upload_id).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let record: Value = resp.json().await.expect("record");
+        assert_eq!(record["state"], "completed");
+        let stored = self
+            .object(record["key"].as_str().expect("key"))
+            .await
+            .expect("object");
+        assert!(stored == bytes, "the object is the file, byte for byte");
+        record
+    }
+
     pub async fn row(&self, upload_id: &str) -> Option<UploadRow> {
         let id = Uuid::parse_str(upload_id).expect("uuid");
         self.uploads.db().find_fresh(id).await.expect("query")
@@ -490,6 +504,13 @@ pub fn form_body(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A request body sent in 64 KiB chunks, with no Content-Length (chunked encoding).
+pub fn chunked_body(bytes: &[u8]) -> reqwest::Body {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
 }
 
 /// A valid PNG of exactly `size` bytes: the fixture with an ancillary chunk of padding

@@ -321,15 +321,11 @@ async fn a_chunked_body_over_the_limit_is_stopped_by_counting() {
     let app = TestApp::spawn_with(&[("MAX_FILE_SIZE", "6000000")]).await;
     let (content_type, body) = form_body(&[("file", Some("big.png"), &png_of_size(8 * MIB))]);
     // A stream body: no Content-Length, chunked transfer encoding.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
     let resp = app
         .client
         .post(app.url("/upload/chunky"))
         .header("Content-Type", content_type)
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
+        .body(chunked_body(&body))
         .send()
         .await
         .expect("POST");
@@ -340,15 +336,11 @@ async fn a_chunked_body_over_the_limit_is_stopped_by_counting() {
 
     // Under the limit, chunked works.
     let (content_type, body) = form_body(&[("file", Some("ok.png"), &png_of_size(5 * MIB + 7))]);
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
     let resp = app
         .client
         .post(app.url("/upload/chunky"))
         .header("Content-Type", content_type)
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
+        .body(chunked_body(&body))
         .send()
         .await
         .expect("POST");

@@ -481,18 +481,11 @@ async fn hostile_input_is_refused_and_leaves_nothing() {
         error_code(resp).await,
         (StatusCode::PAYLOAD_TOO_LARGE, "too_large".to_owned())
     );
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = huge
-        .into_bytes()
-        .chunks(64 * 1024)
-        .map(|c| Ok(c.to_vec()))
-        .collect();
     let resp = app
         .client
         .post(app.url("/api/v1/uploads"))
         .header("Content-Type", "application/json")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
+        .body(chunked_body(huge.as_bytes()))
         .send()
         .await
         .expect("POST");

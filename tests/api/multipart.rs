@@ -200,14 +200,7 @@ async fn part_urls_are_exact_and_can_be_signed_again() {
         app.put_part(&first[&3], part(&bytes, 3)).await.status(),
         StatusCode::OK
     );
-    let record: Value = app.confirm(id).await.json().await.expect("record");
-    assert_eq!(record["state"], "completed");
-    assert!(
-        app.object(record["key"].as_str().expect("key"))
-            .await
-            .expect("object")
-            == bytes
-    );
+    app.confirm_stored(id, &bytes).await;
 }
 
 #[tokio::test]
@@ -267,14 +260,7 @@ async fn an_upload_resumes_from_the_parts_the_store_lists() {
             StatusCode::OK
         );
     }
-    let record: Value = app.confirm(id).await.json().await.expect("record");
-    assert_eq!(record["state"], "completed");
-    assert!(
-        app.object(record["key"].as_str().expect("key"))
-            .await
-            .expect("object")
-            == bytes
-    );
+    app.confirm_stored(id, &bytes).await;
 }
 
 #[tokio::test]
@@ -321,15 +307,7 @@ async fn an_upload_survives_a_restart_of_the_service() {
         second.put_part(&fresh[&3], part(&bytes, 3)).await.status(),
         StatusCode::OK
     );
-    let record: Value = second.confirm(&id).await.json().await.expect("record");
-    assert_eq!(record["state"], "completed");
-    assert!(
-        second
-            .object(record["key"].as_str().expect("key"))
-            .await
-            .expect("object")
-            == bytes
-    );
+    second.confirm_stored(&id, &bytes).await;
 }
 
 #[tokio::test]
