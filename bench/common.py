@@ -45,8 +45,10 @@ class Service:
     """The release binary on loopback ports, with SQLite and the embedded store in a
     temporary directory."""
 
-    def __init__(self, **env):
-        self.dir = tempfile.mkdtemp(prefix="upload-broker-bench-")
+    def __init__(self, data_dir=None, **env):
+        # A given data directory is kept (to start again on it); a temporary one is removed.
+        self.keep = data_dir is not None
+        self.dir = data_dir or tempfile.mkdtemp(prefix="upload-broker-bench-")
         self.port = free_port()
         full_env = dict(os.environ, DATA_DIR=self.dir, PORT=str(self.port), BIND_ADDR="127.0.0.1",
                         EMBEDDED_S3_PORT=str(free_port()), LOG_LEVEL="WARNING")
@@ -84,7 +86,8 @@ class Service:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
         return self
@@ -112,7 +115,8 @@ def wrk(url, seconds, connections, script=None):
     """Runs wrk and returns (requests/s, p50 ms, p99 ms, non-2xx or errors)."""
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    threads = min(2, connections)
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if script:
         cmd += ["-s", script]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout

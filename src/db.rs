@@ -54,6 +54,8 @@ pub struct Db {
 /// A row waiting for the group-commit task, and where its answer goes.
 type PendingInsert = (ActiveModel, oneshot::Sender<Result<Model, DbError>>);
 
+/// How often the write-ahead log is checkpointed.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Most rows one group commit carries.
 const GROUP_MAX: usize = 128;
 
@@ -90,6 +92,7 @@ impl Db {
             let read = connect_pool(config, 8).await?;
             let (inserts, queue) = mpsc::channel(4 * GROUP_MAX);
             tokio::spawn(group_commits(write.clone(), queue));
+            tokio::spawn(checkpoints(read.clone(), inserts.downgrade()));
             Ok(Self {
                 read,
                 write,
@@ -259,6 +262,27 @@ impl Db {
     }
 }
 
+/// Copies the write-ahead log back into the database once a second from a reader
+/// connection. A passive checkpoint never blocks the writer, so commits do not stall behind
+/// the fsync that an automatic checkpoint would do inside one of them. Stops with the
+/// database (when the group-commit queue is gone).
+async fn checkpoints(read: DatabaseConnection, alive: mpsc::WeakSender<PendingInsert>) {
+    let mut ticker = tokio::time::interval(CHECKPOINT_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if alive.upgrade().is_none() {
+            return;
+        }
+        if let Err(err) = read
+            .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+            .await
+        {
+            tracing::debug!(error = %err, "checkpoint skipped");
+        }
+    }
+}
+
 /// Commits queued rows in groups until every sender is gone.
 async fn group_commits(write: DatabaseConnection, mut queue: mpsc::Receiver<PendingInsert>) {
     let mut group = Vec::with_capacity(GROUP_MAX);
@@ -312,6 +336,9 @@ async fn connect_pool(config: &Config, max: u32) -> Result<DatabaseConnection, D
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(busy_timeout)
             .foreign_keys(true)
+            // Checkpoints (with their fsync) run beside the writer, not inside its commits:
+            // see `checkpoints`.
+            .pragma("wal_autocheckpoint", "0")
     });
     Ok(Database::connect(options).await?)
 }
