@@ -460,26 +460,11 @@ async fn health_reports_the_seed_shape() {
 #[tokio::test]
 async fn a_restarted_service_keeps_uploads_and_signed_urls() {
     // The store keeps its port and key pair across the restart, so the URL stays valid.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-        .to_string();
+    let port = free_port().to_string();
     let vars = [("EMBEDDED_S3_PORT", port.as_str())];
     let first = TestApp::spawn_with(&vars).await;
     let issued = first.issue("restart", "a.png", "image/png", PNG).await;
-    let dir = first.dir.clone();
-    drop(first);
-    let mut second = None;
-    for _ in 0..50 {
-        // The old listeners close as their tasks see the shutdown signal.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        if let Some(app) = TestApp::try_spawn_in(dir.clone(), &vars).await {
-            second = Some(app);
-            break;
-        }
-    }
-    let second = second.expect("service restarts on the same data");
+    let second = first.restart(&vars).await;
     assert_eq!(
         second.put(&issued, PNG).await.status(),
         StatusCode::OK,

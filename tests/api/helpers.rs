@@ -141,6 +141,25 @@ impl TestApp {
         })
     }
 
+    /// Stops this service and starts another on the same data, once the old one's ports
+    /// are free (its listeners close as their tasks see the shutdown signal).
+    pub async fn restart(self, vars: &[(&str, &str)]) -> TestApp {
+        let dir = self.dir.clone();
+        drop(self);
+        Self::spawn_again(dir, vars).await
+    }
+
+    /// Starts a service on the data of one that was stopped, once its ports are free.
+    pub async fn spawn_again(dir: Arc<TempDir>, vars: &[(&str, &str)]) -> TestApp {
+        for _ in 0..50 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if let Some(app) = TestApp::try_spawn_in(dir.clone(), vars).await {
+                return app;
+            }
+        }
+        panic!("the service restarts on the same data");
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -282,6 +301,14 @@ impl TestApp {
         let rows = self.sql("SELECT COUNT(*) AS n FROM uploads").await;
         rows[0].try_get::<i64>("", "n").expect("count")
     }
+}
+
+/// A loopback port nothing listens on (at the moment of asking).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }
 
 /// With `TEST_DATABASE_URL=postgres://...` every test runs on a fresh Postgres database

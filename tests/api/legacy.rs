@@ -362,10 +362,7 @@ async fn a_truncated_multipart_body_stores_nothing() {
 #[tokio::test]
 async fn health_is_unhealthy_when_the_bucket_cannot_be_reached() {
     // A bucket behind a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
     let app = TestApp::spawn_with(&[
         ("AWS_BUCKET_NAME", "unreachable"),

@@ -186,10 +186,7 @@ async fn silent_endpoint() -> (String, tokio::task::JoinHandle<()>) {
 }
 
 fn closed_endpoint() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = free_port();
     format!("http://127.0.0.1:{port}")
 }
 
@@ -349,15 +346,7 @@ async fn shutdown_with_a_streamed_upload_in_flight_leaves_nothing_open() {
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
     // Started again on the same data: nothing is left open in the store, no object either.
-    let mut again = None;
-    for _ in 0..50 {
-        if let Some(app) = TestApp::try_spawn_in(dir.clone(), &[]).await {
-            again = Some(app);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let again = again.expect("restarts");
+    let again = TestApp::spawn_again(dir, &[]).await;
     assert_eq!(files_in_store(&again).await, Vec::<String>::new());
     assert_eq!(again.count_rows().await, 0);
 }

@@ -52,16 +52,10 @@ impl TestApp {
             .collect()
     }
 
-    /// PUTs one part's bytes to its signed URL.
+    /// PUTs one part's bytes to its signed URL (a signed part has the `url` and `headers`
+    /// of an issued upload).
     pub async fn put_part(&self, signed: &Value, bytes: &[u8]) -> reqwest::Response {
-        let mut req = self
-            .client
-            .put(signed["url"].as_str().expect("url"))
-            .body(bytes.to_vec());
-        for (name, value) in signed["headers"].as_object().expect("headers") {
-            req = req.header(name, value.as_str().expect("value"));
-        }
-        refusal_as_status(req.send().await)
+        self.put(signed, bytes).await
     }
 
     pub async fn listed_parts(&self, upload_id: &str) -> Vec<i64> {
@@ -265,11 +259,7 @@ async fn an_upload_resumes_from_the_parts_the_store_lists() {
 
 #[tokio::test]
 async fn an_upload_survives_a_restart_of_the_service() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-        .to_string();
+    let port = free_port().to_string();
     let vars = [
         SMALL_PARTS[0],
         SMALL_PARTS[1],
@@ -284,18 +274,7 @@ async fn an_upload_survives_a_restart_of_the_service() {
         first.put_part(&urls[&1], part(&bytes, 1)).await.status(),
         StatusCode::OK
     );
-    let dir = first.dir.clone();
-    drop(first);
-
-    let mut second = None;
-    for _ in 0..50 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        if let Some(app) = TestApp::try_spawn_in(dir.clone(), &vars).await {
-            second = Some(app);
-            break;
-        }
-    }
-    let second = second.expect("restarted");
+    let second = first.restart(&vars).await;
     assert_eq!(second.listed_parts(&id).await, vec![1]);
     // URLs signed before the restart still work, and so do new ones.
     assert_eq!(
