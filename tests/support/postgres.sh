@@ -4,7 +4,7 @@
 # cluster already running on the port is reused.
 set -euo pipefail
 
-port="${PG_TEST_PORT:-54329}"
+port="${PG_TEST_PORT:-25432}"
 dir="${PG_TEST_DIR:-/tmp/upload-broker-pg}"
 url="postgres://postgres@127.0.0.1:${port}/postgres"
 
