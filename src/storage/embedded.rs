@@ -20,6 +20,8 @@ pub const EMBEDDED_BUCKET: &str = "upload-broker";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedStoreError {
+    #[error("cannot prepare signed URLs for the bucket: {0}")]
+    Signer(String),
     #[error("cannot prepare the embedded store directory {path}: {source}")]
     Directory {
         path: PathBuf,

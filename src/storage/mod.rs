@@ -2,12 +2,14 @@
 //! aws-sdk-s3 against AWS, any S3-compatible endpoint, or the embedded store.
 
 pub mod embedded;
+mod presign;
 mod strict_fs;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
@@ -15,7 +17,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
+use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -26,6 +28,7 @@ const DAY_SECS: u64 = 24 * 3600;
 use crate::domain::Sha256Checksum;
 use crate::shutdown::Shutdown;
 use embedded::{EMBEDDED_BUCKET, EmbeddedStore, EmbeddedStoreError};
+use presign::{Presigner, Unsigned};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -50,32 +53,6 @@ pub enum StorageError {
 pub struct SignedRequest {
     pub url: String,
     pub headers: BTreeMap<String, String>,
-}
-
-/// Object URLs already made today, by key. Bounded: emptied when full.
-#[derive(Debug, Clone, Default)]
-struct UrlCache {
-    urls: Arc<Mutex<HashMap<String, (u64, String)>>>,
-}
-
-const URL_CACHE_MAX: usize = 100_000;
-
-impl UrlCache {
-    fn get(&self, key: &str, day: u64) -> Option<String> {
-        let urls = self.urls.lock().ok()?;
-        urls.get(key)
-            .filter(|(made, _)| *made == day)
-            .map(|(_, url)| url.clone())
-    }
-
-    fn put(&self, key: &str, day: u64, url: &str) {
-        if let Ok(mut urls) = self.urls.lock() {
-            if urls.len() >= URL_CACHE_MAX {
-                urls.clear();
-            }
-            urls.insert(key.to_owned(), (day, url.to_owned()));
-        }
-    }
 }
 
 /// One part of a multipart upload, as ListParts reports it.
@@ -110,10 +87,9 @@ enum ObjectUrls {
 #[derive(Debug, Clone)]
 pub struct Storage {
     client: Client,
-    /// Signs the URLs clients use: `client`, or the same store under the endpoint clients
-    /// reach (`S3_PUBLIC_ENDPOINT_URL`).
-    signer: Client,
-    url_cache: UrlCache,
+    /// Signs the URLs clients use, for the endpoint they reach: the store's own, or
+    /// `S3_PUBLIC_ENDPOINT_URL`.
+    presigner: Arc<Presigner>,
     bucket: String,
     presign_expires: Duration,
     object_urls: ObjectUrls,
@@ -153,8 +129,13 @@ impl Storage {
                 );
                 let client = Client::from_conf(s3_config);
                 Ok(Self {
-                    signer: client.clone(),
-                    url_cache: UrlCache::default(),
+                    presigner: presigner_for(
+                        &client,
+                        EMBEDDED_BUCKET,
+                        &config.aws_region,
+                        SharedCredentialsProvider::new(embedded_credentials(&store)),
+                    )
+                    .await?,
                     client,
                     bucket: EMBEDDED_BUCKET.to_owned(),
                     presign_expires: config.presign_expires,
@@ -181,6 +162,9 @@ impl Storage {
                     ));
                 }
                 let shared = loader.load().await;
+                let credentials = shared.credentials_provider().ok_or_else(|| {
+                    EmbeddedStoreError::Signer("no AWS credentials provider".to_owned())
+                })?;
                 let mut builder = aws_sdk_s3::config::Builder::from(&shared)
                     .force_path_style(*force_path_style)
                     .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -205,9 +189,9 @@ impl Storage {
                     ObjectUrls::Direct
                 };
                 Ok(Self {
+                    presigner: presigner_for(&signer, bucket, &config.aws_region, credentials)
+                        .await?,
                     client,
-                    signer,
-                    url_cache: UrlCache::default(),
                     bucket: bucket.clone(),
                     presign_expires: config.presign_expires,
                     object_urls: object_urls(urls),
@@ -235,39 +219,32 @@ impl Storage {
         size: u64,
         checksum: Option<&Sha256Checksum>,
     ) -> Result<SignedRequest, StorageError> {
-        let presigned = self
-            .signer
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .content_length(to_i64(size))
-            .set_checksum_sha256(checksum.map(|c| c.as_str().to_owned()))
-            // The URL cannot replace an object once one is there (a confirmed upload).
-            .if_none_match("*")
-            .presigned(self.presigning(self.presign_expires)?)
+        let length = size.to_string();
+        // Sorted by name; the URL cannot replace an object once one is there.
+        let mut headers = vec![
+            ("content-length", length.as_str()),
+            ("content-type", content_type),
+            ("if-none-match", "*"),
+        ];
+        if let Some(sum) = checksum {
+            headers.push(("x-amz-checksum-sha256", sum.as_str()));
+        }
+        let request = Unsigned {
+            method: "PUT",
+            key,
+            query: &[("x-id", "PutObject")],
+            headers: &headers,
+        };
+        self.presigner
+            .sign(&request, SystemTime::now(), self.presign_expires)
             .await
-            .map_err(|e| StorageError::Signing(DisplayErrorContext(&e).to_string()))?;
-        Ok(signed_request(&presigned))
     }
 
     /// A URL that returns the object's bytes to a plain GET.
     pub async fn object_url(&self, key: &str) -> Result<String, StorageError> {
-        // A key's URL is the same all day (presigned) or for ever (direct): sign it once.
-        let day = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() / DAY_SECS);
-        if let Some(url) = self.url_cache.get(key, day) {
-            return Ok(url);
-        }
-        let url = self.make_object_url(key).await?;
-        self.url_cache.put(key, day, &url);
-        Ok(url)
-    }
-
-    async fn make_object_url(&self, key: &str) -> Result<String, StorageError> {
         match &self.object_urls {
             ObjectUrls::BaseUrl(base) => Ok(format!("{base}/{key}")),
+            ObjectUrls::Direct => Ok(self.presigner.unsigned_url(key)),
             ObjectUrls::Presigned => {
                 // Signed from the start of the current day for seven days: the URL stays
                 // valid for at least six more days, and every answer within a day carries
@@ -277,50 +254,19 @@ impl Storage {
                     .map_err(|e| StorageError::Signing(e.to_string()))?
                     .as_secs();
                 let anchor = UNIX_EPOCH + Duration::from_secs(now - now % DAY_SECS);
-                let config = PresigningConfig::builder()
-                    .start_time(anchor)
-                    .expires_in(Duration::from_secs(MAX_PRESIGN_SECS))
-                    .build()
-                    .map_err(|e| StorageError::Signing(e.to_string()))?;
-                Ok(self.sign_get(key, config).await?.url)
-            }
-            ObjectUrls::Direct => {
-                // The SDK knows the endpoint and addressing style; drop the signature.
-                let signed = self.presign_get(key, Duration::from_secs(60)).await?;
-                Ok(signed
-                    .url
-                    .split_once('?')
-                    .map_or(signed.url.clone(), |(base, _)| base.to_owned()))
+                let request = Unsigned {
+                    method: "GET",
+                    key,
+                    query: &[("x-id", "GetObject")],
+                    headers: &[],
+                };
+                let signed = self
+                    .presigner
+                    .sign(&request, anchor, Duration::from_secs(MAX_PRESIGN_SECS))
+                    .await?;
+                Ok(signed.url)
             }
         }
-    }
-
-    pub async fn presign_get(
-        &self,
-        key: &str,
-        expires: Duration,
-    ) -> Result<SignedRequest, StorageError> {
-        self.sign_get(key, self.presigning(expires)?).await
-    }
-
-    async fn sign_get(
-        &self,
-        key: &str,
-        config: PresigningConfig,
-    ) -> Result<SignedRequest, StorageError> {
-        let presigned = self
-            .signer
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .presigned(config)
-            .await
-            .map_err(|e| StorageError::Signing(DisplayErrorContext(&e).to_string()))?;
-        Ok(signed_request(&presigned))
-    }
-
-    fn presigning(&self, expires: Duration) -> Result<PresigningConfig, StorageError> {
-        PresigningConfig::expires_in(expires).map_err(|e| StorageError::Signing(e.to_string()))
     }
 
     /// HeadObject; `None` when there is no such object.
@@ -507,19 +453,25 @@ impl Storage {
         size: u64,
         checksum: Option<&Sha256Checksum>,
     ) -> Result<SignedRequest, StorageError> {
-        let presigned = self
-            .signer
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .part_number(part_number)
-            .content_length(to_i64(size))
-            .set_checksum_sha256(checksum.map(|c| c.as_str().to_owned()))
-            .presigned(self.presigning(self.presign_expires)?)
+        let length = size.to_string();
+        let mut headers = vec![("content-length", length.as_str())];
+        if let Some(sum) = checksum {
+            headers.push(("x-amz-checksum-sha256", sum.as_str()));
+        }
+        let part = part_number.to_string();
+        let request = Unsigned {
+            method: "PUT",
+            key,
+            query: &[
+                ("partNumber", part.as_str()),
+                ("uploadId", upload_id),
+                ("x-id", "UploadPart"),
+            ],
+            headers: &headers,
+        };
+        self.presigner
+            .sign(&request, SystemTime::now(), self.presign_expires)
             .await
-            .map_err(|e| StorageError::Signing(DisplayErrorContext(&e).to_string()))?;
-        Ok(signed_request(&presigned))
     }
 
     /// Every part the store holds for a multipart upload (all pages of ListParts).
@@ -704,18 +656,28 @@ fn embedded_credentials(store: &EmbeddedStore) -> Credentials {
     )
 }
 
-fn signed_request(presigned: &PresignedRequest) -> SignedRequest {
-    let headers = presigned
-        .headers()
-        // Content-Length is signed too, but HTTP clients set it from the body and browsers
-        // refuse to set it by hand; the size the client declared is what they will send.
-        .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
-        .map(|(name, value)| (canonical_header_name(name), value.to_owned()))
-        .collect();
-    SignedRequest {
-        url: presigned.uri().to_owned(),
-        headers,
-    }
+/// The presigner for the URLs `signer` would sign: its endpoint and addressing style come
+/// from one URL the SDK presigns here.
+async fn presigner_for(
+    signer: &Client,
+    bucket: &str,
+    region: &str,
+    credentials: SharedCredentialsProvider,
+) -> Result<Arc<Presigner>, EmbeddedStoreError> {
+    const PROBE: &str = "upload-broker-probe";
+    let failed = |detail: String| EmbeddedStoreError::Signer(detail);
+    let presigning =
+        PresigningConfig::expires_in(Duration::from_secs(60)).map_err(|e| failed(e.to_string()))?;
+    let probe = signer
+        .get_object()
+        .bucket(bucket)
+        .key(PROBE)
+        .presigned(presigning)
+        .await
+        .map_err(|e| failed(DisplayErrorContext(&e).to_string()))?;
+    Presigner::new(probe.uri(), PROBE, region, credentials)
+        .map(Arc::new)
+        .map_err(|e| failed(e.to_string()))
 }
 
 /// `content-type` -> `Content-Type`; `x-amz-*` headers keep S3's lower case.
@@ -774,5 +736,189 @@ where
             }
         }
         _ => StorageError::Refused(detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sdk_client(endpoint: &str, path_style: bool, token: Option<&str>) -> Client {
+        Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("eu-west-3"))
+                .endpoint_url(endpoint)
+                .force_path_style(path_style)
+                .credentials_provider(Credentials::new(
+                    "AKIDEXAMPLE",
+                    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                    token.map(str::to_owned),
+                    None,
+                    "test",
+                ))
+                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+                .build(),
+        )
+    }
+
+    /// The query parameters of a URL, decoded enough to compare.
+    fn query(url: &str) -> BTreeMap<String, String> {
+        let (base, query) = url.split_once('?').expect("a query");
+        let mut out: BTreeMap<String, String> = query
+            .split('&')
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        out.insert("(base)".into(), base.to_owned());
+        out
+    }
+
+    /// Our signer must produce what the SDK's presigner produces for the same request at
+    /// the same instant: same URL, same signature, same headers for the client.
+    #[tokio::test]
+    async fn urls_match_the_sdk_presigner_for_every_request_we_sign() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_764_000_123);
+        let expires = Duration::from_secs(900);
+        let sum = Sha256Checksum::parse("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
+            .expect("checksum");
+        for (endpoint, path_style, token) in [
+            ("http://127.0.0.1:9000", true, None),
+            (
+                "https://s3.eu-west-3.amazonaws.com",
+                false,
+                Some("session/token+x="),
+            ),
+        ] {
+            let client = sdk_client(endpoint, path_style, token);
+            let keys = Credentials::new(
+                "AKIDEXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                token.map(str::to_owned),
+                None,
+                "test",
+            );
+            let presigner = presigner_for(
+                &client,
+                "my-bucket",
+                "eu-west-3",
+                SharedCredentialsProvider::new(keys),
+            )
+            .await
+            .expect("presigner");
+            let config = || {
+                PresigningConfig::builder()
+                    .start_time(at)
+                    .expires_in(expires)
+                    .build()
+                    .expect("config")
+            };
+            let key = "uploads/cat_1-x/0190a2b4-7c1e-7000-8000-000000000000.png";
+
+            for checksum in [None, Some(&sum)] {
+                let sdk = client
+                    .put_object()
+                    .bucket("my-bucket")
+                    .key(key)
+                    .content_type("image/png")
+                    .content_length(1234)
+                    .set_checksum_sha256(checksum.map(|c| c.as_str().to_owned()))
+                    .if_none_match("*")
+                    .presigned(config())
+                    .await
+                    .expect("sdk presign");
+                let length = "1234";
+                let mut headers = vec![
+                    ("content-length", length),
+                    ("content-type", "image/png"),
+                    ("if-none-match", "*"),
+                ];
+                if let Some(c) = checksum {
+                    headers.push(("x-amz-checksum-sha256", c.as_str()));
+                }
+                let ours = presigner
+                    .sign(
+                        &Unsigned {
+                            method: "PUT",
+                            key,
+                            query: &[("x-id", "PutObject")],
+                            headers: &headers,
+                        },
+                        at,
+                        expires,
+                    )
+                    .await
+                    .expect("sign");
+                assert_eq!(query(&ours.url), query(sdk.uri()), "PUT via {endpoint}");
+                let sdk_headers: BTreeMap<String, String> = sdk
+                    .headers()
+                    .filter(|(n, _)| !n.eq_ignore_ascii_case("content-length"))
+                    .map(|(n, v)| (canonical_header_name(n), v.to_owned()))
+                    .collect();
+                assert_eq!(ours.headers, sdk_headers);
+
+                let sdk = client
+                    .upload_part()
+                    .bucket("my-bucket")
+                    .key(key)
+                    .upload_id("abc/def+ghi=")
+                    .part_number(7)
+                    .content_length(5_242_880)
+                    .set_checksum_sha256(checksum.map(|c| c.as_str().to_owned()))
+                    .presigned(config())
+                    .await
+                    .expect("sdk presign");
+                let mut headers = vec![("content-length", "5242880")];
+                if let Some(c) = checksum {
+                    headers.push(("x-amz-checksum-sha256", c.as_str()));
+                }
+                let ours = presigner
+                    .sign(
+                        &Unsigned {
+                            method: "PUT",
+                            key,
+                            query: &[
+                                ("partNumber", "7"),
+                                ("uploadId", "abc/def+ghi="),
+                                ("x-id", "UploadPart"),
+                            ],
+                            headers: &headers,
+                        },
+                        at,
+                        expires,
+                    )
+                    .await
+                    .expect("sign");
+                assert_eq!(
+                    query(&ours.url),
+                    query(sdk.uri()),
+                    "UploadPart via {endpoint}"
+                );
+            }
+
+            let sdk = client
+                .get_object()
+                .bucket("my-bucket")
+                .key(key)
+                .presigned(config())
+                .await
+                .expect("sdk presign");
+            let ours = presigner
+                .sign(
+                    &Unsigned {
+                        method: "GET",
+                        key,
+                        query: &[("x-id", "GetObject")],
+                        headers: &[],
+                    },
+                    at,
+                    expires,
+                )
+                .await
+                .expect("sign");
+            assert_eq!(query(&ours.url), query(sdk.uri()), "GET via {endpoint}");
+        }
     }
 }

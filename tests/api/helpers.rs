@@ -118,7 +118,7 @@ impl TestApp {
         let probe = self
             .uploads
             .storage()
-            .presign_get("probe", std::time::Duration::from_secs(60))
+            .presign_put("probe", "image/png", 1, None)
             .await
             .expect("sign")
             .url;
