@@ -19,6 +19,9 @@ use uuid::Uuid;
 
 use crate::config::Config;
 
+mod sqlite_reads;
+use sqlite_reads::SqliteReads;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The database did not answer in time (locked, down, pool exhausted).
@@ -49,6 +52,8 @@ pub struct Db {
     write: DatabaseConnection,
     /// SQLite: new rows go through one task that commits them in groups.
     inserts: Option<mpsc::Sender<PendingInsert>>,
+    /// SQLite on a file: the hot lookups, read on the calling thread.
+    direct: Option<std::sync::Arc<SqliteReads>>,
 }
 
 /// A row waiting for the group-commit task, and where its answer goes.
@@ -97,6 +102,8 @@ impl Db {
                 read,
                 write,
                 inserts: Some(inserts),
+                direct: sqlite_path(&config.database_url)
+                    .map(|path| std::sync::Arc::new(SqliteReads::new(path))),
             })
         } else {
             // Replicas starting together take turns at the migrations.
@@ -115,6 +122,7 @@ impl Db {
                 read: pool.clone(),
                 write: pool,
                 inserts: None,
+                direct: None,
             })
         }
     }
@@ -136,6 +144,9 @@ impl Db {
     }
 
     pub async fn find(&self, id: Uuid) -> Result<Option<Model>, DbError> {
+        if let Some(found) = self.direct.as_ref().and_then(|direct| direct.find(id)) {
+            return Ok(found);
+        }
         Ok(Upload::find_by_id(id).one(&self.read).await?)
     }
 
@@ -220,6 +231,22 @@ impl Db {
             .await?)
     }
 
+    /// The newest completed upload of one image_id.
+    pub async fn latest_completed(&self, image_id: &str) -> Result<Option<Model>, DbError> {
+        if let Some(found) = self
+            .direct
+            .as_ref()
+            .and_then(|direct| direct.latest_completed(image_id))
+        {
+            return Ok(found);
+        }
+        Ok(self
+            .completed_for_image(image_id, None, 1)
+            .await?
+            .into_iter()
+            .next())
+    }
+
     /// Completed uploads of one image_id, newest first, after an optional cursor.
     pub async fn completed_for_image(
         &self,
@@ -288,19 +315,26 @@ async fn group_commits(write: DatabaseConnection, mut queue: mpsc::Receiver<Pend
     let mut group = Vec::with_capacity(GROUP_MAX);
     while queue.recv_many(&mut group, GROUP_MAX).await > 0 {
         let outcome = async {
+            // One statement for the whole group: each statement is a round trip to the
+            // connection's thread. Every row sets every column, as one INSERT needs.
             let txn = write.begin().await?;
-            let mut rows = Vec::with_capacity(group.len());
-            for (model, _) in &group {
-                rows.push(model.clone().insert(&txn).await?);
-            }
+            let rows = Upload::insert_many(group.iter().map(|(model, _)| model.clone()))
+                .exec_with_returning(&txn)
+                .await?;
             txn.commit().await?;
             Ok::<_, DbErr>(rows)
         }
         .await;
         match outcome {
             Ok(rows) => {
-                for ((_, reply), row) in group.drain(..).zip(rows) {
-                    let _ = reply.send(Ok(row));
+                // RETURNING gives the rows in no promised order: match them by id.
+                let mut rows: std::collections::HashMap<Uuid, Model> =
+                    rows.into_iter().map(|row| (row.id, row)).collect();
+                for (model, reply) in group.drain(..) {
+                    let row = model.id.try_as_ref().and_then(|id| rows.remove(id));
+                    let _ = reply.send(row.ok_or_else(|| {
+                        DbError::Query("a grouped insert returned no row for an upload".to_owned())
+                    }));
                 }
             }
             // A busy or unreachable database fails the whole group at once (each request
@@ -343,18 +377,23 @@ async fn connect_pool(config: &Config, max: u32) -> Result<DatabaseConnection, D
     Ok(Database::connect(options).await?)
 }
 
-/// SQLite creates the file but not its folder (`DATA_DIR` on a fresh machine).
-fn ensure_sqlite_parent(url: &str) -> Result<(), DbError> {
+/// The file of a `sqlite:` URL; `None` for an in-memory database.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:")
         .split('?')
         .next()
         .unwrap_or("");
-    if path.is_empty() || path == ":memory:" {
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+/// SQLite creates the file but not its folder (`DATA_DIR` on a fresh machine).
+fn ensure_sqlite_parent(url: &str) -> Result<(), DbError> {
+    let Some(path) = sqlite_path(url) else {
         return Ok(());
-    }
-    if let Some(parent) = std::path::Path::new(path).parent()
+    };
+    if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
         std::fs::create_dir_all(parent)

@@ -560,10 +560,8 @@ impl UploadService {
         let image_id = ImageId::parse(image_id)?;
         let row = self
             .db
-            .completed_for_image(image_id.as_str(), None, 1)
+            .latest_completed(image_id.as_str())
             .await?
-            .into_iter()
-            .next()
             .ok_or(UploadError::NoImage)?;
         self.view(row).await
     }

@@ -2,6 +2,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::helpers::*;
 
@@ -474,4 +475,57 @@ async fn a_restarted_service_keeps_uploads_and_signed_urls() {
         .confirm(issued["upload_id"].as_str().expect("id"))
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
+}
+
+/// The hot lookups read SQLite on the calling thread; they must see exactly the row the
+/// ORM sees, every column, for pending, multipart and completed uploads alike.
+#[tokio::test]
+async fn direct_reads_return_the_rows_the_orm_reads() {
+    let app = TestApp::spawn_with(&[("MULTIPART_THRESHOLD", "5242880")]).await;
+    let resp = app
+        .post_json(
+            "/api/v1/uploads",
+            &json!({
+                "image_id": "direct-1", "filename": "a.png", "content_type": "image/png",
+                "size": PNG.len(), "checksum_sha256": sha256_b64(PNG),
+                "metadata": {"album": "summer", "note": "ünïcode"}
+            }),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let issued: Value = resp.json().await.expect("issued");
+    let single = issued["upload_id"].as_str().expect("id").to_owned();
+    let resp = app
+        .post_json(
+            "/api/v1/uploads",
+            &json!({"image_id": "direct-1", "filename": "big.png", "content_type": "image/png",
+                    "size": 12 * 1024 * 1024}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let multipart: Value = resp.json().await.expect("issued");
+    let multipart = multipart["upload_id"].as_str().expect("id").to_owned();
+
+    let db = app.uploads.db();
+    for id in [&single, &multipart] {
+        let id = Uuid::parse_str(id).expect("uuid");
+        assert_eq!(
+            db.find(id).await.expect("find"),
+            db.find_fresh(id).await.expect("orm")
+        );
+    }
+    assert_eq!(db.latest_completed("direct-1").await.expect("latest"), None);
+
+    assert_eq!(app.put(&issued, PNG).await.status(), StatusCode::OK);
+    app.confirm_stored(&single, PNG).await;
+    let id = Uuid::parse_str(&single).expect("uuid");
+    let orm = db.find_fresh(id).await.expect("orm").expect("row");
+    assert_eq!(orm.state, "completed");
+    assert!(orm.uploaded_at.is_some() && orm.width.is_some() && orm.metadata.is_some());
+    assert_eq!(db.find(id).await.expect("find").as_ref(), Some(&orm));
+    assert_eq!(
+        db.latest_completed("direct-1").await.expect("latest"),
+        Some(orm)
+    );
+    assert_eq!(db.find(Uuid::now_v7()).await.expect("find"), None);
 }
