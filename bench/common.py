@@ -50,8 +50,9 @@ class Service:
         self.keep = data_dir is not None
         self.dir = data_dir or tempfile.mkdtemp(prefix="upload-broker-bench-")
         self.port = free_port()
+        self.store_port = free_port()
         full_env = dict(os.environ, DATA_DIR=self.dir, PORT=str(self.port), BIND_ADDR="127.0.0.1",
-                        EMBEDDED_S3_PORT=str(free_port()), LOG_LEVEL="WARNING")
+                        EMBEDDED_S3_PORT=str(self.store_port), LOG_LEVEL="WARNING")
         full_env.update({k: str(v) for k, v in env.items()})
         self.proc = subprocess.Popen([BINARY], env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
@@ -63,6 +64,13 @@ class Service:
                 time.sleep(0.1)
         self.stop()
         sys.exit("service did not start")
+
+    def store_settings(self):
+        """The embedded store's endpoint, bucket and key pair, for peers to share it."""
+        with open(os.path.join(self.dir, "s3.credentials")) as f:
+            access, secret = f.read().strip().split(":", 1)
+        return {"endpoint": f"http://127.0.0.1:{self.store_port}", "bucket": "upload-broker",
+                "access_key": access, "secret_key": secret}
 
     @property
     def base(self):

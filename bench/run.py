@@ -7,9 +7,14 @@ ports, or points the same load at a running service with --base-url (then withou
 and CPU, which need the process). Prints one table and writes it, with an SVG chart of
 requests per second, to bench/results/.
 
-    python3 bench/run.py [--seconds 10] [--connections 64] [--base-url http://host:port]
+    python3 bench/run.py [--seconds 10] [--connections 64] [--base-url http://host:port] [--no-peers]
 
-Needs wrk (apt-get install wrk) and Python 3's standard library.
+Unless --no-peers (or --base-url), the same run also measures the peers of bench/peers.py,
+Uppy Companion and the Flask service, on the same embedded store, and prints the ratios
+the project aims for beside the table.
+
+Needs wrk (apt-get install wrk) and Python 3; the peers need Node.js with npm, and Flask,
+boto3 and gunicorn (installed on first use).
 """
 
 import argparse
@@ -23,6 +28,7 @@ import urllib.parse
 
 import common
 import legacy_upload
+import peers
 
 RESULTS = os.path.join(common.ROOT, "bench", "results")
 
@@ -191,11 +197,49 @@ def chart(rows, title):
     return "\n".join(parts) + "\n"
 
 
+# (what, numerator row, denominator row or a number, at least, "ratio" or a unit)
+TARGETS = [
+    ("issue vs Companion /s3/params", "POST /api/v1/uploads", "Companion GET /s3/params", 15),
+    ("issue vs own /health", "POST /api/v1/uploads", "GET /health", 0.40),
+    ("part signing vs Companion sign-part", "POST .../parts (sign one part)",
+     "Companion GET /s3/multipart/{id}/{n} (sign part)", 25),
+    ("/api/url vs own /health", "GET /api/url/{id}", "GET /health", 0.60),
+    ("/latest vs own /health", "GET /api/v1/images/{id}/latest", "GET /health", 0.60),
+    ("/api/url vs Flask /api/url", "GET /api/url/{id}", "Flask GET /api/url/{id}", 10),
+]
+
+
+def ratios(rows):
+    """The project's goals as ratios of this run's figures: one line each."""
+    by_name = {r[0]: r for r in rows}
+    lines = ["| goal | ratio | target | met |", "|---|---:|---:|---|"]
+    for what, num, den, target in TARGETS:
+        if num not in by_name or den not in by_name:
+            continue
+        value = by_name[num][2] / max(by_name[den][2], 1e-9)
+        lines.append(f"| {what} | {value:.2f} | >= {target} | {'yes' if value >= target else 'no'} |")
+    issue = by_name.get("POST /api/v1/uploads")
+    if issue:
+        lines.append(f"| issue p99 at {issue[1]} connections | {issue[4]:.1f} ms | < 25 ms | "
+                     f"{'yes' if issue[4] < 25 else 'no'} |")
+    big = by_name.get("legacy upload 9 MiB x8 at once")
+    if big and big[6] is not None:
+        flask = by_name.get("Flask upload 9 MiB x8 at once")
+        vs = f" (Flask: {flask[6]:.0f} MiB)" if flask else ""
+        lines.append(f"| peak RSS, 8 x 9 MiB legacy uploads{vs} | {big[6]:.1f} MiB | < 64 MiB | "
+                     f"{'yes' if big[6] < 64 else 'no'} |")
+    errors = sum(r[5] for r in rows if not r[0].startswith(("Companion", "Flask")))
+    lines.append(f"| upload-broker errors over every load | {errors} | 0 | "
+                 f"{'yes' if errors == 0 else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--base-url", help="load a running service instead of starting one")
+    parser.add_argument("--no-peers", action="store_true", help="skip Companion and Flask")
     args = parser.parse_args()
 
     if args.base_url:
@@ -207,6 +251,18 @@ def main():
     try:
         rows = http_rows(target, args.seconds, args.connections)
         rows += legacy_rows(target, args.seconds)
+        if service and not args.no_peers:
+            store = service.store_settings()
+            companion = peers.start_companion(store)
+            try:
+                rows += peers.companion_rows(companion, args.seconds, args.connections)
+            finally:
+                companion.stop()
+            flask = peers.start_flask(store)
+            try:
+                rows += peers.flask_rows(flask, args.seconds, args.connections)
+            finally:
+                flask.stop()
     finally:
         if service:
             service.stop()
@@ -214,7 +270,7 @@ def main():
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     where = args.base_url or "release build, SQLite + embedded store, loopback"
     title = f"upload-broker, {where}, wrk {args.connections} connections, {args.seconds} s ({stamp})"
-    text = table(rows, title)
+    text = table(rows, title) + "\n" + ratios(rows)
     print(text)
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "latest.md"), "w") as f:
