@@ -10,7 +10,7 @@ use sea_orm::sea_query::{Expr, Query};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
-    DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
     TransactionTrait,
 };
 use time::OffsetDateTime;
@@ -281,6 +281,37 @@ impl Db {
         let select = Query::select().expr(Expr::value(1)).to_owned();
         self.read.query_one(&select).await?;
         Ok(())
+    }
+
+    /// How many connections each pool holds open and idle, for `/metrics`.
+    pub fn pool_use(&self) -> Vec<crate::metrics::PoolUse> {
+        let pools: &[(&'static str, &DatabaseConnection)] = if self.inserts.is_some() {
+            &[("read", &self.read), ("write", &self.write)]
+        } else {
+            &[("shared", &self.write)]
+        };
+        pools
+            .iter()
+            .filter_map(|(name, conn)| {
+                // The getters panic on another backend: ask the backend first.
+                let (open, idle) = match conn.get_database_backend() {
+                    DbBackend::Sqlite => {
+                        let pool = conn.get_sqlite_connection_pool();
+                        (pool.size(), pool.num_idle())
+                    }
+                    DbBackend::Postgres => {
+                        let pool = conn.get_postgres_connection_pool();
+                        (pool.size(), pool.num_idle())
+                    }
+                    _ => return None,
+                };
+                Some(crate::metrics::PoolUse {
+                    pool: name,
+                    open,
+                    idle: u32::try_from(idle).unwrap_or(u32::MAX),
+                })
+            })
+            .collect()
     }
 
     /// The writer connection, for tests and tools that inspect the schema.

@@ -38,7 +38,14 @@ pub async fn log_request<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
         Err(err) => err.into_response(),
     };
     let status = response.status().as_u16();
-    let ms = started.elapsed().as_micros() as f64 / 1000.0;
+    let elapsed = started.elapsed();
+    crate::metrics::http_request(
+        crate::metrics::route_of(&path),
+        method.as_str(),
+        status,
+        elapsed,
+    );
+    let ms = elapsed.as_micros() as f64 / 1000.0;
     let (upload_id, image_id) = ids_in_path(&path);
     if status >= 500 {
         tracing::warn!(target: "http", %method, path, status, ms, upload_id, image_id, "request");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
@@ -64,5 +64,15 @@ impl SystemApi {
         } else {
             HealthResponse::Unhealthy(body("unhealthy"))
         }
+    }
+
+    /// Metrics
+    ///
+    /// Prometheus text format: requests by route and status with latency histograms,
+    /// upload state changes, bytes confirmed, verification failures by code, S3 calls by
+    /// operation, sweeps and what they removed, database pool use.
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(&self) -> PlainText<String> {
+        PlainText(crate::metrics::render(&self.uploads.db().pool_use()))
     }
 }

@@ -120,6 +120,7 @@ impl Storage {
                     .timeout_config(timeouts)
                     .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
                     .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+                    .interceptor(crate::metrics::S3Calls)
                     .build();
                 tracing::warn!(
                     endpoint = %store.endpoint,
@@ -168,7 +169,8 @@ impl Storage {
                 let mut builder = aws_sdk_s3::config::Builder::from(&shared)
                     .force_path_style(*force_path_style)
                     .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-                    .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+                    .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+                    .interceptor(crate::metrics::S3Calls);
                 if let Some(url) = endpoint_url {
                     builder = builder.endpoint_url(url);
                 }

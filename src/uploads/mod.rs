@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::db::{self, Db, DbError, NewUpload, UploadRow, VerifiedObject, state};
 use crate::domain::{ImageFormat, ImageId, InputError, Metadata, OriginalFilename, Sha256Checksum};
+use crate::metrics;
 use crate::shutdown::Shutdown;
 use crate::storage::{ObjectHead, SignedRequest, Storage, StorageError};
 
@@ -294,6 +295,7 @@ impl UploadService {
             }
         };
         tracing::info!(upload_id = %id, image_id = %image_id, state = state::PENDING, method = row.method, size, "upload issued");
+        metrics::upload_transition(state::PENDING);
         Ok(IssuedUpload { upload: row, put })
     }
 
@@ -372,6 +374,8 @@ impl UploadService {
                 };
                 if self.db.complete(id, &object).await? {
                     tracing::info!(upload_id = %id, image_id = %row.image_id, state = state::COMPLETED, size = head.size, "upload completed");
+                    metrics::upload_transition(state::COMPLETED);
+                    metrics::bytes_confirmed(head.size);
                 }
                 // Whoever won a race (another replica, the sweeper), the row now says
                 // what happened.
@@ -387,6 +391,8 @@ impl UploadService {
                     .await?
                 {
                     tracing::info!(upload_id = %id, image_id = %row.image_id, state = state::FAILED, code = rejection.code(), "upload failed verification");
+                    metrics::upload_transition(state::FAILED);
+                    metrics::verification_failure(rejection.code());
                 }
                 Err(UploadError::Rejected(rejection))
             }
@@ -405,6 +411,7 @@ impl UploadService {
             return Ok(false);
         }
         tracing::info!(upload_id = %row.id, image_id = %row.image_id, state = state::EXPIRED, "upload expired");
+        metrics::upload_transition(state::EXPIRED);
         self.remove_objects(row).await?;
         Ok(true)
     }
@@ -515,6 +522,7 @@ impl UploadService {
             };
             if self.db.transition(id, from, to, None).await? {
                 tracing::info!(upload_id = %id, image_id = %row.image_id, state = to, "upload {to}");
+                metrics::upload_transition(to);
             }
             row = self.db.find_fresh(id).await?.ok_or(UploadError::NotFound)?;
         }

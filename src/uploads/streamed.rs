@@ -299,6 +299,8 @@ impl UploadService {
         match self.db.insert(row).await {
             Ok(row) => {
                 tracing::info!(upload_id = %row.id, image_id = %row.image_id, state = state::COMPLETED, size = stored.size, "streamed upload completed");
+                crate::metrics::upload_transition(state::COMPLETED);
+                crate::metrics::bytes_confirmed(stored.size);
                 Ok(UploadView {
                     row,
                     s3_url: Some(s3_url),

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{UploadError, UploadService};
 use crate::db::state;
+use crate::metrics;
 use crate::shutdown::Shutdown;
 use crate::storage::StorageError;
 
@@ -31,6 +32,20 @@ impl UploadService {
     /// One sweep. `margin` allows for clocks that disagree between the service, its
     /// clients and the store.
     pub async fn sweep(&self, margin: Duration) -> Result<SweepReport, UploadError> {
+        let result = self.sweep_once(margin).await;
+        match &result {
+            Ok(report) => {
+                metrics::sweep("ok");
+                metrics::swept("expired_uploads", report.expired as u64);
+                metrics::swept("orphan_objects", report.orphan_objects_deleted as u64);
+                metrics::swept("orphan_multipart_uploads", report.multipart_aborted as u64);
+            }
+            Err(_) => metrics::sweep("error"),
+        }
+        result
+    }
+
+    async fn sweep_once(&self, margin: Duration) -> Result<SweepReport, UploadError> {
         let mut report = SweepReport::default();
         self.expire_pending(margin, &mut report).await?;
         // Objects and multipart uploads younger than a URL's lifetime may still be on

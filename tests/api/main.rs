@@ -5,6 +5,7 @@ mod flow;
 mod helpers;
 mod legacy;
 mod lifecycle;
+mod metrics;
 mod multipart;
 mod openapi;
 mod replicas;

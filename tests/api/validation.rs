@@ -230,7 +230,7 @@ async fn the_page_is_served_for_valid_ids_only() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["success"], false);
-    for reserved in ["api", "upload", "static", "metrics"] {
+    for reserved in ["api", "upload", "static"] {
         assert_eq!(
             app.get(&format!("/{reserved}")).await.status(),
             StatusCode::NOT_FOUND,
@@ -238,6 +238,7 @@ async fn the_page_is_served_for_valid_ids_only() {
         );
     }
     assert_eq!(app.get("/health").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/metrics").await.status(), StatusCode::OK);
     assert_eq!(app.get("/docs").await.status(), StatusCode::OK);
     let icon = app.get("/favicon.ico").await;
     assert_eq!(icon.status(), StatusCode::OK);
