@@ -82,6 +82,9 @@ pub struct Config {
     /// The store's endpoint as clients reach it, when it differs from `AWS_ENDPOINT_URL`
     /// (a store inside a container network, say).
     pub s3_public_endpoint: Option<String>,
+    /// `CORS_ORIGINS`: the browser origins other than the service's own that may call the
+    /// API (none by default).
+    pub cors_origins: Vec<String>,
     /// Largest legacy (server-streamed) upload.
     pub max_file_size: u64,
     /// Largest declared size of a direct upload.
@@ -171,6 +174,31 @@ impl Vars<'_> {
             }
             Some(_) => Err(invalid(name, "must start with http:// or https://")),
         }
+    }
+
+    /// A comma-separated list of origins: `scheme://host[:port]`, nothing after it.
+    fn origins(&self, name: &'static str) -> Result<Vec<String>, ConfigError> {
+        let Some(list) = self.text(name) else {
+            return Ok(Vec::new());
+        };
+        list.split(',')
+            .map(str::trim)
+            .filter(|origin| !origin.is_empty())
+            .map(|origin| {
+                let host = origin
+                    .strip_prefix("https://")
+                    .or_else(|| origin.strip_prefix("http://"));
+                match host {
+                    Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', '*']) => {
+                        Ok(origin.to_owned())
+                    }
+                    _ => Err(invalid(
+                        name,
+                        "must list origins like https://app.example.com, separated by commas",
+                    )),
+                }
+            })
+            .collect()
     }
 
     fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
@@ -350,6 +378,7 @@ impl Config {
             private_bucket: vars.flag("PRIVATE_BUCKET", false)?,
             conditional_writes: vars.flag("S3_CONDITIONAL_WRITES", true)?,
             s3_public_endpoint: vars.url("S3_PUBLIC_ENDPOINT_URL")?,
+            cors_origins: vars.origins("CORS_ORIGINS")?,
             max_file_size,
             max_upload_size,
             multipart_threshold,
@@ -442,6 +471,20 @@ mod tests {
     }
 
     #[test]
+    fn cors_origins_are_a_list_of_origins() {
+        assert!(load(&[]).expect("defaults").cors_origins.is_empty());
+        let config = load(&[(
+            "CORS_ORIGINS",
+            " https://app.example.com,http://localhost:3000 ,",
+        )])
+        .expect("origins");
+        assert_eq!(
+            config.cors_origins,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+    }
+
+    #[test]
     fn database_url_overrides_path_and_endpoint_implies_path_style() {
         let config = load(&[
             ("DATABASE_URL", "postgres://u@localhost/db"),
@@ -468,6 +511,8 @@ mod tests {
             ("LOG_LEVEL", "loud"),
             ("DATABASE_URL", "mysql://x"),
             ("AWS_ENDPOINT_URL", "localhost:9000"),
+            ("CORS_ORIGINS", "https://app.example.com/path"),
+            ("CORS_ORIGINS", "*"),
         ] {
             let err = load(&[(name, value)]).expect_err(name);
             assert_eq!(err.variable, name);

@@ -69,7 +69,11 @@ impl Application {
                 shutdown.clone(),
             );
         }
-        let app = routes(uploads.clone(), Assets::new(config.frontend_dir.clone()));
+        let app = routes(
+            uploads.clone(),
+            Assets::new(config.frontend_dir.clone()),
+            &config.cors_origins,
+        );
         let grace = config.shutdown_grace;
         let mut stop = shutdown;
         let server = Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
@@ -103,7 +107,11 @@ impl Application {
 }
 
 /// Every route: the documented API, its spec and docs, the page's assets.
-pub fn routes(uploads: UploadService, assets: Assets) -> impl poem::Endpoint + 'static {
+pub fn routes(
+    uploads: UploadService,
+    assets: Assets,
+    cors_origins: &[String],
+) -> impl poem::Endpoint + 'static {
     let api = api::service(uploads, assets.clone());
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
@@ -117,5 +125,7 @@ pub fn routes(uploads: UploadService, assets: Assets) -> impl poem::Endpoint + '
         .data(assets)
         .around(api::limit_json_body)
         .around(api::json_errors)
+        .with_if(!cors_origins.is_empty(), api::cors(cors_origins))
         .around(telemetry::log_request)
+        .around(api::security_headers)
 }

@@ -4,12 +4,14 @@ mod error;
 mod images;
 mod legacy;
 mod pages;
+mod security;
 mod system;
 mod uploads;
 
 use poem_openapi::{OpenApiService, Tags};
 
 pub use error::{ApiError, ErrorBody, json_errors, limit_json_body};
+pub use security::{cors, security_headers};
 
 use crate::frontend::Assets;
 use crate::uploads::UploadService;

@@ -9,4 +9,5 @@ mod metrics;
 mod multipart;
 mod openapi;
 mod replicas;
+mod security;
 mod validation;

@@ -1,0 +1,53 @@
+//! Browser-facing safety: headers on every answer, a strict policy for the upload page,
+//! and CORS for the configured origins only.
+
+use poem::http::{HeaderValue, Method, header};
+use poem::middleware::Cors;
+use poem::{Endpoint, IntoResponse, Request, Response};
+
+/// The page runs only its own scripts and styles, loads no plugins, and no other site may
+/// frame it. Storage URLs (PUTs, thumbnails) live on other origins, so `connect-src` and
+/// `img-src` stay open.
+const PAGE_POLICY: &str = "script-src 'self'; style-src 'self'; object-src 'none'; \
+    base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+/// Every answer: no content sniffing, no referrer (signed URLs and ids stay private). The
+/// upload page also gets its content security policy.
+pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let page = crate::metrics::route_of(req.uri().path()) == "/{image_id}";
+    let mut resp = match next.call(req).await {
+        Ok(resp) => resp.into_response(),
+        Err(err) => err.into_response(),
+    };
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    let html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if page && html {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_POLICY),
+        );
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    Ok(resp)
+}
+
+/// CORS for `origins` (the `CORS_ORIGINS` setting): the API's methods and the headers its
+/// clients send. Other origins get no CORS headers, so browsers keep them out.
+pub fn cors(origins: &[String]) -> Cors {
+    Cors::new()
+        .allow_origins(origins.iter().map(String::as_str))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .max_age(600)
+}
