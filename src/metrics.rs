@@ -298,6 +298,7 @@ pub fn route_of(path: &str) -> &'static str {
         ["api", "images", _] => "/api/images/{image_id}",
         ["upload", _] => "/upload/{image_id}",
         ["health"] => "/health",
+        ["health", "ready"] => "/health/ready",
         ["metrics"] => "/metrics",
         ["openapi.json"] => "/openapi.json",
         ["docs", ..] => "/docs",

@@ -34,6 +34,31 @@ pub struct Health {
     pub environment: String,
 }
 
+/// What the readiness check found.
+#[derive(Debug, Clone, Object)]
+pub struct ReadinessBody {
+    /// `ready` when the database and the bucket answer, else `not_ready`.
+    pub status: String,
+    /// `ok` or `unavailable`.
+    pub database: String,
+    /// `ok` or `unavailable`.
+    pub bucket: String,
+    /// What the bucket's CORS rules let a browser do: `ok` (PUT allowed, `ETag`
+    /// exposed), `served_by_service` (the embedded store), `etag_not_exposed`,
+    /// `no_rules`, or `unknown` (the store would not say, or the bucket is unreachable).
+    pub bucket_cors: String,
+}
+
+#[derive(ApiResponse)]
+enum ReadinessResponse {
+    /// Ready to serve.
+    #[oai(status = 200)]
+    Ready(Json<ReadinessBody>),
+    /// The database or the bucket cannot be reached.
+    #[oai(status = 503)]
+    NotReady(Json<ReadinessBody>),
+}
+
 #[derive(ApiResponse)]
 enum HealthResponse {
     /// The database and the bucket answer.
@@ -63,6 +88,29 @@ impl SystemApi {
             HealthResponse::Healthy(body("healthy"))
         } else {
             HealthResponse::Unhealthy(body("unhealthy"))
+        }
+    }
+
+    /// Readiness check
+    ///
+    /// For a load balancer or an orchestrator: the database and the bucket each answer
+    /// within two seconds, and what the bucket's CORS rules let a browser do (a warning
+    /// is logged when the page's uploads could not work).
+    #[oai(path = "/health/ready", method = "get", operation_id = "readiness")]
+    async fn readiness(&self) -> ReadinessResponse {
+        let found = self.uploads.readiness(HEALTH_LIMIT).await;
+        let state = |ok: bool| if ok { "ok" } else { "unavailable" }.to_owned();
+        let ready = found.database && found.bucket;
+        let body = Json(ReadinessBody {
+            status: if ready { "ready" } else { "not_ready" }.to_owned(),
+            database: state(found.database),
+            bucket: state(found.bucket),
+            bucket_cors: found.cors.map_or("unknown", |c| c.as_str()).to_owned(),
+        });
+        if ready {
+            ReadinessResponse::Ready(body)
+        } else {
+            ReadinessResponse::NotReady(body)
         }
     }
 

@@ -354,16 +354,7 @@ async fn test_bucket(dir: &TempDir) -> Vec<(String, String)> {
         Ok(bucket) => bucket,
         Err(_) => {
             let bucket = format!("t{}", uuid::Uuid::new_v4().simple());
-            let config = aws_sdk_s3::Config::builder()
-                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-                .region(aws_sdk_s3::config::Region::new(region.clone()))
-                .endpoint_url(&endpoint)
-                .force_path_style(true)
-                .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                    &access, &secret, None, None, "tests",
-                ))
-                .build();
-            aws_sdk_s3::Client::from_conf(config)
+            s3_client_for(&endpoint, &region, &access, &secret)
                 .create_bucket()
                 .bucket(&bucket)
                 .send()
@@ -383,6 +374,34 @@ async fn test_bucket(dir: &TempDir) -> Vec<(String, String)> {
         // Garage has no anonymous reads: s3_url must be a presigned GET.
         ("PRIVATE_BUCKET".into(), "true".into()),
     ]
+}
+
+fn s3_client_for(endpoint: &str, region: &str, access: &str, secret: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            access, secret, None, None, "tests",
+        ))
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// A client of the external test store, from a service's S3 settings (`s3_settings`).
+pub fn external_s3_client(settings: &HashMap<String, String>) -> aws_sdk_s3::Client {
+    s3_client_for(
+        &settings["AWS_ENDPOINT_URL"],
+        &settings["AWS_REGION"],
+        &settings["AWS_ACCESS_KEY_ID"],
+        &settings["AWS_SECRET_ACCESS_KEY"],
+    )
+}
+
+/// An endpoint on this machine where nothing listens.
+pub fn closed_endpoint() -> String {
+    format!("http://127.0.0.1:{}", free_port())
 }
 
 /// Whether the suite runs on an external S3 store instead of the embedded one.

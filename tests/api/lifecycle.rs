@@ -185,11 +185,6 @@ async fn silent_endpoint() -> (String, tokio::task::JoinHandle<()>) {
     (format!("http://{addr}"), task)
 }
 
-fn closed_endpoint() -> String {
-    let port = free_port();
-    format!("http://127.0.0.1:{port}")
-}
-
 #[tokio::test]
 async fn storage_that_refuses_or_hangs_gives_503_within_the_timeout() {
     let (silent, _task) = silent_endpoint().await;

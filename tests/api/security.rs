@@ -82,3 +82,65 @@ async fn cors_answers_configured_origins_only() {
         "https://app.example.com"
     );
 }
+
+#[tokio::test]
+async fn readiness_checks_the_database_the_bucket_and_its_cors() {
+    let app = TestApp::spawn().await;
+    let resp = app.get("/health/ready").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["bucket"], "ok");
+    if on_external_store() {
+        // A fresh test bucket has no CORS rules; with a rule that exposes ETag to PUTs
+        // from browsers, it is ok.
+        assert_eq!(body["bucket_cors"], "no_rules");
+        let settings: std::collections::HashMap<String, String> =
+            app.s3_settings().await.into_iter().collect();
+        let client = external_s3_client(&settings);
+        let rule = aws_sdk_s3::types::CorsRule::builder()
+            .allowed_origins("*")
+            .allowed_methods("PUT")
+            .allowed_methods("GET")
+            .allowed_headers("*")
+            .expose_headers("ETag")
+            .build()
+            .expect("rule");
+        client
+            .put_bucket_cors()
+            .bucket(&settings["AWS_BUCKET_NAME"])
+            .cors_configuration(
+                aws_sdk_s3::types::CorsConfiguration::builder()
+                    .cors_rules(rule)
+                    .build()
+                    .expect("cors"),
+            )
+            .send()
+            .await
+            .expect("put bucket cors");
+        let body: serde_json::Value = app.get("/health/ready").await.json().await.expect("json");
+        assert_eq!(body["bucket_cors"], "ok");
+    } else {
+        assert_eq!(body["bucket_cors"], "served_by_service");
+    }
+
+    // A bucket that cannot be reached: not ready, within the time limit.
+    let down = TestApp::spawn_with(&[
+        ("AWS_BUCKET_NAME", "media"),
+        ("AWS_ENDPOINT_URL", &closed_endpoint()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("S3_CONNECT_TIMEOUT", "1"),
+        ("S3_OPERATION_TIMEOUT", "1"),
+    ])
+    .await;
+    let started = std::time::Instant::now();
+    let resp = down.get("/health/ready").await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["bucket"], "unavailable");
+}
