@@ -47,13 +47,24 @@ async function call(method, path, { body, signal, retries = DEFAULT_RETRIES, onR
   }
 }
 
+// An upload link's token, when the page was opened from one (`/<image_id>?token=...`): the
+// service then asks for it on every upload call.
+const linkToken = new URLSearchParams(globalThis.location?.search || '').get('token');
+
+function headersFor(body) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (linkToken) headers.Authorization = `Bearer ${linkToken}`;
+  return headers;
+}
+
 async function once(method, path, body, signal) {
   let response;
   try {
     response = await fetch(path, {
       method,
       signal,
-      headers: body === undefined ? { Accept: 'application/json' } : { Accept: 'application/json', 'Content-Type': 'application/json' },
+      headers: headersFor(body),
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
     });

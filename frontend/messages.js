@@ -54,6 +54,32 @@ export function explainRefusal(code, { file, contentType, message } = {}) {
         title: "This page's address can't take uploads",
         detail: 'The part after the last slash must be 1 to 100 letters, digits, "_" or "-".',
       };
+    case 'unauthorized':
+    case 'invalid_token':
+      return {
+        title: 'This page needs an upload link',
+        detail: 'Uploads here need a link from whoever runs the service. Open the link you were given, or ask for one.',
+      };
+    case 'token_expired':
+      return {
+        title: 'Your upload link has expired',
+        detail: 'Ask whoever sent it for a new link, then open it and choose the file again.',
+      };
+    case 'forbidden_image_id':
+      return {
+        title: 'Your upload link is for another page',
+        detail: 'Open the exact link you were given; it only uploads to its own image.',
+      };
+    case 'link_exhausted':
+      return {
+        title: 'Your upload link is used up',
+        detail: 'It allows no more uploads. Ask for a new link to upload more files.',
+      };
+    case 'link_size_exceeded':
+      return {
+        title: 'This file is larger than your upload link allows',
+        detail: `It is ${formatBytes(file?.size)}. Ask for a link that allows bigger files, or choose a smaller one.`,
+      };
     case 'invalid_metadata':
     case 'invalid_request':
       return { title: "The service couldn't accept this request", detail: message || '' };

@@ -69,6 +69,8 @@ pub struct Config {
     pub environment: String,
     pub log_level: String,
     pub secret_key: Option<Secret>,
+    /// `API_KEYS`: when set, the v1 write endpoints need one of them (or a link token).
+    pub api_keys: Vec<Secret>,
     pub database_url: String,
     pub data_dir: PathBuf,
     pub aws_region: String,
@@ -363,6 +365,22 @@ impl Config {
         let presign_expires = vars.seconds("PRESIGN_EXPIRES", 900, (1, MAX_PRESIGN_SECS))?;
         let public_base_url = vars.url("PUBLIC_BASE_URL")?;
         let secret_key = vars.text("SECRET_KEY").map(Secret::new);
+        let api_keys: Vec<Secret> = vars
+            .text("API_KEYS")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|key| !key.is_empty())
+                    .map(Secret::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !api_keys.is_empty() && secret_key.as_ref().is_none_or(|s| s.expose().len() < 16) {
+            return Err(invalid(
+                "SECRET_KEY",
+                "must be set, at least 16 characters, when API_KEYS is (it signs upload links)",
+            ));
+        }
 
         Ok(Self {
             bind_addr,
@@ -370,6 +388,7 @@ impl Config {
             environment,
             log_level,
             secret_key,
+            api_keys,
             database_url,
             data_dir,
             aws_region,

@@ -10,8 +10,8 @@ use sea_orm::sea_query::{Expr, Query};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
-    DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -228,6 +228,15 @@ impl Db {
         Ok(Upload::find()
             .filter(Column::MultipartUploadId.eq(upload_id))
             .one(&self.read)
+            .await?)
+    }
+
+    /// Uploads made with an upload link that still count against its limit.
+    pub async fn count_link_uploads(&self, link_id: Uuid) -> Result<u64, DbError> {
+        Ok(Upload::find()
+            .filter(Column::LinkId.eq(link_id))
+            .filter(Column::State.is_in([state::PENDING, state::COMPLETED]))
+            .count(&self.write)
             .await?)
     }
 
@@ -457,6 +466,7 @@ pub fn new_pending(fields: NewUpload) -> ActiveModel {
         part_count: Set(fields.part_count),
         checksum_algorithm: Set(fields.checksum_algorithm),
         failure_code: Set(None),
+        link_id: Set(fields.link_id),
         created_at: Set(now),
         expires_at: Set(fields.expires_at),
         uploaded_at: Set(None),
@@ -480,6 +490,7 @@ pub struct NewUpload {
     pub part_count: Option<i32>,
     pub checksum_algorithm: Option<String>,
     pub expires_at: OffsetDateTime,
+    pub link_id: Option<Uuid>,
 }
 
 pub use upload::Model as UploadRow;

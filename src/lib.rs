@@ -1,7 +1,9 @@
 //! upload-broker: presigned S3 uploads with a durable record and server-side verification.
 
 pub mod api;
+pub mod auth;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod frontend;

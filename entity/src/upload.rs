@@ -33,6 +33,8 @@ pub struct Model {
     /// `SHA256` when every part of a multipart upload must carry its checksum.
     pub checksum_algorithm: Option<String>,
     pub failure_code: Option<String>,
+    /// The upload link it was made with, when access control is on.
+    pub link_id: Option<Uuid>,
     pub created_at: TimeDateTimeWithTimeZone,
     pub expires_at: TimeDateTimeWithTimeZone,
     pub uploaded_at: Option<TimeDateTimeWithTimeZone>,

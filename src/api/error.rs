@@ -57,6 +57,12 @@ pub enum ApiError {
     /// The request is malformed or a value is invalid.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// With `API_KEYS` set: no valid API key or upload link.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// The credentials do not cover this: another image_id, a used-up link, a key needed.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
     /// No such upload or image.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
@@ -95,6 +101,8 @@ impl ApiError {
     pub fn body(&self) -> &ErrorBody {
         match self {
             ApiError::BadRequest(b)
+            | ApiError::Unauthorized(b, _)
+            | ApiError::Forbidden(b)
             | ApiError::NotFound(b)
             | ApiError::Conflict(b)
             | ApiError::Gone(b)
@@ -308,6 +316,11 @@ impl From<UploadError> for ApiError {
             UploadError::Rejected(rejection) => ApiError::Rejected(body(rejection.code())),
             UploadError::Storage(err) => err.into(),
             UploadError::Db(err) => err.into(),
+            UploadError::Auth(auth) if auth.is_unauthenticated() => {
+                ApiError::Unauthorized(body(auth.code()), "Bearer".to_owned())
+            }
+            UploadError::Auth(auth) => ApiError::Forbidden(body(auth.code())),
+            UploadError::InvalidLink(_) => ApiError::BadRequest(body("invalid_link")),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use poem::Request;
 use poem::web::Multipart;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef};
 use poem_openapi::{
@@ -166,7 +166,17 @@ enum LegacyUploadResponse {
     /// No file, a bad image_id, a type that is not allowed or bytes that are not that type.
     #[oai(status = 400)]
     BadRequest(Json<LegacyError>),
-    /// Larger than `MAX_FILE_SIZE`.
+    /// With `API_KEYS` set: no valid API key or upload link (`Authorization: Bearer` or
+    /// `?token=`).
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<LegacyError>,
+        #[oai(header = "WWW-Authenticate")] String,
+    ),
+    /// The upload link is for another image_id, or used up.
+    #[oai(status = 403)]
+    Forbidden(Json<LegacyError>),
+    /// Larger than `MAX_FILE_SIZE` (or the upload link's size limit).
     #[oai(status = 413)]
     TooLarge(Json<LegacyError>),
     #[oai(status = 500)]
@@ -207,6 +217,10 @@ enum LegacyListResponse {
 
 /// A legacy error: status and the seed's message.
 enum Failure {
+    /// No credentials, or bad ones, while access control is on.
+    Unauthorized(String),
+    /// Credentials that do not cover this upload.
+    Forbidden(String),
     BadRequest(String),
     TooLarge(String),
     NotFound(String),
@@ -248,6 +262,10 @@ impl From<UploadError> for Failure {
                 tracing::warn!(error = %detail, "object storage unavailable");
                 Failure::Unavailable
             }
+            UploadError::Auth(auth) if auth.is_unauthenticated() => {
+                Failure::Unauthorized(auth.to_string())
+            }
+            UploadError::Auth(auth) => Failure::Forbidden(auth.to_string()),
             UploadError::ShuttingDown | UploadError::Busy => Failure::Unavailable,
             UploadError::Db(DbError::Unavailable(detail)) => {
                 tracing::warn!(error = %detail, "database unavailable");
@@ -275,6 +293,10 @@ const INTERNAL: &str = "Internal server error";
 impl From<Failure> for LegacyUploadResponse {
     fn from(failure: Failure) -> Self {
         match failure {
+            Failure::Unauthorized(m) => {
+                Self::Unauthorized(LegacyError::new(m), "Bearer".to_owned())
+            }
+            Failure::Forbidden(m) => Self::Forbidden(LegacyError::new(m)),
             Failure::BadRequest(m) | Failure::NotFound(m) => Self::BadRequest(LegacyError::new(m)),
             Failure::TooLarge(m) => Self::TooLarge(LegacyError::new(m)),
             Failure::Internal => Self::Internal(LegacyError::new(INTERNAL)),
@@ -288,7 +310,10 @@ impl From<Failure> for LegacyUploadResponse {
 impl From<Failure> for LegacyUrlResponse {
     fn from(failure: Failure) -> Self {
         match failure {
-            Failure::BadRequest(m) | Failure::TooLarge(m) => Self::BadRequest(LegacyError::new(m)),
+            Failure::BadRequest(m)
+            | Failure::TooLarge(m)
+            | Failure::Unauthorized(m)
+            | Failure::Forbidden(m) => Self::BadRequest(LegacyError::new(m)),
             Failure::NotFound(m) => Self::NotFound(LegacyError::new(m)),
             Failure::Internal => Self::Internal(LegacyError::new(INTERNAL)),
             Failure::Unavailable => {
@@ -301,9 +326,11 @@ impl From<Failure> for LegacyUrlResponse {
 impl From<Failure> for LegacyListResponse {
     fn from(failure: Failure) -> Self {
         match failure {
-            Failure::BadRequest(m) | Failure::TooLarge(m) | Failure::NotFound(m) => {
-                Self::BadRequest(LegacyError::new(m))
-            }
+            Failure::BadRequest(m)
+            | Failure::TooLarge(m)
+            | Failure::NotFound(m)
+            | Failure::Unauthorized(m)
+            | Failure::Forbidden(m) => Self::BadRequest(LegacyError::new(m)),
             Failure::Internal => Self::Internal(LegacyError::new(INTERNAL)),
             Failure::Unavailable => {
                 Self::Unavailable(LegacyError::new(UNAVAILABLE), RETRY_AFTER_SECS)
@@ -320,6 +347,7 @@ impl LegacyApi {
         image_id: &ImageId,
         mut form: Multipart,
         size_hint: Option<u64>,
+        limit: u64,
     ) -> Result<StoredObject, Failure> {
         let mut stored: Option<StoredObject> = None;
         let outcome = loop {
@@ -344,7 +372,13 @@ impl LegacyApi {
             let filename = field.file_name().unwrap_or_default().to_owned();
             match self
                 .uploads
-                .store_streamed(image_id, &filename, field.into_async_read(), size_hint)
+                .store_streamed(
+                    image_id,
+                    &filename,
+                    field.into_async_read(),
+                    size_hint,
+                    limit,
+                )
                 .await
             {
                 Ok(object) => stored = Some(object),
@@ -378,11 +412,26 @@ impl LegacyApi {
     async fn legacy_upload(
         &self,
         image_id: Path<String>,
+        /// With `API_KEYS` set: an upload link's token (or send `Authorization: Bearer`).
+        token: Query<Option<String>>,
         request: &Request,
         form: LegacyUploadForm,
     ) -> LegacyUploadResponse {
         let Ok(image_id) = ImageId::parse(&image_id) else {
             return Failure::from(UploadError::Input(InputError::InvalidImageId)).into();
+        };
+        let bearer = super::bearer_token(request).or(token.0);
+        let allowed = async {
+            let caller = self.uploads.caller(bearer.as_deref())?;
+            let link = self
+                .uploads
+                .authorize_new(&caller, image_id.as_str(), None)
+                .await?;
+            Ok::<_, UploadError>((self.uploads.streamed_limit(&caller), link))
+        };
+        let (limit, link) = match allowed.await {
+            Ok(allowed) => allowed,
+            Err(err) => return Failure::from(err).into(),
         };
         let Some(form) = form.0 else {
             return Failure::BadRequest("No file provided".into()).into();
@@ -392,11 +441,11 @@ impl LegacyApi {
             .get(poem::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let stored = match self.read_form(&image_id, form, size_hint).await {
+        let stored = match self.read_form(&image_id, form, size_hint, limit).await {
             Ok(stored) => stored,
             Err(failure) => return failure.into(),
         };
-        match self.uploads.record_streamed(stored).await {
+        match self.uploads.record_streamed(stored, link).await {
             Ok(view) => {
                 let image = LegacyImage::from(view);
                 LegacyUploadResponse::Ok(Json(LegacyUploaded {

@@ -13,6 +13,9 @@ use poem_openapi::{OpenApiService, Tags};
 pub use error::{ApiError, ErrorBody, json_errors, limit_json_body};
 pub use security::{cors, security_headers};
 
+use poem_openapi::SecurityScheme;
+use poem_openapi::auth::Bearer;
+
 use crate::frontend::Assets;
 use crate::uploads::UploadService;
 
@@ -36,6 +39,41 @@ pub type Apis = (
     system::SystemApi,
     pages::PagesApi,
 );
+
+/// `Authorization: Bearer <token>`: one of `API_KEYS`, or an upload link's token.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", rename = "bearer")]
+pub struct BearerToken(Bearer);
+
+/// The credentials of a v1 write request: needed only when `API_KEYS` is set.
+#[derive(SecurityScheme)]
+pub enum Credentials {
+    Token(BearerToken),
+    #[oai(fallback)]
+    None,
+}
+
+impl Credentials {
+    pub fn token(&self) -> Option<&str> {
+        match self {
+            Credentials::Token(BearerToken(bearer)) => Some(&bearer.token),
+            Credentials::None => None,
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer` header, outside the documented operations.
+pub fn bearer_token(req: &poem::Request) -> Option<String> {
+    let value = req
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
 
 pub fn service(uploads: UploadService, assets: Assets) -> OpenApiService<Apis, ()> {
     let apis = (

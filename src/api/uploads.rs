@@ -9,7 +9,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ApiError, ApiTags};
+use super::{ApiError, ApiTags, Credentials};
 use crate::uploads::{IssuedUpload, UploadRequest, UploadService, UploadView};
 
 pub struct UploadsApi {
@@ -297,9 +297,15 @@ impl UploadsApi {
     )]
     async fn create_upload(
         &self,
+        auth: Credentials,
         body: Json<CreateUploadRequest>,
     ) -> Result<CreateUploadResponse, ApiError> {
         let body = body.0;
+        let caller = self.uploads.caller(auth.token())?;
+        let link_id = self
+            .uploads
+            .authorize_new(&caller, &body.image_id, u64::try_from(body.size).ok())
+            .await?;
         let issued = self
             .uploads
             .issue(UploadRequest {
@@ -310,6 +316,7 @@ impl UploadsApi {
                 checksum_sha256: body.checksum_sha256,
                 checksum_algorithm: body.checksum_algorithm,
                 metadata: body.metadata,
+                link_id,
             })
             .await?;
         Ok(CreateUploadResponse::Created(Json(issued.into())))
@@ -324,8 +331,13 @@ impl UploadsApi {
         method = "post",
         operation_id = "confirm_upload"
     )]
-    async fn confirm_upload(&self, upload_id: Path<String>) -> Result<UploadResponse, ApiError> {
+    async fn confirm_upload(
+        &self,
+        auth: Credentials,
+        upload_id: Path<String>,
+    ) -> Result<UploadResponse, ApiError> {
         let id = parse_upload_id(&upload_id)?;
+        self.authorize(&auth, id).await?;
         let view = self.uploads.confirm(id).await?;
         Ok(UploadResponse::Ok(Json(view.into())))
     }
@@ -341,10 +353,12 @@ impl UploadsApi {
     )]
     async fn sign_parts(
         &self,
+        auth: Credentials,
         upload_id: Path<String>,
         body: Json<SignPartsRequest>,
     ) -> Result<SignPartsResponse, ApiError> {
         let id = parse_upload_id(&upload_id)?;
+        self.authorize(&auth, id).await?;
         let checksums = body.0.checksums_sha256.unwrap_or_default();
         let signed = self
             .uploads
@@ -411,9 +425,91 @@ impl UploadsApi {
         method = "delete",
         operation_id = "delete_upload"
     )]
-    async fn delete_upload(&self, upload_id: Path<String>) -> Result<DeleteResponse, ApiError> {
+    async fn delete_upload(
+        &self,
+        auth: Credentials,
+        upload_id: Path<String>,
+    ) -> Result<DeleteResponse, ApiError> {
         let id = parse_upload_id(&upload_id)?;
+        self.authorize(&auth, id).await?;
         self.uploads.delete(id).await?;
         Ok(DeleteResponse::Deleted)
     }
+
+    /// Make an upload link
+    ///
+    /// With `API_KEYS` set, for a key holder: a short-lived token a browser may use instead
+    /// of a key, for uploads under one image_id only (through the v1 API, the page at
+    /// `upload_page`, or the legacy upload's `?token=`), optionally at most `max_uploads`
+    /// of them and `max_size` bytes each.
+    #[oai(path = "/api/v1/links", method = "post", operation_id = "create_link")]
+    async fn create_link(
+        &self,
+        auth: Credentials,
+        body: Json<CreateLinkRequest>,
+    ) -> Result<CreateLinkResponse, ApiError> {
+        let caller = self.uploads.caller(auth.token())?;
+        let link = self.uploads.mint_link(
+            &caller,
+            &body.image_id,
+            body.expires_in.unwrap_or(3600),
+            body.max_uploads,
+            body.max_size,
+        )?;
+        let claims = link.claims;
+        Ok(CreateLinkResponse::Created(Json(UploadLinkBody {
+            upload_page: format!("/{}?token={}", claims.image_id, link.token),
+            token: link.token,
+            image_id: claims.image_id,
+            expires_at: OffsetDateTime::from_unix_timestamp(claims.expires_at)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            max_uploads: claims.max_uploads,
+            max_size: claims.max_size,
+        })))
+    }
+}
+
+impl UploadsApi {
+    /// With access control on, the caller must be allowed to act on upload `id`.
+    async fn authorize(&self, auth: &Credentials, id: Uuid) -> Result<(), ApiError> {
+        let caller = self.uploads.caller(auth.token())?;
+        Ok(self.uploads.authorize_existing(&caller, id).await?)
+    }
+}
+
+/// An upload link to make.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CreateLinkRequest {
+    /// The only image_id the link may upload under.
+    pub image_id: String,
+    /// Seconds the link lives, 1 to 604800 (7 days); 3600 when not given.
+    pub expires_in: Option<i64>,
+    /// At most this many uploads (pending or completed) with the link.
+    pub max_uploads: Option<u32>,
+    /// At most this many bytes per upload.
+    pub max_size: Option<u64>,
+}
+
+/// An upload link: give `token` (or `upload_page`) to a browser.
+#[derive(Debug, Clone, Object)]
+pub struct UploadLinkBody {
+    /// Send as `Authorization: Bearer <token>`, or as `?token=` to the page and the legacy
+    /// upload.
+    pub token: String,
+    pub image_id: String,
+    pub expires_at: OffsetDateTime,
+    #[oai(skip_serializing_if_is_none)]
+    pub max_uploads: Option<u32>,
+    #[oai(skip_serializing_if_is_none)]
+    pub max_size: Option<u64>,
+    /// The upload page's path with the token in it.
+    pub upload_page: String,
+}
+
+#[derive(ApiResponse)]
+enum CreateLinkResponse {
+    /// The link.
+    #[oai(status = 201)]
+    Created(Json<UploadLinkBody>),
 }

@@ -20,7 +20,7 @@ use super::state;
 const COLUMNS: &str = "id, image_id, state, method, object_key, original_filename, \
     content_type, declared_size, file_size, checksum_sha256, etag, width, height, metadata, \
     s3_url, multipart_upload_id, part_size, part_count, checksum_algorithm, failure_code, \
-    created_at, expires_at, uploaded_at, updated_at";
+    created_at, expires_at, uploaded_at, updated_at, link_id";
 /// A read that would wait longer than this goes to the pooled path instead.
 const BUSY_LIMIT: Duration = Duration::from_millis(20);
 /// Idle connections kept; more are opened while more threads read at once.
@@ -120,6 +120,10 @@ fn model(row: &Row<'_>) -> rusqlite::Result<Model> {
             .map(|text| parse_time(22, &text))
             .transpose()?,
         updated_at: timestamp(row, 23)?,
+        link_id: match row.get_ref(24)? {
+            rusqlite::types::ValueRef::Null => None,
+            _ => Some(uuid(row, 24)?),
+        },
     })
 }
 

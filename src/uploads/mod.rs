@@ -2,6 +2,7 @@
 //! issue a signed URL, confirm (verify the object, then record it), look up, delete, and
 //! the server-side streamed upload of the legacy API.
 
+mod access;
 mod multipart;
 mod streamed;
 mod sweep;
@@ -20,6 +21,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use crate::auth::{Access, AuthError};
 use crate::config::Config;
 use crate::db::{self, Db, DbError, NewUpload, UploadRow, VerifiedObject, state};
 use crate::domain::{ImageFormat, ImageId, InputError, Metadata, OriginalFilename, Sha256Checksum};
@@ -131,6 +133,10 @@ pub enum UploadError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0}")]
+    InvalidLink(String),
 }
 
 /// What a client asks for to upload one file directly.
@@ -144,6 +150,8 @@ pub struct UploadRequest {
     /// `SHA256`: every part of a multipart upload carries its own checksum.
     pub checksum_algorithm: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
+    /// The upload link it is made with (from `authorize_new`).
+    pub link_id: Option<Uuid>,
 }
 
 /// A pending upload and how to send its bytes.
@@ -181,6 +189,7 @@ pub struct UploadService {
     shutdown: Shutdown,
     /// The last health check: when, and its answer.
     health: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>>,
+    access: Arc<Access>,
 }
 
 impl UploadService {
@@ -189,13 +198,17 @@ impl UploadService {
         Self {
             db,
             storage,
-            config,
             stream_budget: Arc::new(Semaphore::new(budget_kib)),
             confirm_locks: (0..CONFIRM_LOCKS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             shutdown,
             health: Arc::default(),
+            access: Arc::new(Access::new(
+                config.api_keys.clone(),
+                config.secret_key.clone(),
+            )),
+            config,
         }
     }
 
@@ -266,6 +279,7 @@ impl UploadService {
             part_count: None,
             checksum_algorithm: None,
             expires_at: self.url_expiry(now),
+            link_id: request.link_id,
         };
         let put = if multipart {
             let plan = PartPlan::new(size, self.config.part_size, self.config.max_parts);
@@ -632,9 +646,6 @@ impl UploadService {
         &self.confirm_locks[stripe]
     }
 
-    /// Database and bucket both answer within `limit`. Checked at most once a second:
-    /// requests meanwhile share the last answer, so `/health` stays cheap under load and an
-    /// outage still shows within a second.
     /// Readiness: the database and the bucket answer within `limit`, and what the bucket's
     /// CORS rules let a browser do (a warning in the log when uploads from a page cannot
     /// work).
@@ -670,6 +681,9 @@ impl UploadService {
         }
     }
 
+    /// Database and bucket both answer within `limit`. Checked at most once a second:
+    /// requests meanwhile share the last answer, so `/health` stays cheap under load and an
+    /// outage still shows within a second.
     pub async fn healthy(&self, limit: Duration) -> bool {
         let mut last = self.health.lock().await;
         if let Some((at, healthy)) = *last

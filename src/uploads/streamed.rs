@@ -124,10 +124,10 @@ impl UploadService {
         filename: &str,
         reader: R,
         size_hint: Option<u64>,
+        limit: u64,
     ) -> Result<StoredObject, UploadError> {
         let filename = OriginalFilename::clean(filename)?;
         let claimed = filename.format()?;
-        let limit = self.config.max_file_size;
         let part = STREAM_PART_SIZE.min(limit + 1) as usize;
         let _budget = self
             .reserve_buffer(size_hint.map_or(part as u64, |h| h.min(part as u64)))
@@ -264,7 +264,11 @@ impl UploadService {
 
     /// Records a stored object as a completed upload. The object is already in the bucket;
     /// if the row cannot be written the object is removed, so neither exists alone.
-    pub async fn record_streamed(&self, stored: StoredObject) -> Result<UploadView, UploadError> {
+    pub async fn record_streamed(
+        &self,
+        stored: StoredObject,
+        link_id: Option<Uuid>,
+    ) -> Result<UploadView, UploadError> {
         let s3_url = match self.storage.object_url(&stored.key).await {
             Ok(url) => url,
             Err(err) => {
@@ -288,6 +292,7 @@ impl UploadService {
             part_count: None,
             checksum_algorithm: None,
             expires_at: now,
+            link_id,
         });
         row.state = Set(state::COMPLETED.to_owned());
         row.file_size = Set(Some(to_i64(stored.size)));

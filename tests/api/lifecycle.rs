@@ -110,7 +110,13 @@ async fn the_sweeper_expires_stale_uploads_and_removes_what_nobody_owns() {
     let image_id = ImageId::parse("sweep").expect("id");
     let crashed = app
         .uploads
-        .store_streamed(&image_id, "d.png", PNG, None)
+        .store_streamed(
+            &image_id,
+            "d.png",
+            PNG,
+            None,
+            app.uploads.config().max_file_size,
+        )
         .await
         .expect("stored");
     std::mem::forget(crashed);

@@ -1,5 +1,6 @@
 //! The integration suite: one binary, every test on its own service, database and store.
 
+mod access;
 mod browser;
 mod flow;
 mod helpers;

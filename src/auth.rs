@@ -1,0 +1,278 @@
+//! Access control, off unless `API_KEYS` is set. Then the v1 write endpoints need
+//! `Authorization: Bearer <key>`, or a link token a key holder minted: signed with
+//! `SECRET_KEY`, bound to one image_id, with an expiry and optional limits on how many
+//! uploads and how many bytes each. Browsers get link tokens, never keys.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::config::Secret;
+use crate::crypto::{constant_time_eq, hmac_sha256};
+
+/// Link tokens start with this, so they are never taken for keys.
+const TOKEN_PREFIX: &str = "ubl1.";
+/// The longest a link may live.
+pub const MAX_LINK_SECS: i64 = 7 * 24 * 3600;
+
+/// What a link token grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkClaims {
+    /// The link's id: uploads made with it are counted by it.
+    #[serde(rename = "j")]
+    pub link_id: Uuid,
+    #[serde(rename = "i")]
+    pub image_id: String,
+    /// Unix seconds.
+    #[serde(rename = "e")]
+    pub expires_at: i64,
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub max_uploads: Option<u32>,
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<u64>,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// Access control is off, or the caller sent no credentials.
+    Anonymous,
+    /// One of `API_KEYS`.
+    Key,
+    /// A valid, unexpired link token.
+    Link(LinkClaims),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("this endpoint needs an API key or an upload link: Authorization: Bearer <token>")]
+    Missing,
+    #[error("the API key or link token is not valid")]
+    Invalid,
+    #[error("the upload link has expired")]
+    Expired,
+    #[error("this endpoint needs an API key")]
+    KeyRequired,
+    #[error("the upload link is for another image_id")]
+    OtherImage,
+    #[error("the upload link allows no more uploads")]
+    Exhausted,
+    #[error("the file is larger than the upload link allows")]
+    TooLarge,
+    #[error("links cannot be made: set SECRET_KEY")]
+    NoSecret,
+}
+
+impl AuthError {
+    pub fn code(self) -> &'static str {
+        match self {
+            AuthError::Missing => "unauthorized",
+            AuthError::Invalid => "invalid_token",
+            AuthError::Expired => "token_expired",
+            AuthError::KeyRequired => "api_key_required",
+            AuthError::OtherImage => "forbidden_image_id",
+            AuthError::Exhausted => "link_exhausted",
+            AuthError::TooLarge => "link_size_exceeded",
+            AuthError::NoSecret => "links_unavailable",
+        }
+    }
+
+    /// 401 when the credentials are missing or bad, 403 when they do not cover this.
+    pub fn is_unauthenticated(self) -> bool {
+        matches!(
+            self,
+            AuthError::Missing | AuthError::Invalid | AuthError::Expired
+        )
+    }
+}
+
+#[derive(Clone)]
+pub struct Access {
+    keys: Vec<Secret>,
+    secret: Option<Secret>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Access {
+    pub fn new(keys: Vec<Secret>, secret: Option<Secret>) -> Self {
+        Self { keys, secret }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Who sent `bearer` (the token of an `Authorization: Bearer` header or a `token`
+    /// query parameter).
+    pub fn caller(&self, bearer: Option<&str>) -> Result<Caller, AuthError> {
+        let Some(token) = bearer.map(str::trim).filter(|t| !t.is_empty()) else {
+            return Ok(Caller::Anonymous);
+        };
+        if !self.enabled() {
+            return Ok(Caller::Anonymous);
+        }
+        if let Some(link) = token.strip_prefix(TOKEN_PREFIX) {
+            return self.verify(link).map(Caller::Link);
+        }
+        // Every key is compared, so timing tells nothing about which one matched.
+        let matched = self.keys.iter().fold(false, |found, key| {
+            constant_time_eq(key.expose().as_bytes(), token.as_bytes()) | found
+        });
+        if matched {
+            Ok(Caller::Key)
+        } else {
+            Err(AuthError::Invalid)
+        }
+    }
+
+    /// May `caller` write under `image_id` (and, when `size` is known, that many bytes)?
+    pub fn allow_upload(
+        &self,
+        caller: &Caller,
+        image_id: &str,
+        size: Option<u64>,
+    ) -> Result<(), AuthError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        match caller {
+            Caller::Anonymous => Err(AuthError::Missing),
+            Caller::Key => Ok(()),
+            Caller::Link(claims) if claims.image_id != image_id => Err(AuthError::OtherImage),
+            Caller::Link(claims) => match (claims.max_size, size) {
+                (Some(max), Some(size)) if size > max => Err(AuthError::TooLarge),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// Only key holders mint links.
+    pub fn require_key(&self, caller: &Caller) -> Result<(), AuthError> {
+        match caller {
+            _ if !self.enabled() => Err(AuthError::KeyRequired),
+            Caller::Key => Ok(()),
+            Caller::Anonymous => Err(AuthError::Missing),
+            Caller::Link(_) => Err(AuthError::KeyRequired),
+        }
+    }
+
+    pub fn mint(&self, claims: &LinkClaims) -> Result<String, AuthError> {
+        let secret = self.secret.as_ref().ok_or(AuthError::NoSecret)?;
+        let payload =
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).map_err(|_| AuthError::Invalid)?);
+        let mac = hmac_sha256(secret.expose().as_bytes(), payload.as_bytes());
+        Ok(format!(
+            "{TOKEN_PREFIX}{payload}.{}",
+            URL_SAFE_NO_PAD.encode(mac)
+        ))
+    }
+
+    fn verify(&self, link: &str) -> Result<LinkClaims, AuthError> {
+        let secret = self.secret.as_ref().ok_or(AuthError::Invalid)?;
+        let (payload, mac) = link.split_once('.').ok_or(AuthError::Invalid)?;
+        let mac = URL_SAFE_NO_PAD
+            .decode(mac)
+            .map_err(|_| AuthError::Invalid)?;
+        let expected = hmac_sha256(secret.expose().as_bytes(), payload.as_bytes());
+        if !constant_time_eq(&expected, &mac) {
+            return Err(AuthError::Invalid);
+        }
+        let json = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| AuthError::Invalid)?;
+        let claims: LinkClaims = serde_json::from_slice(&json).map_err(|_| AuthError::Invalid)?;
+        if claims.expires_at <= OffsetDateTime::now_utc().unix_timestamp() {
+            return Err(AuthError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access() -> Access {
+        Access::new(
+            vec![Secret::new("key-one"), Secret::new("key-two")],
+            Some(Secret::new("a secret of the service")),
+        )
+    }
+
+    fn claims(expires_in: i64) -> LinkClaims {
+        LinkClaims {
+            link_id: Uuid::now_v7(),
+            image_id: "cat".into(),
+            expires_at: OffsetDateTime::now_utc().unix_timestamp() + expires_in,
+            max_uploads: Some(2),
+            max_size: Some(1000),
+        }
+    }
+
+    #[test]
+    fn keys_and_links_are_told_apart_and_checked() {
+        let access = access();
+        assert_eq!(access.caller(Some("key-two")), Ok(Caller::Key));
+        assert_eq!(access.caller(Some("key-three")), Err(AuthError::Invalid));
+        assert_eq!(access.caller(None), Ok(Caller::Anonymous));
+        let link = claims(60);
+        let token = access.mint(&link).expect("mint");
+        assert_eq!(access.caller(Some(&token)), Ok(Caller::Link(link.clone())));
+
+        let caller = Caller::Link(link);
+        assert_eq!(access.allow_upload(&caller, "cat", Some(1000)), Ok(()));
+        assert_eq!(
+            access.allow_upload(&caller, "dog", Some(1)),
+            Err(AuthError::OtherImage)
+        );
+        assert_eq!(
+            access.allow_upload(&caller, "cat", Some(1001)),
+            Err(AuthError::TooLarge)
+        );
+        assert_eq!(
+            access.allow_upload(&Caller::Anonymous, "cat", None),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(access.require_key(&caller), Err(AuthError::KeyRequired));
+    }
+
+    #[test]
+    fn altered_foreign_and_expired_links_are_refused() {
+        let access = access();
+        let token = access.mint(&claims(60)).expect("mint");
+        // Any one character changed.
+        for i in TOKEN_PREFIX.len()..token.len() {
+            let mut altered = token.clone().into_bytes();
+            altered[i] = if altered[i] == b'A' { b'B' } else { b'A' };
+            let altered = String::from_utf8(altered).expect("ascii");
+            assert!(access.caller(Some(&altered)).is_err(), "{altered}");
+        }
+        let foreign = Access::new(vec![Secret::new("k")], Some(Secret::new("another")));
+        assert_eq!(
+            access.caller(Some(&foreign.mint(&claims(60)).expect("mint"))),
+            Err(AuthError::Invalid)
+        );
+        let expired = access.mint(&claims(-1)).expect("mint");
+        assert_eq!(access.caller(Some(&expired)), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn without_keys_everyone_may_upload_and_nobody_mints() {
+        let open = Access::new(Vec::new(), None);
+        assert_eq!(open.caller(Some("anything")), Ok(Caller::Anonymous));
+        assert_eq!(open.allow_upload(&Caller::Anonymous, "cat", None), Ok(()));
+        assert_eq!(
+            open.require_key(&Caller::Anonymous),
+            Err(AuthError::KeyRequired)
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! Who may write what: the checks the v1 write endpoints and the legacy upload make before
+//! they act, and minting upload links. Everything passes while access control is off.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{UploadError, UploadService};
+use crate::auth::{AuthError, Caller, LinkClaims, MAX_LINK_SECS};
+use crate::domain::ImageId;
+
+/// A minted upload link.
+#[derive(Debug, Clone)]
+pub struct UploadLink {
+    pub token: String,
+    pub claims: LinkClaims,
+}
+
+impl UploadService {
+    /// The caller behind a bearer token (`Authorization: Bearer` or `?token=`).
+    pub fn caller(&self, bearer: Option<&str>) -> Result<Caller, UploadError> {
+        Ok(self.access.caller(bearer)?)
+    }
+
+    /// May `caller` start an upload under `image_id` of `size` bytes (unknown for a
+    /// streamed upload)? Returns the link it is made with, whose upload limit it counts
+    /// against.
+    pub async fn authorize_new(
+        &self,
+        caller: &Caller,
+        image_id: &str,
+        size: Option<u64>,
+    ) -> Result<Option<Uuid>, UploadError> {
+        self.access.allow_upload(caller, image_id, size)?;
+        let Caller::Link(claims) = caller else {
+            return Ok(None);
+        };
+        if let Some(max) = claims.max_uploads {
+            let used = self.db.count_link_uploads(claims.link_id).await?;
+            if used >= u64::from(max) {
+                return Err(AuthError::Exhausted.into());
+            }
+        }
+        Ok(Some(claims.link_id))
+    }
+
+    /// May `caller` act on the existing upload `id` (sign parts, confirm, delete)?
+    pub async fn authorize_existing(&self, caller: &Caller, id: Uuid) -> Result<(), UploadError> {
+        if !self.access.enabled() {
+            return Ok(());
+        }
+        let row = self.db.find(id).await?.ok_or(UploadError::NotFound)?;
+        Ok(self.access.allow_upload(caller, &row.image_id, None)?)
+    }
+
+    /// The largest streamed upload `caller` may send.
+    pub fn streamed_limit(&self, caller: &Caller) -> u64 {
+        match caller {
+            Caller::Link(LinkClaims {
+                max_size: Some(max),
+                ..
+            }) => (*max).min(self.config.max_file_size),
+            _ => self.config.max_file_size,
+        }
+    }
+
+    /// A link for browsers: uploads under `image_id` for `expires_in` seconds, at most
+    /// `max_uploads` of them and `max_size` bytes each when given. Key holders only.
+    pub fn mint_link(
+        &self,
+        caller: &Caller,
+        image_id: &str,
+        expires_in: i64,
+        max_uploads: Option<u32>,
+        max_size: Option<u64>,
+    ) -> Result<UploadLink, UploadError> {
+        self.access.require_key(caller)?;
+        let image_id = ImageId::parse(image_id)?;
+        if !(1..=MAX_LINK_SECS).contains(&expires_in) {
+            return Err(UploadError::InvalidLink(format!(
+                "expires_in must be 1 to {MAX_LINK_SECS} seconds"
+            )));
+        }
+        if max_uploads == Some(0) || max_size == Some(0) {
+            return Err(UploadError::InvalidLink(
+                "max_uploads and max_size must be at least 1".to_owned(),
+            ));
+        }
+        let claims = LinkClaims {
+            link_id: Uuid::now_v7(),
+            image_id: image_id.to_string(),
+            expires_at: OffsetDateTime::now_utc().unix_timestamp() + expires_in,
+            max_uploads,
+            max_size,
+        };
+        let token = self.access.mint(&claims)?;
+        tracing::info!(image_id = %claims.image_id, link_id = %claims.link_id, expires_in, "upload link minted");
+        Ok(UploadLink { token, claims })
+    }
+}
