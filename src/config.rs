@@ -87,6 +87,15 @@ pub struct Config {
     /// `CORS_ORIGINS`: the browser origins other than the service's own that may call the
     /// API (none by default).
     pub cors_origins: Vec<String>,
+    /// `RATE_LIMIT`: requests per second each client address, and each key or link, may
+    /// make to the write endpoints (0: no limit), with bursts up to `RATE_LIMIT_BURST`.
+    pub rate_limit: u32,
+    pub rate_limit_burst: u32,
+    /// `TRUSTED_PROXIES`: addresses (or CIDR ranges) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// At most this many pending uploads, and bytes declared by them, per image_id (0: no cap).
+    pub max_pending_per_image: u64,
+    pub max_pending_bytes_per_image: u64,
     /// Largest legacy (server-streamed) upload.
     pub max_file_size: u64,
     /// Largest declared size of a direct upload.
@@ -176,6 +185,25 @@ impl Vars<'_> {
             }
             Some(_) => Err(invalid(name, "must start with http:// or https://")),
         }
+    }
+
+    /// A comma-separated list of addresses or CIDR ranges (`10.0.0.0/8`, `::1`).
+    fn networks(&self, name: &'static str) -> Result<Vec<IpNet>, ConfigError> {
+        let Some(list) = self.text(name) else {
+            return Ok(Vec::new());
+        };
+        list.split(',')
+            .map(str::trim)
+            .filter(|net| !net.is_empty())
+            .map(|net| {
+                IpNet::parse(net).ok_or_else(|| {
+                    invalid(
+                        name,
+                        "must list IP addresses or CIDR ranges, separated by commas",
+                    )
+                })
+            })
+            .collect()
     }
 
     /// A comma-separated list of origins: `scheme://host[:port]`, nothing after it.
@@ -365,6 +393,7 @@ impl Config {
         let presign_expires = vars.seconds("PRESIGN_EXPIRES", 900, (1, MAX_PRESIGN_SECS))?;
         let public_base_url = vars.url("PUBLIC_BASE_URL")?;
         let secret_key = vars.text("SECRET_KEY").map(Secret::new);
+        let rate_limit = vars.number("RATE_LIMIT", 0u32, (0, 1_000_000))?;
         let api_keys: Vec<Secret> = vars
             .text("API_KEYS")
             .map(|list| {
@@ -398,6 +427,19 @@ impl Config {
             conditional_writes: vars.flag("S3_CONDITIONAL_WRITES", true)?,
             s3_public_endpoint: vars.url("S3_PUBLIC_ENDPOINT_URL")?,
             cors_origins: vars.origins("CORS_ORIGINS")?,
+            rate_limit,
+            rate_limit_burst: vars.number(
+                "RATE_LIMIT_BURST",
+                rate_limit.saturating_mul(2).max(1),
+                (1, 1_000_000),
+            )?,
+            trusted_proxies: vars.networks("TRUSTED_PROXIES")?,
+            max_pending_per_image: vars.number("MAX_PENDING_PER_IMAGE", 0u64, (0, u64::MAX))?,
+            max_pending_bytes_per_image: vars.number(
+                "MAX_PENDING_BYTES_PER_IMAGE",
+                0u64,
+                (0, u64::MAX),
+            )?,
             max_file_size,
             max_upload_size,
             multipart_threshold,
@@ -423,6 +465,46 @@ impl Config {
 
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
+    }
+}
+
+/// An address range: `10.0.0.0/8`, `fd00::/8`, or one address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(text: &str) -> Option<Self> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (
+                addr.parse::<IpAddr>().ok()?,
+                Some(prefix.parse::<u8>().ok()?),
+            ),
+            None => (text.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Self { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
     }
 }
 
@@ -487,6 +569,23 @@ mod tests {
         let printed = format!("{config:?}");
         assert!(!printed.contains("hunter2"));
         assert!(!printed.contains("wJalrXUtnFEMI"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_ranges() {
+        let config = load(&[("TRUSTED_PROXIES", "10.0.0.0/8, ::1, 192.168.1.7")]).expect("nets");
+        let trusted = |ip: &str| {
+            let ip: IpAddr = ip.parse().expect("ip");
+            config.trusted_proxies.iter().any(|net| net.contains(ip))
+        };
+        assert!(trusted("10.200.3.4") && trusted("::1") && trusted("192.168.1.7"));
+        assert!(
+            trusted("::ffff:10.1.1.1"),
+            "IPv4-mapped addresses count as IPv4"
+        );
+        assert!(!trusted("11.0.0.1") && !trusted("192.168.1.8") && !trusted("::2"));
+        assert!(load(&[("TRUSTED_PROXIES", "10.0.0.0/33")]).is_err());
+        assert!(load(&[("TRUSTED_PROXIES", "proxy.local")]).is_err());
     }
 
     #[test]

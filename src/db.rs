@@ -231,6 +231,27 @@ impl Db {
             .await?)
     }
 
+    /// How many pending uploads an image_id has, and the bytes they declared.
+    pub async fn pending_usage(&self, image_id: &str) -> Result<(u64, u64), DbError> {
+        let usage: Option<(i64, i64)> = Upload::find()
+            .select_only()
+            .column_as(Expr::cust("COUNT(*)"), "uploads")
+            .column_as(
+                Expr::cust("CAST(COALESCE(SUM(declared_size), 0) AS BIGINT)"),
+                "bytes",
+            )
+            .filter(Column::ImageId.eq(image_id))
+            .filter(Column::State.eq(state::PENDING))
+            .into_tuple()
+            .one(&self.write)
+            .await?;
+        let (uploads, bytes) = usage.unwrap_or_default();
+        Ok((
+            u64::try_from(uploads).unwrap_or(0),
+            u64::try_from(bytes).unwrap_or(0),
+        ))
+    }
+
     /// Uploads made with an upload link that still count against its limit.
     pub async fn count_link_uploads(&self, link_id: Uuid) -> Result<u64, DbError> {
         Ok(Upload::find()

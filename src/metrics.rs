@@ -89,6 +89,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "S3 call latency by operation.",
     ),
     (
+        "upload_broker_rate_limited_total",
+        "counter",
+        "Requests refused by the rate limits, by route.",
+    ),
+    (
         "upload_broker_sweeps_total",
         "counter",
         "Sweeper runs, by outcome.",
@@ -175,6 +180,11 @@ pub fn verification_failure(code: &str) {
         &[("code", code)],
         1,
     );
+}
+
+/// A request refused by the rate limits.
+pub fn rate_limited(route: &str) {
+    add("upload_broker_rate_limited_total", &[("route", route)], 1);
 }
 
 pub fn sweep(outcome: &str) {
@@ -266,6 +276,7 @@ const HAS_LABELS: &[&str] = &[
     "upload_broker_s3_requests_total",
     "upload_broker_sweeps_total",
     "upload_broker_swept_total",
+    "upload_broker_rate_limited_total",
 ];
 
 fn sample(name: &str, labels: &str, suffix: &str, value: f64) -> String {

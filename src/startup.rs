@@ -72,7 +72,7 @@ impl Application {
         let app = routes(
             uploads.clone(),
             Assets::new(config.frontend_dir.clone()),
-            &config.cors_origins,
+            &config,
         );
         let grace = config.shutdown_grace;
         let mut stop = shutdown;
@@ -110,8 +110,10 @@ impl Application {
 pub fn routes(
     uploads: UploadService,
     assets: Assets,
-    cors_origins: &[String],
+    config: &Config,
 ) -> impl poem::Endpoint + 'static {
+    let cors_origins = &config.cors_origins;
+    let limits = api::RateLimits::from_config(config);
     let api = api::service(uploads, assets.clone());
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
@@ -125,6 +127,8 @@ pub fn routes(
         .data(assets)
         .around(api::limit_json_body)
         .around(api::json_errors)
+        .around(api::rate_limit)
+        .data_opt(limits)
         .with_if(!cors_origins.is_empty(), api::cors(cors_origins))
         .around(telemetry::log_request)
         .around(api::security_headers)

@@ -87,6 +87,14 @@ pub enum ApiError {
     /// Object storage answered with an error.
     #[oai(status = 502)]
     BadGateway(Json<ErrorBody>),
+    /// Too many requests (`rate_limited`), or too many pending uploads for the image_id.
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<ErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u32,
+    ),
     /// Storage or database unavailable; retry after the given seconds.
     #[oai(status = 503)]
     Unavailable(
@@ -103,6 +111,7 @@ impl ApiError {
             ApiError::BadRequest(b)
             | ApiError::Unauthorized(b, _)
             | ApiError::Forbidden(b)
+            | ApiError::TooManyRequests(b, _)
             | ApiError::NotFound(b)
             | ApiError::Conflict(b)
             | ApiError::Gone(b)
@@ -321,6 +330,9 @@ impl From<UploadError> for ApiError {
             }
             UploadError::Auth(auth) => ApiError::Forbidden(body(auth.code())),
             UploadError::InvalidLink(_) => ApiError::BadRequest(body("invalid_link")),
+            UploadError::PendingCap { code, .. } => {
+                ApiError::TooManyRequests(body(code), RETRY_AFTER_SECS)
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 mod error;
 mod images;
 mod legacy;
+mod limits;
 mod pages;
 mod security;
 mod system;
@@ -11,6 +12,7 @@ mod uploads;
 use poem_openapi::{OpenApiService, Tags};
 
 pub use error::{ApiError, ErrorBody, json_errors, limit_json_body};
+pub use limits::{RateLimits, rate_limit};
 pub use security::{cors, security_headers};
 
 use poem_openapi::SecurityScheme;

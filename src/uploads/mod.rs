@@ -137,6 +137,10 @@ pub enum UploadError {
     Auth(#[from] AuthError),
     #[error("{0}")]
     InvalidLink(String),
+    /// The image_id has too many pending uploads (`too_many_pending`) or pending bytes
+    /// (`pending_bytes_exceeded`); confirm or delete some first.
+    #[error("this image_id has {what} pending, the most allowed; confirm or delete some first")]
+    PendingCap { code: &'static str, what: String },
 }
 
 /// What a client asks for to upload one file directly.
@@ -260,6 +264,8 @@ impl UploadService {
             .map(Metadata::parse)
             .transpose()?
             .filter(|m| !m.is_empty());
+
+        self.check_pending_caps(image_id.as_str(), size).await?;
 
         let id = Uuid::now_v7();
         let key = object_key(&image_id, id, format);
@@ -644,6 +650,32 @@ impl UploadService {
     fn confirm_lock(&self, id: Uuid) -> &tokio::sync::Mutex<()> {
         let stripe = (id.as_u128() % CONFIRM_LOCKS as u128) as usize;
         &self.confirm_locks[stripe]
+    }
+
+    /// `MAX_PENDING_PER_IMAGE` and `MAX_PENDING_BYTES_PER_IMAGE`: a new upload of `size`
+    /// bytes must fit beside the image_id's pending ones.
+    async fn check_pending_caps(&self, image_id: &str, size: u64) -> Result<(), UploadError> {
+        let (max_uploads, max_bytes) = (
+            self.config.max_pending_per_image,
+            self.config.max_pending_bytes_per_image,
+        );
+        if max_uploads == 0 && max_bytes == 0 {
+            return Ok(());
+        }
+        let (uploads, bytes) = self.db.pending_usage(image_id).await?;
+        if max_uploads > 0 && uploads >= max_uploads {
+            return Err(UploadError::PendingCap {
+                code: "too_many_pending",
+                what: format!("{uploads} uploads"),
+            });
+        }
+        if max_bytes > 0 && bytes.saturating_add(size) > max_bytes {
+            return Err(UploadError::PendingCap {
+                code: "pending_bytes_exceeded",
+                what: format!("{bytes} bytes"),
+            });
+        }
+        Ok(())
     }
 
     /// Readiness: the database and the bucket answer within `limit`, and what the bucket's

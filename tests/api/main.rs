@@ -6,6 +6,7 @@ mod flow;
 mod helpers;
 mod legacy;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod multipart;
 mod openapi;
