@@ -84,6 +84,9 @@ pub struct Config {
     /// The store's endpoint as clients reach it, when it differs from `AWS_ENDPOINT_URL`
     /// (a store inside a container network, say).
     pub s3_public_endpoint: Option<String>,
+    /// `OBJECT_URL_EXPIRES`: how long a presigned `s3_url` (private buckets, the embedded
+    /// store) works.
+    pub object_url_expires: Duration,
     /// `CORS_ORIGINS`: the browser origins other than the service's own that may call the
     /// API (none by default).
     pub cors_origins: Vec<String>,
@@ -427,6 +430,11 @@ impl Config {
             conditional_writes: vars.flag("S3_CONDITIONAL_WRITES", true)?,
             s3_public_endpoint: vars.url("S3_PUBLIC_ENDPOINT_URL")?,
             cors_origins: vars.origins("CORS_ORIGINS")?,
+            object_url_expires: vars.seconds(
+                "OBJECT_URL_EXPIRES",
+                MAX_PRESIGN_SECS,
+                (60, MAX_PRESIGN_SECS),
+            )?,
             rate_limit,
             rate_limit_burst: vars.number(
                 "RATE_LIMIT_BURST",
@@ -631,6 +639,8 @@ mod tests {
             ("AWS_ENDPOINT_URL", "localhost:9000"),
             ("CORS_ORIGINS", "https://app.example.com/path"),
             ("CORS_ORIGINS", "*"),
+            ("OBJECT_URL_EXPIRES", "10"),
+            ("RATE_LIMIT", "-1"),
         ] {
             let err = load(&[(name, value)]).expect_err(name);
             assert_eq!(err.variable, name);

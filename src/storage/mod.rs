@@ -22,7 +22,7 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUploa
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, MAX_PRESIGN_SECS, StorageConfig};
+use crate::config::{Config, StorageConfig};
 
 const DAY_SECS: u64 = 24 * 3600;
 use crate::domain::Sha256Checksum;
@@ -92,6 +92,7 @@ pub struct Storage {
     presigner: Arc<Presigner>,
     bucket: String,
     presign_expires: Duration,
+    object_url_expires: Duration,
     object_urls: ObjectUrls,
     embedded: bool,
 }
@@ -140,6 +141,7 @@ impl Storage {
                     client,
                     bucket: EMBEDDED_BUCKET.to_owned(),
                     presign_expires: config.presign_expires,
+                    object_url_expires: config.object_url_expires,
                     object_urls: object_urls(ObjectUrls::Presigned),
                     embedded: true,
                 })
@@ -196,6 +198,7 @@ impl Storage {
                     client,
                     bucket: bucket.clone(),
                     presign_expires: config.presign_expires,
+                    object_url_expires: config.object_url_expires,
                     object_urls: object_urls(urls),
                     embedded: false,
                 })
@@ -248,24 +251,23 @@ impl Storage {
             ObjectUrls::BaseUrl(base) => Ok(format!("{base}/{key}")),
             ObjectUrls::Direct => Ok(self.presigner.unsigned_url(key)),
             ObjectUrls::Presigned => {
-                // Signed from the start of the current day for seven days: the URL stays
-                // valid for at least six more days, and every answer within a day carries
-                // the same URL (identical bodies, cacheable images).
+                // Signed from the start of the current window (a day, or half the lifetime
+                // when that is shorter): every answer within a window carries the same URL
+                // (identical bodies, cacheable images), valid for at least half its life.
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_err(|e| StorageError::Signing(e.to_string()))?
                     .as_secs();
-                let anchor = UNIX_EPOCH + Duration::from_secs(now - now % DAY_SECS);
+                let lifetime = self.object_url_expires;
+                let window = (lifetime.as_secs() / 2).clamp(1, DAY_SECS);
+                let anchor = UNIX_EPOCH + Duration::from_secs(now - now % window);
                 let request = Unsigned {
                     method: "GET",
                     key,
                     query: &[("x-id", "GetObject")],
                     headers: &[],
                 };
-                let signed = self
-                    .presigner
-                    .sign(&request, anchor, Duration::from_secs(MAX_PRESIGN_SECS))
-                    .await?;
+                let signed = self.presigner.sign(&request, anchor, lifetime).await?;
                 Ok(signed.url)
             }
         }

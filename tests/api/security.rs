@@ -144,3 +144,24 @@ async fn readiness_checks_the_database_the_bucket_and_its_cors() {
     assert_eq!(body["database"], "ok");
     assert_eq!(body["bucket"], "unavailable");
 }
+
+/// Private buckets (and the embedded store) hand out presigned `s3_url`s that live
+/// `OBJECT_URL_EXPIRES`, in both APIs, and open in a plain GET.
+#[tokio::test]
+async fn presigned_object_urls_live_as_long_as_configured() {
+    let app =
+        TestApp::spawn_with(&[("OBJECT_URL_EXPIRES", "600"), ("PRIVATE_BUCKET", "true")]).await;
+    let issued = app.issue("short", "a.png", "image/png", PNG).await;
+    assert_eq!(app.put(&issued, PNG).await.status(), StatusCode::OK);
+    let record = app
+        .confirm_stored(issued["upload_id"].as_str().expect("id"), PNG)
+        .await;
+    let legacy: serde_json::Value = app.get("/api/url/short").await.json().await.expect("json");
+    for url in [&record["s3_url"], &legacy["s3_url"]] {
+        let url = url.as_str().expect("url");
+        assert!(url.contains("X-Amz-Expires=600&"), "{url}");
+        let fetched = app.client.get(url).send().await.expect("GET");
+        assert_eq!(fetched.status(), StatusCode::OK);
+        assert_eq!(fetched.bytes().await.expect("bytes").as_ref(), PNG);
+    }
+}
