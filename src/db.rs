@@ -243,7 +243,7 @@ impl Db {
             .filter(Column::ImageId.eq(image_id))
             .filter(Column::State.eq(state::PENDING))
             .into_tuple()
-            .one(&self.write)
+            .one(&self.read)
             .await?;
         let (uploads, bytes) = usage.unwrap_or_default();
         Ok((
@@ -257,7 +257,7 @@ impl Db {
         Ok(Upload::find()
             .filter(Column::LinkId.eq(link_id))
             .filter(Column::State.is_in([state::PENDING, state::COMPLETED]))
-            .count(&self.write)
+            .count(&self.read)
             .await?)
     }
 
