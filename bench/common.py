@@ -89,11 +89,7 @@ class Service:
         return resp.status, (json.loads(data) if data else None)
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -102,6 +98,15 @@ class Service:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def stop_process(proc):
+    """Asks a process to stop, then makes it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def put(url, headers, body_reader, length):

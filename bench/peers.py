@@ -62,11 +62,7 @@ class Process:
         return tree
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        common.stop_process(self.proc)
 
 
 def measure(process, run):

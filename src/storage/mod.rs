@@ -225,15 +225,7 @@ impl Storage {
         checksum: Option<&Sha256Checksum>,
     ) -> Result<SignedRequest, StorageError> {
         let length = size.to_string();
-        // Sorted by name; the URL cannot replace an object once one is there.
-        let mut headers = vec![
-            ("content-length", length.as_str()),
-            ("content-type", content_type),
-            ("if-none-match", "*"),
-        ];
-        if let Some(sum) = checksum {
-            headers.push(("x-amz-checksum-sha256", sum.as_str()));
-        }
+        let headers = put_object_headers(&length, content_type, checksum);
         let request = Unsigned {
             method: "PUT",
             key,
@@ -458,10 +450,7 @@ impl Storage {
         checksum: Option<&Sha256Checksum>,
     ) -> Result<SignedRequest, StorageError> {
         let length = size.to_string();
-        let mut headers = vec![("content-length", length.as_str())];
-        if let Some(sum) = checksum {
-            headers.push(("x-amz-checksum-sha256", sum.as_str()));
-        }
+        let headers = upload_part_headers(&length, checksum);
         let part = part_number.to_string();
         let request = Unsigned {
             method: "PUT",
@@ -728,6 +717,36 @@ fn embedded_credentials(store: &EmbeddedStore) -> Credentials {
     )
 }
 
+/// What a presigned PutObject signs, sorted by name: the exact length and type, no
+/// overwrite of an existing object, and the body's SHA-256 when declared.
+fn put_object_headers<'a>(
+    length: &'a str,
+    content_type: &'a str,
+    checksum: Option<&'a Sha256Checksum>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut headers = vec![
+        ("content-length", length),
+        ("content-type", content_type),
+        ("if-none-match", "*"),
+    ];
+    if let Some(sum) = checksum {
+        headers.push(("x-amz-checksum-sha256", sum.as_str()));
+    }
+    headers
+}
+
+/// What a presigned UploadPart signs: the part's exact length, and its SHA-256 when given.
+fn upload_part_headers<'a>(
+    length: &'a str,
+    checksum: Option<&'a Sha256Checksum>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut headers = vec![("content-length", length)];
+    if let Some(sum) = checksum {
+        headers.push(("x-amz-checksum-sha256", sum.as_str()));
+    }
+    headers
+}
+
 /// The presigner for the URLs `signer` would sign: its endpoint and addressing style come
 /// from one URL the SDK presigns here.
 async fn presigner_for(
@@ -901,15 +920,7 @@ mod tests {
                     .presigned(config())
                     .await
                     .expect("sdk presign");
-                let length = "1234";
-                let mut headers = vec![
-                    ("content-length", length),
-                    ("content-type", "image/png"),
-                    ("if-none-match", "*"),
-                ];
-                if let Some(c) = checksum {
-                    headers.push(("x-amz-checksum-sha256", c.as_str()));
-                }
+                let headers = put_object_headers("1234", "image/png", checksum);
                 let ours = presigner
                     .sign(
                         &Unsigned {
@@ -942,10 +953,7 @@ mod tests {
                     .presigned(config())
                     .await
                     .expect("sdk presign");
-                let mut headers = vec![("content-length", "5242880")];
-                if let Some(c) = checksum {
-                    headers.push(("x-amz-checksum-sha256", c.as_str()));
-                }
+                let headers = upload_part_headers("5242880", checksum);
                 let ours = presigner
                     .sign(
                         &Unsigned {
