@@ -112,22 +112,25 @@ fn credential(req: &Request) -> Option<String> {
 }
 
 pub async fn rate_limit<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    let limits = req.data::<RateLimits>().cloned();
-    if let Some(limits) = limits.filter(|_| limited(&req)) {
-        let clients = [
-            limits.client_address(&req).map(Client::Address),
-            credential(&req).map(Client::Credential),
-        ];
-        // Every bucket is charged, so a key cannot hide an address's flood or the reverse.
-        let wait = clients
-            .iter()
-            .flatten()
-            .filter_map(|client| limits.wait(client))
-            .max();
-        if let Some(wait) = wait {
-            crate::metrics::rate_limited(route_of(req.uri().path()));
-            return Ok(too_many(&req, wait));
+    let wait = match req.data::<RateLimits>() {
+        Some(limits) if limited(&req) => {
+            let clients = [
+                limits.client_address(&req).map(Client::Address),
+                credential(&req).map(Client::Credential),
+            ];
+            // Every bucket is charged, so a key cannot hide an address's flood or the
+            // reverse.
+            clients
+                .iter()
+                .flatten()
+                .filter_map(|client| limits.wait(client))
+                .max()
         }
+        _ => None,
+    };
+    if let Some(wait) = wait {
+        crate::metrics::rate_limited(route_of(req.uri().path()));
+        return Ok(too_many(&req, wait));
     }
     Ok(next.call(req).await?.into_response())
 }

@@ -655,11 +655,13 @@ impl Storage {
             Err(SdkError::ServiceError(e)) if e.err().code() == Some("NoSuchCORSConfiguration") => {
                 return Ok(BucketCors::NoRules);
             }
-            Err(SdkError::ServiceError(e))
-                if !e.raw().status().is_server_error() && e.err().code() != Some("SlowDown") =>
-            {
-                // The store does not say (no GetBucketCors, or no permission for it).
-                return Ok(BucketCors::Unknown);
+            // A refusal means the store does not say (no GetBucketCors, or no permission
+            // for it); what `classify` calls unavailable is an outage.
+            Err(err @ SdkError::ServiceError(_)) => {
+                return match classify(err) {
+                    StorageError::Unavailable(detail) => Err(StorageError::Unavailable(detail)),
+                    _ => Ok(BucketCors::Unknown),
+                };
             }
             Err(err) => return Err(classify(err)),
         };
