@@ -19,7 +19,9 @@ use uuid::Uuid;
 
 use crate::config::Config;
 
+mod latest_cache;
 mod sqlite_reads;
+use latest_cache::{Cached, LatestCache};
 use sqlite_reads::SqliteReads;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,8 @@ pub struct Db {
     inserts: Option<mpsc::Sender<PendingInsert>>,
     /// SQLite on a file: the hot lookups, read on the calling thread.
     direct: Option<std::sync::Arc<SqliteReads>>,
+    /// SQLite: each image_id's newest completed upload, as recently read.
+    latest: Option<std::sync::Arc<LatestCache>>,
 }
 
 /// A row waiting for the group-commit task, and where its answer goes.
@@ -61,6 +65,11 @@ type PendingInsert = (ActiveModel, oneshot::Sender<Result<Model, DbError>>);
 
 /// How often the write-ahead log is checkpointed.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// The page cache of each reader connection, in KiB (SQLite's default is 2 MiB): reads
+/// touch a few pages each, and the OS keeps the file cached for all of them.
+const READER_CACHE_KIB: i64 = 512;
+/// Bytes the write-ahead log file keeps once a checkpoint has emptied it.
+const WAL_SIZE_LIMIT: &str = "33554432";
 /// Most rows one group commit carries.
 const GROUP_MAX: usize = 128;
 
@@ -91,10 +100,10 @@ impl Db {
     pub async fn connect(config: &Config) -> Result<Self, DbError> {
         if config.is_sqlite() {
             ensure_sqlite_parent(&config.database_url)?;
-            let write = connect_pool(config, 1).await?;
+            let write = connect_pool(config, 1, None).await?;
             // Migrations first, so the readers open a database that has its schema.
             Migrator::up(&write, None).await?;
-            let read = connect_pool(config, 8).await?;
+            let read = connect_pool(config, 8, Some(READER_CACHE_KIB)).await?;
             let (inserts, queue) = mpsc::channel(4 * GROUP_MAX);
             tokio::spawn(group_commits(write.clone(), queue));
             tokio::spawn(checkpoints(read.clone(), inserts.downgrade()));
@@ -104,10 +113,11 @@ impl Db {
                 inserts: Some(inserts),
                 direct: sqlite_path(&config.database_url)
                     .map(|path| std::sync::Arc::new(SqliteReads::new(path))),
+                latest: Some(std::sync::Arc::default()),
             })
         } else {
             // Replicas starting together take turns at the migrations.
-            let migrator = connect_pool(config, 1).await?;
+            let migrator = connect_pool(config, 1, None).await?;
             migrator
                 .execute_unprepared("SELECT pg_advisory_lock(72451)")
                 .await?;
@@ -117,12 +127,13 @@ impl Db {
                 .await?;
             migrated?;
             migrator.close().await?;
-            let pool = connect_pool(config, 16).await?;
+            let pool = connect_pool(config, 16, None).await?;
             Ok(Self {
                 read: pool.clone(),
                 write: pool,
                 inserts: None,
                 direct: None,
+                latest: None,
             })
         }
     }
@@ -139,8 +150,20 @@ impl Db {
             .send((model, tx))
             .await
             .map_err(|_| DbError::Unavailable("the database writer stopped".to_owned()))?;
-        rx.await
-            .map_err(|_| DbError::Unavailable("the database writer stopped".to_owned()))?
+        let row = rx
+            .await
+            .map_err(|_| DbError::Unavailable("the database writer stopped".to_owned()))??;
+        if row.state == state::COMPLETED {
+            self.changed_latest(&row.image_id);
+        }
+        Ok(row)
+    }
+
+    /// After a committed write that may have changed `image_id`'s newest completed upload.
+    fn changed_latest(&self, image_id: &str) {
+        if let Some(latest) = &self.latest {
+            latest.invalidate(image_id);
+        }
     }
 
     pub async fn find(&self, id: Uuid) -> Result<Option<Model>, DbError> {
@@ -156,7 +179,12 @@ impl Db {
     }
 
     /// `pending` -> `completed`, only if still pending. Returns whether this call made it.
-    pub async fn complete(&self, id: Uuid, object: &VerifiedObject) -> Result<bool, DbError> {
+    pub async fn complete(
+        &self,
+        id: Uuid,
+        image_id: &str,
+        object: &VerifiedObject,
+    ) -> Result<bool, DbError> {
         let result = Upload::update_many()
             .col_expr(Column::State, Expr::value(state::COMPLETED))
             .col_expr(Column::FileSize, Expr::value(object.file_size))
@@ -178,13 +206,16 @@ impl Db {
             .filter(Column::State.eq(state::PENDING))
             .exec(&self.write)
             .await?;
+        self.changed_latest(image_id);
         Ok(result.rows_affected == 1)
     }
 
-    /// Moves an upload from one state to another, only if it is still in `from`.
+    /// Moves an upload (of `image_id`) from one state to another, only if it is still in
+    /// `from`.
     pub async fn transition(
         &self,
         id: Uuid,
+        image_id: &str,
         from: &str,
         to: &str,
         failure_code: Option<&str>,
@@ -197,6 +228,9 @@ impl Db {
             .filter(Column::State.eq(from))
             .exec(&self.write)
             .await?;
+        if from == state::COMPLETED || to == state::COMPLETED {
+            self.changed_latest(image_id);
+        }
         Ok(result.rows_affected == 1)
     }
 
@@ -263,6 +297,20 @@ impl Db {
 
     /// The newest completed upload of one image_id.
     pub async fn latest_completed(&self, image_id: &str) -> Result<Option<Model>, DbError> {
+        let Some(latest) = &self.latest else {
+            return self.read_latest_completed(image_id).await;
+        };
+        let epoch = match latest.get(image_id) {
+            Cached::Hit(row) => return Ok(row),
+            Cached::Miss(epoch) => epoch,
+        };
+        let read_at = std::time::Instant::now();
+        let row = self.read_latest_completed(image_id).await?;
+        latest.put(image_id, epoch, row.as_ref(), read_at);
+        Ok(row)
+    }
+
+    async fn read_latest_completed(&self, image_id: &str) -> Result<Option<Model>, DbError> {
         if let Some(found) = self
             .direct
             .as_ref()
@@ -417,7 +465,12 @@ async fn group_commits(write: DatabaseConnection, mut queue: mpsc::Receiver<Pend
     }
 }
 
-async fn connect_pool(config: &Config, max: u32) -> Result<DatabaseConnection, DbError> {
+/// A pool of `max` connections; on SQLite, with a page cache of `cache_kib` each when given.
+async fn connect_pool(
+    config: &Config,
+    max: u32,
+    cache_kib: Option<i64>,
+) -> Result<DatabaseConnection, DbError> {
     let mut options = ConnectOptions::new(config.database_url.clone());
     options
         .max_connections(max)
@@ -427,13 +480,20 @@ async fn connect_pool(config: &Config, max: u32) -> Result<DatabaseConnection, D
         .sqlx_logging(false);
     let busy_timeout = config.db_timeout;
     options.map_sqlx_sqlite_opts(move |opts| {
-        opts.journal_mode(SqliteJournalMode::Wal)
+        let opts = opts
+            .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(busy_timeout)
             .foreign_keys(true)
             // Checkpoints (with their fsync) run beside the writer, not inside its commits:
             // see `checkpoints`.
             .pragma("wal_autocheckpoint", "0")
+            // After a busy spell the log file shrinks back to this size once it restarts.
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT);
+        match cache_kib {
+            Some(kib) => opts.pragma("cache_size", (-kib).to_string()),
+            None => opts,
+        }
     });
     Ok(Database::connect(options).await?)
 }

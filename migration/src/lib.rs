@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_create_uploads;
 mod m20261128_000002_part_checksums;
 mod m20261201_000001_link_ids;
+mod m20261201_000002_lookup_index_id;
 mod seed_import;
 
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_create_uploads::Migration),
             Box::new(m20261128_000002_part_checksums::Migration),
             Box::new(m20261201_000001_link_ids::Migration),
+            Box::new(m20261201_000002_lookup_index_id::Migration),
         ]
     }
 }

@@ -14,17 +14,27 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::state;
+use super::{READER_CACHE_KIB, state};
 
-/// Columns in the order `model` reads them.
-const COLUMNS: &str = "id, image_id, state, method, object_key, original_filename, \
-    content_type, declared_size, file_size, checksum_sha256, etag, width, height, metadata, \
-    s3_url, multipart_upload_id, part_size, part_count, checksum_algorithm, failure_code, \
-    created_at, expires_at, uploaded_at, updated_at, link_id";
+/// Columns in the order `model` reads them (a macro, so the queries are literals).
+macro_rules! columns {
+    () => {
+        "id, image_id, state, method, object_key, original_filename, content_type, \
+         declared_size, file_size, checksum_sha256, etag, width, height, metadata, s3_url, \
+         multipart_upload_id, part_size, part_count, checksum_algorithm, failure_code, \
+         created_at, expires_at, uploaded_at, updated_at, link_id"
+    };
+}
+const FIND: &str = concat!("SELECT ", columns!(), " FROM uploads WHERE id = ?1");
+const LATEST_COMPLETED: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM uploads WHERE image_id = ?1 AND state = ?2 ORDER BY uploaded_at DESC, id DESC LIMIT 1"
+);
 /// A read that would wait longer than this goes to the pooled path instead.
 const BUSY_LIMIT: Duration = Duration::from_millis(20);
 /// Idle connections kept; more are opened while more threads read at once.
-const KEEP_IDLE: usize = 8;
+const KEEP_IDLE: usize = 4;
 
 #[derive(Debug)]
 pub struct SqliteReads {
@@ -43,7 +53,7 @@ impl SqliteReads {
 
     pub fn find(&self, id: Uuid) -> Option<Option<Model>> {
         self.with(|conn| {
-            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM uploads WHERE id = ?1"))?
+            conn.prepare_cached(FIND)?
                 .query_row([id.as_bytes().as_slice()], model)
                 .optional()
         })
@@ -52,12 +62,9 @@ impl SqliteReads {
     /// The newest completed upload of `image_id` (the order `completed_for_image` uses).
     pub fn latest_completed(&self, image_id: &str) -> Option<Option<Model>> {
         self.with(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM uploads WHERE image_id = ?1 AND state = ?2 \
-                 ORDER BY uploaded_at DESC, id DESC LIMIT 1"
-            ))?
-            .query_row((image_id, state::COMPLETED), model)
-            .optional()
+            conn.prepare_cached(LATEST_COMPLETED)?
+                .query_row((image_id, state::COMPLETED), model)
+                .optional()
         })
     }
 
@@ -87,6 +94,7 @@ impl SqliteReads {
         )?;
         conn.busy_timeout(BUSY_LIMIT)?;
         conn.pragma_update(None, "query_only", true)?;
+        conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
         Ok(conn)
     }
 }

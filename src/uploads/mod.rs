@@ -401,7 +401,7 @@ impl UploadService {
                     s3_url,
                     uploaded_at: OffsetDateTime::now_utc(),
                 };
-                if self.db.complete(id, &object).await? {
+                if self.db.complete(id, &row.image_id, &object).await? {
                     tracing::info!(upload_id = %id, image_id = %row.image_id, state = state::COMPLETED, size = head.size, "upload completed");
                     metrics::upload_transition(state::COMPLETED);
                     metrics::bytes_confirmed(head.size);
@@ -416,7 +416,13 @@ impl UploadService {
                 self.storage.delete(&landing).await?;
                 if self
                     .db
-                    .transition(id, state::PENDING, state::FAILED, Some(rejection.code()))
+                    .transition(
+                        id,
+                        &row.image_id,
+                        state::PENDING,
+                        state::FAILED,
+                        Some(rejection.code()),
+                    )
                     .await?
                 {
                     tracing::info!(upload_id = %id, image_id = %row.image_id, state = state::FAILED, code = rejection.code(), "upload failed verification");
@@ -434,7 +440,7 @@ impl UploadService {
         // The state changes first: a confirm that wins the race keeps its object.
         if !self
             .db
-            .transition(row.id, state::PENDING, state::EXPIRED, None)
+            .transition(row.id, &row.image_id, state::PENDING, state::EXPIRED, None)
             .await?
         {
             return Ok(false);
@@ -549,7 +555,11 @@ impl UploadService {
                 state::COMPLETED => (state::COMPLETED, state::DELETED),
                 _ => break,
             };
-            if self.db.transition(id, from, to, None).await? {
+            if self
+                .db
+                .transition(id, &row.image_id, from, to, None)
+                .await?
+            {
                 tracing::info!(upload_id = %id, image_id = %row.image_id, state = to, "upload {to}");
                 metrics::upload_transition(to);
             }

@@ -21,7 +21,7 @@ use crate::storage::StoredPart;
 /// Parts of a streamed upload: S3's minimum, to keep the buffer per request small.
 pub const STREAM_PART_SIZE: u64 = MIN_PART_SIZE;
 /// Memory all streamed uploads together may hold in part buffers; requests beyond it wait.
-pub const STREAM_BUFFER_BUDGET: u64 = 24 * 1024 * 1024;
+pub const STREAM_BUFFER_BUDGET: u64 = 16 * 1024 * 1024;
 /// Budget accounting unit.
 const KIB: u64 = 1024;
 /// How much a buffer grows by when the body is longer than announced (chunked bodies).

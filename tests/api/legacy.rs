@@ -443,3 +443,50 @@ async fn a_database_of_the_flask_service_is_taken_over() {
         .await;
     assert_eq!(counts[0].try_get::<i64>("", "count").expect("count"), 3);
 }
+
+/// Lookups are answered from memory on SQLite; every write that changes an image_id's
+/// newest upload must show in the very next lookup (all of this runs well inside the
+/// second an answer may be kept).
+#[tokio::test]
+async fn lookups_show_each_change_at_once() {
+    let app = TestApp::spawn().await;
+    let url_of = |body: &Value| body["s3_url"].as_str().map(str::to_owned);
+    let lookup = || async {
+        let resp = app.get("/api/url/fresh").await;
+        let status = resp.status();
+        (status, resp.json::<Value>().await.expect("json"))
+    };
+    let (status, _) = lookup().await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let first = app.upload("fresh", "a.png", "image/png", PNG).await;
+    let (status, body) = lookup().await;
+    assert_eq!(status, StatusCode::OK, "a confirmed upload shows at once");
+    let first_key = first["key"].as_str().expect("key");
+    assert!(url_of(&body).expect("url").contains(first_key), "{body}");
+
+    let resp = app.legacy_upload("fresh", "b.png", PNG).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let streamed = resp.json::<Value>().await.expect("json");
+    let (_, body) = lookup().await;
+    assert_eq!(
+        url_of(&body),
+        url_of(&streamed),
+        "a streamed upload shows at once"
+    );
+
+    let list = app
+        .get("/api/v1/images/fresh")
+        .await
+        .json::<Value>()
+        .await
+        .expect("json");
+    assert_eq!(list["images"][0]["original_filename"], "b.png", "{list}");
+    let newest = list["images"][0]["upload_id"].as_str().expect("id");
+    assert_eq!(app.delete(newest).await.status(), StatusCode::NO_CONTENT);
+    let (_, body) = lookup().await;
+    assert!(
+        url_of(&body).expect("url").contains(first_key),
+        "a deleted upload is gone at once: {body}"
+    );
+}
