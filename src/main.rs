@@ -4,8 +4,13 @@ use upload_broker::config::Config;
 use upload_broker::{Application, shutdown, telemetry};
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return healthcheck();
+    match std::env::args().nth(1).as_deref() {
+        Some("healthcheck") => return healthcheck(),
+        Some("upload") => {
+            let args = std::iter::once("upload-broker upload".to_owned());
+            return upload_broker::cli::main(args.chain(std::env::args().skip(2)));
+        }
+        _ => {}
     }
     tune_allocator();
     match tokio::runtime::Builder::new_multi_thread()

@@ -2,6 +2,7 @@
 
 mod access;
 mod browser;
+mod cli;
 mod flow;
 mod helpers;
 mod legacy;
