@@ -43,11 +43,13 @@ pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Resul
 }
 
 /// CORS for `origins` (the `CORS_ORIGINS` setting): the API's methods and the headers its
-/// clients send. Other origins get no CORS headers, so browsers keep them out.
+/// clients send, and `Retry-After` readable, so a page can wait as a 429 or 503 asks.
+/// Other origins get no CORS headers, so browsers keep them out.
 pub fn cors(origins: &[String]) -> Cors {
     Cors::new()
         .allow_origins(origins.iter().map(String::as_str))
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .expose_headers([header::RETRY_AFTER])
         .max_age(600)
 }

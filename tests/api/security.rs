@@ -81,6 +81,11 @@ async fn cors_answers_configured_origins_only() {
         resp.headers()["access-control-allow-origin"],
         "https://app.example.com"
     );
+    let exposed = resp.headers()["access-control-expose-headers"]
+        .to_str()
+        .expect("exposed")
+        .to_ascii_lowercase();
+    assert!(exposed.contains("retry-after"), "{exposed}");
 }
 
 #[tokio::test]
