@@ -300,6 +300,7 @@ pub fn route_of(path: &str) -> &'static str {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         ["api", "v1", "uploads"] => "/api/v1/uploads",
+        ["api", "v1", "links"] => "/api/v1/links",
         ["api", "v1", "uploads", _] => "/api/v1/uploads/{upload_id}",
         ["api", "v1", "uploads", _, "parts"] => "/api/v1/uploads/{upload_id}/parts",
         ["api", "v1", "uploads", _, "confirm"] => "/api/v1/uploads/{upload_id}/confirm",

@@ -115,10 +115,21 @@ pub fn routes(
     let cors_origins = &config.cors_origins;
     let limits = api::RateLimits::from_config(config);
     let api = api::service(uploads, assets.clone());
-    let docs = api.swagger_ui();
-    let spec = api.spec_endpoint();
+    let raw = api.spec();
+    let spec = api::document(&raw, config.max_upload_size);
+    // Swagger UI embeds the document; it shows the served one.
+    let docs_html = api.swagger_ui_html().replacen(&raw, &spec, 1);
+    let spec_endpoint = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(spec.clone())
+    });
+    let docs = Route::new().at(
+        "/",
+        poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone())),
+    );
     Route::new()
-        .at("/openapi.json", spec)
+        .at("/openapi.json", spec_endpoint)
         .nest("/docs", docs)
         .at("/static/:name", frontend::asset)
         .at("/favicon.ico", frontend::favicon)

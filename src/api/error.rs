@@ -134,6 +134,7 @@ impl ApiError {
 /// seed's `{success: false, error}` on the legacy paths.
 pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     let legacy = is_legacy_path(req.uri().path());
+    let route = crate::metrics::route_of(req.uri().path());
     let err = match next.call(req).await {
         Ok(resp) => return Ok(resp.into_response()),
         Err(err) => err,
@@ -151,6 +152,15 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
         ),
         413 => ("too_large", err.to_string()),
         415 => ("unsupported_media_type", err.to_string()),
+        400..=499
+            if err.is::<poem_openapi::error::ParseRequestPayloadError>()
+                || err.is::<poem_openapi::error::ParseParamError>() =>
+        {
+            (
+                "invalid_request",
+                super::document::plain_parse_error(&err.to_string()),
+            )
+        }
         400..=499 => ("invalid_request", err.to_string()),
         _ => {
             tracing::error!(error = %err, "unhandled error");
@@ -162,10 +172,15 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
     } else {
         serde_json::json!({ "code": code, "message": message })
     };
-    Ok(Response::builder()
+    let mut resp = Response::builder()
         .status(status)
-        .content_type("application/json; charset=utf-8")
-        .body(body.to_string()))
+        .content_type("application/json; charset=utf-8");
+    if status == poem::http::StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = super::document::allowed_methods(route)
+    {
+        resp = resp.header(poem::http::header::ALLOW, allow);
+    }
+    Ok(resp.body(body.to_string()))
 }
 
 /// Largest JSON request body of the v1 API.

@@ -24,17 +24,20 @@ pub struct ImageList {
     pub image_id: String,
     pub images: Vec<UploadRecord>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
 #[derive(ApiResponse)]
 enum ImageListResponse {
+    /// One page of completed uploads, newest first.
     #[oai(status = 200)]
     Ok(Json<ImageList>),
 }
 
 #[derive(ApiResponse)]
 enum LatestImageResponse {
+    /// The newest completed upload.
     #[oai(status = 200)]
     Ok(Json<UploadRecord>),
 }
@@ -55,12 +58,13 @@ impl ImagesApi {
         /// Page size (1-1000, default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u64>>,
-        /// `next_cursor` of the previous page.
+        /// `next_cursor` of the previous page (empty: the first page).
         cursor: Query<Option<String>>,
     ) -> Result<ImageListResponse, ApiError> {
+        let cursor = cursor.0.as_deref().filter(|c| !c.is_empty());
         let page = self
             .uploads
-            .list(&image_id, limit.0.unwrap_or(50), cursor.0.as_deref())
+            .list(&image_id, limit.0.unwrap_or(50), cursor)
             .await?;
         Ok(ImageListResponse::Ok(Json(ImageList {
             image_id: image_id.0,

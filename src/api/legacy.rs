@@ -188,6 +188,7 @@ enum LegacyUploadResponse {
 
 #[derive(ApiResponse)]
 enum LegacyUrlResponse {
+    /// The newest completed upload's URL and details.
     #[oai(status = 200)]
     Ok(Json<LegacyLatest>),
     /// The image_id is invalid.
@@ -204,6 +205,7 @@ enum LegacyUrlResponse {
 
 #[derive(ApiResponse)]
 enum LegacyListResponse {
+    /// Every completed upload of the image_id, newest first.
     #[oai(status = 200)]
     Ok(Json<LegacyImageList>),
     /// The image_id is invalid.

@@ -1,5 +1,6 @@
 //! The HTTP API: one `#[OpenApi]` struct per tag, documented from the code.
 
+mod document;
 mod error;
 mod images;
 mod legacy;
@@ -7,10 +8,12 @@ mod limits;
 mod pages;
 mod security;
 mod system;
+mod text;
 mod uploads;
 
 use poem_openapi::{OpenApiService, Tags};
 
+pub use document::document;
 pub use error::{ApiError, ErrorBody, json_errors, limit_json_body};
 pub use limits::{RateLimits, rate_limit};
 pub use security::{cors, security_headers};

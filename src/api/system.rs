@@ -36,6 +36,7 @@ pub struct Health {
 
 /// What the readiness check found.
 #[derive(Debug, Clone, Object)]
+#[oai(rename = "Readiness")]
 pub struct ReadinessBody {
     /// `ready` when the database and the bucket answer, else `not_ready`.
     pub status: String,
@@ -120,7 +121,16 @@ impl SystemApi {
     /// upload state changes, bytes confirmed, verification failures by code, S3 calls by
     /// operation, sweeps and what they removed, database pool use.
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
-    async fn metrics(&self) -> PlainText<String> {
-        PlainText(crate::metrics::render(&self.uploads.db().pool_use()))
+    async fn metrics(&self) -> MetricsResponse {
+        MetricsResponse::Ok(PlainText(crate::metrics::render(
+            &self.uploads.db().pool_use(),
+        )))
     }
+}
+
+#[derive(ApiResponse)]
+enum MetricsResponse {
+    /// Every metric, in the Prometheus text format (version 0.0.4).
+    #[oai(status = 200)]
+    Ok(PlainText<String>),
 }

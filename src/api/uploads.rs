@@ -9,6 +9,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::text::Text;
 use super::{ApiError, ApiTags, Credentials};
 use crate::uploads::{IssuedUpload, UploadRequest, UploadService, UploadView};
 
@@ -64,30 +65,33 @@ pub enum UploadMethod {
 #[oai(example, deny_unknown_fields)]
 pub struct CreateUploadRequest {
     /// The caller's grouping key: 1-100 letters, digits, `_` or `-`.
-    pub image_id: String,
+    pub image_id: Text,
     /// The file's name; its extension must agree with `content_type`. Kept as
     /// `original_filename`, never used in the object key.
-    pub filename: String,
+    pub filename: Text,
     /// One of image/png, image/jpeg, image/gif, image/webp, image/bmp, image/tiff.
-    pub content_type: String,
+    pub content_type: Text,
     /// Exact size in bytes; the signed URL accepts no other length.
     pub size: i64,
     /// Base64 of the raw SHA-256 digest of the whole file. For a single PUT, storage
     /// refuses other bytes; for a multipart upload, confirm checks it.
-    pub checksum_sha256: Option<String>,
+    #[oai(nullable, skip_serializing_if_is_none)]
+    pub checksum_sha256: Option<Text>,
     /// `SHA256`: for a multipart upload, every part URL is signed for the part's SHA-256,
     /// given in `checksums_sha256` when signing parts.
-    pub checksum_algorithm: Option<String>,
+    #[oai(nullable, skip_serializing_if_is_none)]
+    pub checksum_algorithm: Option<Text>,
     /// A flat string map kept with the record (at most 32 keys, 2 KiB).
-    pub metadata: Option<BTreeMap<String, String>>,
+    #[oai(nullable, skip_serializing_if_is_none)]
+    pub metadata: Option<BTreeMap<String, Text>>,
 }
 
 impl Example for CreateUploadRequest {
     fn example() -> Self {
         Self {
-            image_id: "user123".to_owned(),
-            filename: "photo.png".to_owned(),
-            content_type: "image/png".to_owned(),
+            image_id: "user123".into(),
+            filename: "photo.png".into(),
+            content_type: "image/png".into(),
             size: 68,
             checksum_sha256: None,
             checksum_algorithm: None,
@@ -98,6 +102,7 @@ impl Example for CreateUploadRequest {
 
 /// A pending upload and how to send its bytes.
 #[derive(Debug, Clone, Object)]
+#[oai(rename = "IssuedUpload")]
 pub struct IssuedUploadBody {
     pub upload_id: Uuid,
     pub image_id: String,
@@ -133,7 +138,8 @@ pub struct SignPartsRequest {
     pub part_numbers: Vec<i64>,
     /// Base64 SHA-256 of each part, keyed by part number; required for every part when
     /// the upload declared `checksum_algorithm: "SHA256"`.
-    pub checksums_sha256: Option<BTreeMap<String, String>>,
+    #[oai(nullable, skip_serializing_if_is_none)]
+    pub checksums_sha256: Option<BTreeMap<String, Text>>,
 }
 
 /// A presigned UploadPart request.
@@ -203,19 +209,27 @@ pub struct UploadRecord {
     pub state: UploadState,
     pub key: String,
     /// A URL that returns the object's bytes to a plain GET (null until completed).
+    #[oai(nullable)]
     pub s3_url: Option<String>,
     pub original_filename: String,
     /// The verified type once completed; the declared one before.
     pub content_type: String,
     /// Verified size in bytes (null until completed).
+    #[oai(nullable)]
     pub file_size: Option<i64>,
+    #[oai(nullable)]
     pub checksum_sha256: Option<String>,
+    #[oai(nullable)]
     pub etag: Option<String>,
+    #[oai(nullable)]
     pub width: Option<i32>,
+    #[oai(nullable)]
     pub height: Option<i32>,
+    #[oai(nullable)]
     pub metadata: Option<BTreeMap<String, String>>,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+    #[oai(nullable)]
     pub uploaded_at: Option<OffsetDateTime>,
 }
 
@@ -255,18 +269,21 @@ enum CreateUploadResponse {
 
 #[derive(ApiResponse)]
 enum UploadResponse {
+    /// The upload's record.
     #[oai(status = 200)]
     Ok(Json<UploadRecord>),
 }
 
 #[derive(ApiResponse)]
 enum SignPartsResponse {
+    /// Presigned UploadPart requests, one per part asked for.
     #[oai(status = 200)]
     Ok(Json<SignedPartList>),
 }
 
 #[derive(ApiResponse)]
 enum ListPartsResponse {
+    /// The parts storage holds so far.
     #[oai(status = 200)]
     Ok(Json<UploadedPartList>),
 }
@@ -309,13 +326,13 @@ impl UploadsApi {
         let issued = self
             .uploads
             .issue(UploadRequest {
-                image_id: body.image_id,
-                filename: body.filename,
-                content_type: body.content_type,
+                image_id: body.image_id.into_inner(),
+                filename: body.filename.into_inner(),
+                content_type: body.content_type.into_inner(),
                 size: body.size,
-                checksum_sha256: body.checksum_sha256,
-                checksum_algorithm: body.checksum_algorithm,
-                metadata: body.metadata,
+                checksum_sha256: body.checksum_sha256.map(Text::into_inner),
+                checksum_algorithm: body.checksum_algorithm.map(Text::into_inner),
+                metadata: body.metadata.map(strings),
                 link_id,
             })
             .await?;
@@ -359,7 +376,7 @@ impl UploadsApi {
     ) -> Result<SignPartsResponse, ApiError> {
         let id = parse_upload_id(&upload_id)?;
         self.authorize(&auth, id).await?;
-        let checksums = body.0.checksums_sha256.unwrap_or_default();
+        let checksums = strings(body.0.checksums_sha256.unwrap_or_default());
         let signed = self
             .uploads
             .sign_parts(id, &body.0.part_numbers, &checksums)
@@ -482,17 +499,21 @@ impl UploadsApi {
 #[oai(deny_unknown_fields)]
 pub struct CreateLinkRequest {
     /// The only image_id the link may upload under.
-    pub image_id: String,
+    pub image_id: Text,
     /// Seconds the link lives, 1 to 604800 (7 days); 3600 when not given.
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub expires_in: Option<i64>,
     /// At most this many uploads (pending or completed) with the link.
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub max_uploads: Option<u32>,
     /// At most this many bytes per upload.
+    #[oai(nullable, skip_serializing_if_is_none)]
     pub max_size: Option<u64>,
 }
 
 /// An upload link: give `token` (or `upload_page`) to a browser.
 #[derive(Debug, Clone, Object)]
+#[oai(rename = "UploadLink")]
 pub struct UploadLinkBody {
     /// Send as `Authorization: Bearer <token>`, or as `?token=` to the page and the legacy
     /// upload.
@@ -512,4 +533,9 @@ enum CreateLinkResponse {
     /// The link.
     #[oai(status = 201)]
     Created(Json<UploadLinkBody>),
+}
+
+/// A map of `Text` values as plain strings.
+fn strings(map: BTreeMap<String, Text>) -> BTreeMap<String, String> {
+    map.into_iter().map(|(k, v)| (k, v.into_inner())).collect()
 }

@@ -3,6 +3,7 @@
 mod access;
 mod browser;
 mod cli;
+mod clients;
 mod flow;
 mod helpers;
 mod legacy;

@@ -57,5 +57,70 @@ async fn every_operation_has_an_id_and_a_contract_tag() {
     assert!(spec["components"]["schemas"]["Upload"].is_object());
     let docs = app.get("/docs").await;
     assert_eq!(docs.status(), StatusCode::OK);
-    assert!(docs.text().await.expect("html").contains("swagger"));
+    let html = docs.text().await.expect("html");
+    assert!(html.contains("swagger"));
+    assert!(
+        html.contains(r#""additionalProperties":false"#),
+        "Swagger UI shows the served document"
+    );
+}
+
+/// What generated clients rely on: nulls where the service sends them, and the rules the
+/// handlers enforce.
+#[tokio::test]
+async fn the_document_states_nulls_and_the_checked_rules() {
+    let app = TestApp::spawn().await;
+    let spec: Value = app.get("/openapi.json").await.json().await.expect("spec");
+    let schemas = &spec["components"]["schemas"];
+    let upload = &schemas["Upload"]["properties"];
+    for field in [
+        "s3_url",
+        "file_size",
+        "checksum_sha256",
+        "etag",
+        "width",
+        "height",
+        "metadata",
+        "uploaded_at",
+    ] {
+        assert_eq!(upload[field]["nullable"], true, "Upload.{field}");
+    }
+    assert_eq!(
+        schemas["ImageList"]["properties"]["next_cursor"]["nullable"],
+        true
+    );
+    let create = &schemas["CreateUploadRequest"];
+    assert_eq!(create["additionalProperties"], false);
+    assert_eq!(create["properties"]["size"]["minimum"], 1);
+    assert_eq!(
+        create["properties"]["image_id"]["pattern"],
+        "^[A-Za-z0-9_-]{1,100}$"
+    );
+    assert_eq!(
+        schemas["SignPartsRequest"]["properties"]["part_numbers"]["maxItems"],
+        100
+    );
+    for name in ["IssuedUpload", "UploadLink", "Readiness"] {
+        assert!(schemas[name].is_object(), "{name}");
+    }
+    let get_upload = &spec["paths"]["/api/v1/uploads/{upload_id}"]["get"];
+    assert_eq!(get_upload["parameters"][0]["schema"]["format"], "uuid");
+    let latest = &spec["paths"]["/api/url/{image_id}"]["get"];
+    assert_eq!(
+        latest["parameters"][0]["schema"]["pattern"],
+        "^[A-Za-z0-9_-]{1,100}$"
+    );
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("operations") {
+            for (status, resp) in op["responses"].as_object().expect("responses") {
+                if status.starts_with('2') {
+                    let text = resp["description"].as_str().unwrap_or_default();
+                    assert!(
+                        !text.is_empty(),
+                        "{method} {path} {status} has no description"
+                    );
+                }
+            }
+        }
+    }
 }

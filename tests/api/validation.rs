@@ -137,6 +137,75 @@ async fn malformed_bodies_get_json_errors() {
         .expect("POST");
     assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(resp.json::<Value>().await.expect("JSON")["code"].is_string());
+
+    // Wrong types and missing fields are said in plain words, not in the parser's.
+    for (path, body, says) in [
+        (
+            "/api/v1/uploads",
+            json!({ "image_id": "cat", "content_type": "image/png", "size": 5 }),
+            "invalid CreateUploadRequest: a required field is missing or null (a string is expected)",
+        ),
+        (
+            "/api/v1/links",
+            json!({ "image_id": "cat", "max_uploads": -1 }),
+            "invalid CreateLinkRequest: a field is not a whole number of 0 or more",
+        ),
+        (
+            "/api/v1/uploads",
+            json!({ "image_id": 5, "filename": "a.png", "content_type": "image/png", "size": 5 }),
+            "invalid CreateUploadRequest: a field is 5, where a string is expected",
+        ),
+        (
+            "/api/v1/uploads",
+            json!({ "image_id": "cat", "filename": "a.png", "content_type": "image/png", "size": 5, "metadata": { "alt": false } }),
+            "invalid CreateUploadRequest: a field is false, where a string is expected",
+        ),
+    ] {
+        let resp = app.post_json(path, &body).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let body: Value = resp.json().await.expect("JSON");
+        assert_eq!(body["code"], "invalid_request");
+        assert_eq!(body["message"], says);
+    }
+    let resp = app.get("/api/v1/images/cat?limit=many").await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.expect("JSON");
+    assert_eq!(
+        body["message"],
+        "invalid parameter `limit`: a whole number of 0 or more is expected"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_answered_with_the_allowed_ones() {
+    let app = TestApp::spawn().await;
+    for (method, path, allow) in [
+        ("PUT", "/api/v1/uploads", "POST"),
+        ("TRACE", "/health", "GET"),
+        (
+            "PATCH",
+            "/api/v1/uploads/0190a0b0-0000-7000-8000-000000000000",
+            "DELETE, GET",
+        ),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let resp = app
+            .client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            resp.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(resp.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(
+            resp.json::<Value>().await.expect("JSON")["code"],
+            "method_not_allowed"
+        );
+    }
 }
 
 #[tokio::test]
