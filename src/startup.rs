@@ -114,11 +114,12 @@ pub fn routes(
 ) -> impl poem::Endpoint + 'static {
     let cors_origins = &config.cors_origins;
     let limits = api::RateLimits::from_config(config);
+    // Swagger UI is a 3 MiB page (its script inlined) that few ever open: it is made when
+    // asked for, from an instance of the API kept for that, not held in memory.
+    let docs_api = api::service(uploads.clone(), assets.clone());
+    let max_upload_size = config.max_upload_size;
     let api = api::service(uploads, assets.clone());
-    let raw = api.spec();
-    let spec = api::document(&raw, config.max_upload_size);
-    // Swagger UI embeds the document; it shows the served one.
-    let docs_html = api.swagger_ui_html().replacen(&raw, &spec, 1);
+    let spec = api::document(&api.spec(), max_upload_size);
     let spec_endpoint = poem::endpoint::make_sync(move |_| {
         poem::Response::builder()
             .content_type("application/json; charset=utf-8")
@@ -126,7 +127,12 @@ pub fn routes(
     });
     let docs = Route::new().at(
         "/",
-        poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone())),
+        poem::endpoint::make_sync(move |_| {
+            // The page embeds the document; it shows the served one.
+            let raw = docs_api.spec();
+            let served = api::document(&raw, max_upload_size);
+            poem::web::Html(docs_api.swagger_ui_html().replacen(&raw, &served, 1))
+        }),
     );
     Route::new()
         .at("/openapi.json", spec_endpoint)

@@ -94,8 +94,14 @@ pub async fn start(
     })
 }
 
+/// Largest read buffer of one connection to the embedded store.
+const STORE_READ_BUFFER: usize = 64 * 1024;
+
 async fn serve(listener: TcpListener, s3: s3s::service::S3Service, mut shutdown: Shutdown) {
-    let http = auto::Builder::new(TokioExecutor::new());
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    // Bodies stream through in reads of at most this much: hyper's default lets each
+    // connection's read buffer grow to 400 KiB, memory every concurrent upload would hold.
+    http.http1().max_buf_size(STORE_READ_BUFFER);
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
