@@ -202,6 +202,23 @@ async fn back_off(attempt: u32) {
     .await;
 }
 
+/// Runs `once` until it succeeds, fails for good, or has been tried `ATTEMPTS` times,
+/// waiting longer before each new try.
+async fn retrying_transient<T>(
+    mut once: impl AsyncFnMut() -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let mut attempt = 1;
+    loop {
+        match once().await {
+            Err(failure) if failure.is_transient() && attempt < ATTEMPTS => {
+                back_off(attempt).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// The service's v1 API.
 struct Api {
     http: reqwest::Client,
@@ -232,8 +249,7 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Option<Value>, Failure> {
-        let mut attempt = 1;
-        loop {
+        retrying_transient(async || {
             let mut request = self
                 .http
                 .request(method.clone(), format!("{}{path}", self.base))
@@ -244,18 +260,12 @@ impl Api {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let outcome = match request.send().await {
+            match request.send().await {
                 Ok(resp) => read_answer(resp).await,
                 Err(err) => Err(err.into()),
-            };
-            match outcome {
-                Err(failure) if failure.is_transient() && attempt < ATTEMPTS => {
-                    back_off(attempt).await;
-                    attempt += 1;
-                }
-                outcome => return outcome,
             }
-        }
+        })
+        .await
     }
 
     async fn get(&self, path: &str) -> Result<Value, Failure> {
@@ -587,22 +597,16 @@ impl Ctx {
         bar: &ProgressBar,
     ) -> Result<(), Failure> {
         let _permit = self.transfers.acquire().await.map_err(|_| closed())?;
-        let mut attempt = 1;
-        loop {
+        retrying_transient(async || {
             bar.set_position(0);
             let file = tokio::fs::File::open(&local.path).await?;
             let counted = bar.clone();
             let chunks = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)
                 .inspect_ok(move |chunk| counted.inc(chunk.len() as u64));
             let body = reqwest::Body::wrap_stream(chunks);
-            match self.api.put(url, headers, body, local.size).await {
-                Err(failure) if failure.is_transient() && attempt < ATTEMPTS => {
-                    back_off(attempt).await;
-                    attempt += 1;
-                }
-                outcome => return outcome,
-            }
-        }
+            self.api.put(url, headers, body, local.size).await
+        })
+        .await
     }
 
     /// Sends every part not in `held`, `--parallel` at once.

@@ -150,6 +150,19 @@ impl Vars<'_> {
             .filter(|v| !v.is_empty())
     }
 
+    /// A comma-separated list: its items trimmed, empty ones dropped.
+    fn list(&self, name: &str) -> Vec<String> {
+        self.text(name)
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn number<T>(&self, name: &'static str, default: T, range: (T, T)) -> Result<T, ConfigError>
     where
         T: std::str::FromStr + PartialOrd + Copy + fmt::Display,
@@ -192,12 +205,8 @@ impl Vars<'_> {
 
     /// A comma-separated list of addresses or CIDR ranges (`10.0.0.0/8`, `::1`).
     fn networks(&self, name: &'static str) -> Result<Vec<IpNet>, ConfigError> {
-        let Some(list) = self.text(name) else {
-            return Ok(Vec::new());
-        };
-        list.split(',')
-            .map(str::trim)
-            .filter(|net| !net.is_empty())
+        self.list(name)
+            .iter()
             .map(|net| {
                 IpNet::parse(net).ok_or_else(|| {
                     invalid(
@@ -211,12 +220,8 @@ impl Vars<'_> {
 
     /// A comma-separated list of origins: `scheme://host[:port]`, nothing after it.
     fn origins(&self, name: &'static str) -> Result<Vec<String>, ConfigError> {
-        let Some(list) = self.text(name) else {
-            return Ok(Vec::new());
-        };
-        list.split(',')
-            .map(str::trim)
-            .filter(|origin| !origin.is_empty())
+        self.list(name)
+            .into_iter()
             .map(|origin| {
                 let host = origin
                     .strip_prefix("https://")
@@ -397,16 +402,7 @@ impl Config {
         let public_base_url = vars.url("PUBLIC_BASE_URL")?;
         let secret_key = vars.text("SECRET_KEY").map(Secret::new);
         let rate_limit = vars.number("RATE_LIMIT", 0u32, (0, 1_000_000))?;
-        let api_keys: Vec<Secret> = vars
-            .text("API_KEYS")
-            .map(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|key| !key.is_empty())
-                    .map(Secret::new)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let api_keys: Vec<Secret> = vars.list("API_KEYS").into_iter().map(Secret::new).collect();
         if !api_keys.is_empty() && secret_key.as_ref().is_none_or(|s| s.expose().len() < 16) {
             return Err(invalid(
                 "SECRET_KEY",

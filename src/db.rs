@@ -301,7 +301,8 @@ impl Db {
             return self.read_latest_completed(image_id).await;
         };
         let epoch = match latest.get(image_id) {
-            Cached::Hit(row) => return Ok(row),
+            // The row is copied out after the cache's lock is let go.
+            Cached::Hit(row) => return Ok(row.map(std::sync::Arc::unwrap_or_clone)),
             Cached::Miss(epoch) => epoch,
         };
         let read_at = std::time::Instant::now();

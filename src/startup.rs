@@ -117,21 +117,20 @@ pub fn routes(
     // Swagger UI is a 3 MiB page (its script inlined) that few ever open: it is made when
     // asked for, from an instance of the API kept for that, not held in memory.
     let docs_api = api::service(uploads.clone(), assets.clone());
-    let max_upload_size = config.max_upload_size;
     let api = api::service(uploads, assets.clone());
-    let spec = api::document(&api.spec(), max_upload_size);
+    let raw = std::sync::Arc::new(api.spec());
+    let spec = std::sync::Arc::new(api::document(&raw, config.max_upload_size));
+    let served = std::sync::Arc::clone(&spec);
     let spec_endpoint = poem::endpoint::make_sync(move |_| {
         poem::Response::builder()
             .content_type("application/json; charset=utf-8")
-            .body(spec.clone())
+            .body(served.as_str().to_owned())
     });
     let docs = Route::new().at(
         "/",
         poem::endpoint::make_sync(move |_| {
-            // The page embeds the document; it shows the served one.
-            let raw = docs_api.spec();
-            let served = api::document(&raw, max_upload_size);
-            poem::web::Html(docs_api.swagger_ui_html().replacen(&raw, &served, 1))
+            // The page embeds poem-openapi's document; it shows the served one instead.
+            poem::web::Html(docs_api.swagger_ui_html().replacen(raw.as_str(), &spec, 1))
         }),
     );
     Route::new()

@@ -145,19 +145,16 @@ fn constrain(doc: &mut Value, max_upload_size: u64) {
     for schema in schemas.values_mut() {
         let properties = schema.get_mut("properties").and_then(Value::as_object_mut);
         for property in properties.into_iter().flat_map(|p| p.values_mut()) {
-            if let Some(property) = property.as_object_mut()
-                && matches!(
-                    property.get("format").and_then(Value::as_str),
-                    Some("uint32" | "uint64")
-                )
-            {
-                property.entry("minimum").or_insert(json!(0));
-                let max = match property.get("format").and_then(Value::as_str) {
-                    Some("uint32") => json!(u32::MAX),
-                    _ => json!(u64::MAX),
-                };
-                property.entry("maximum").or_insert(max);
-            }
+            let Some(property) = property.as_object_mut() else {
+                continue;
+            };
+            let max = match property.get("format").and_then(Value::as_str) {
+                Some("uint32") => json!(u32::MAX),
+                Some("uint64") => json!(u64::MAX),
+                _ => continue,
+            };
+            property.entry("minimum").or_insert(json!(0));
+            property.entry("maximum").or_insert(max);
         }
     }
     // These refuse unknown fields (so a misspelt one cannot silently skip a check).

@@ -134,7 +134,8 @@ impl ApiError {
 /// seed's `{success: false, error}` on the legacy paths.
 pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     let legacy = is_legacy_path(req.uri().path());
-    let route = crate::metrics::route_of(req.uri().path());
+    // Kept for a 405's `Allow` (a `Uri` clones without copying its text).
+    let uri = req.uri().clone();
     let err = match next.call(req).await {
         Ok(resp) => return Ok(resp.into_response()),
         Err(err) => err,
@@ -176,7 +177,7 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
         .status(status)
         .content_type("application/json; charset=utf-8");
     if status == poem::http::StatusCode::METHOD_NOT_ALLOWED
-        && let Some(allow) = super::document::allowed_methods(route)
+        && let Some(allow) = super::document::allowed_methods(crate::metrics::route_of(uri.path()))
     {
         resp = resp.header(poem::http::header::ALLOW, allow);
     }

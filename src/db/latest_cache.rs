@@ -40,7 +40,7 @@ struct Entry {
 
 /// What `get` found.
 pub enum Cached {
-    Hit(Option<Model>),
+    Hit(Option<Arc<Model>>),
     /// Read the database, then `put` the row with this epoch.
     Miss(u64),
 }
@@ -51,11 +51,7 @@ impl LatestCache {
             return Cached::Miss(u64::MAX);
         };
         match inner.entries.get(image_id) {
-            Some(entry) if entry.read_at.elapsed() < FRESH_FOR => {
-                let row = entry.row.clone();
-                drop(inner);
-                Cached::Hit(row.map(Arc::unwrap_or_clone))
-            }
+            Some(entry) if entry.read_at.elapsed() < FRESH_FOR => Cached::Hit(entry.row.clone()),
             _ => Cached::Miss(inner.epoch),
         }
     }
@@ -123,7 +119,7 @@ mod tests {
 
     fn hit(cache: &LatestCache, image_id: &str) -> Option<Option<Model>> {
         match cache.get(image_id) {
-            Cached::Hit(row) => Some(row),
+            Cached::Hit(row) => Some(row.map(Arc::unwrap_or_clone)),
             Cached::Miss(_) => None,
         }
     }
