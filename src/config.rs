@@ -378,7 +378,7 @@ impl Config {
             },
         };
 
-        // Streamed uploads go in 5 MiB parts, at most 10,000 of them.
+        // A legacy upload waits on local disk before it is stored: 50 GiB is plenty.
         let max_file_size = vars.number(
             "MAX_FILE_SIZE",
             10 * MIB,

@@ -62,9 +62,10 @@ async fn serve() -> ExitCode {
     }
 }
 
-/// Streamed uploads allocate and free megabyte-sized part buffers. glibc raises its mmap
-/// threshold after the first such buffer is freed and then keeps the next ones in heap
-/// memory it rarely returns; a fixed threshold keeps them mapped and returned on free.
+/// Megabyte-sized buffers come and go (a large JPEG's prefix read to find its dimensions,
+/// object reads for checks). glibc raises its mmap threshold after the first such buffer is
+/// freed and then keeps the next ones in heap memory it rarely returns; a fixed threshold
+/// keeps them mapped and returned on free.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_allocator() {
     // SAFETY: mallopt only changes allocator parameters; it runs first in main, before

@@ -324,6 +324,16 @@ impl From<UploadError> for ApiError {
             UploadError::Busy => {
                 ApiError::Unavailable(Json(ErrorBody::new("busy", message)), RETRY_AFTER_SECS)
             }
+            UploadError::Spool(_) => {
+                tracing::error!(error = %message, "temporary file for an upload failed");
+                ApiError::Unavailable(
+                    Json(ErrorBody::new(
+                        "local_disk_unavailable",
+                        "the upload could not be held on local disk; try again shortly",
+                    )),
+                    RETRY_AFTER_SECS,
+                )
+            }
             UploadError::BodyRead(_) => {
                 ApiError::bad_request("invalid_request", "the request body could not be read")
             }

@@ -1,15 +1,20 @@
 //! The seed's API, byte-for-byte: `POST /upload/{image_id}`, `GET /api/url/{image_id}`,
 //! `GET /api/images/{image_id}`.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::{Stream, TryStreamExt};
 use poem::Request;
-use poem::web::Multipart;
+use poem::error::ParseMultipartError;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef};
 use poem_openapi::{
     ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object, OpenApi,
 };
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::ApiTags;
 use crate::db::DbError;
@@ -23,6 +28,8 @@ const RETRY_AFTER_SECS: u32 = 5;
 const MAX_OTHER_FIELD: u64 = 64 * 1024;
 /// The seed returned every upload of an image_id; this bounds one answer.
 const MAX_LEGACY_LIST: u64 = 10_000;
+/// The most of the request body one read of the form parser takes.
+const FORM_CHUNK: usize = 64 * 1024;
 
 pub struct LegacyApi {
     uploads: UploadService,
@@ -114,7 +121,30 @@ pub struct LegacyImageList {
 
 /// A `multipart/form-data` body with a `file` field, read as a stream (never buffered
 /// whole). `None` when the request is not multipart at all.
-pub struct LegacyUploadForm(Option<Multipart>);
+pub struct LegacyUploadForm(Option<multer::Multipart<'static>>);
+
+/// Hands the form parser one chunk of the body per poll. The parser copies every chunk
+/// that is ready into its own buffer before it gives any of the field to its reader; on a
+/// fast connection that buffer grew to most of a megabyte per upload.
+struct OneChunkAtATime<S> {
+    inner: S,
+    just_gave: bool,
+}
+
+impl<S: Stream + Unpin> Stream for OneChunkAtATime<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        if std::mem::take(&mut self.just_gave) {
+            // Asked again at once: the parser is still filling; let it use what it has.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let next = Pin::new(&mut self.inner).poll_next(cx);
+        self.just_gave = matches!(next, Poll::Ready(Some(_)));
+        next
+    }
+}
 
 impl<'a> ApiExtractor<'a> for LegacyUploadForm {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
@@ -152,9 +182,15 @@ impl<'a> ApiExtractor<'a> for LegacyUploadForm {
         if !multipart {
             return Ok(Self(None));
         }
-        Ok(Self(Some(
-            <Multipart as poem::FromRequest>::from_request(request, body).await?,
-        )))
+        let content_type = request.content_type().unwrap_or_default();
+        let boundary =
+            multer::parse_boundary(content_type).map_err(ParseMultipartError::Multipart)?;
+        let chunks = ReaderStream::with_capacity(body.take()?.into_async_read(), FORM_CHUNK);
+        let paced = OneChunkAtATime {
+            inner: chunks,
+            just_gave: false,
+        };
+        Ok(Self(Some(multer::Multipart::new(paced, boundary))))
     }
 }
 
@@ -269,6 +305,10 @@ impl From<UploadError> for Failure {
             }
             UploadError::Auth(auth) => Failure::Forbidden(auth.to_string()),
             UploadError::ShuttingDown | UploadError::Busy => Failure::Unavailable,
+            UploadError::Spool(detail) => {
+                tracing::error!(error = %detail, "temporary file for an upload failed");
+                Failure::Unavailable
+            }
             UploadError::Db(DbError::Unavailable(detail)) => {
                 tracing::warn!(error = %detail, "database unavailable");
                 Failure::Unavailable
@@ -347,7 +387,7 @@ impl LegacyApi {
     async fn read_form(
         &self,
         image_id: &ImageId,
-        mut form: Multipart,
+        mut form: multer::Multipart<'static>,
         size_hint: Option<u64>,
         limit: u64,
     ) -> Result<StoredObject, Failure> {
@@ -359,7 +399,7 @@ impl LegacyApi {
                 Err(err) => break Err(UploadError::BodyRead(err.to_string()).into()),
             };
             if field.name() != Some("file") {
-                let mut rest = field.into_async_read().take(MAX_OTHER_FIELD + 1);
+                let mut rest = field_reader(field).take(MAX_OTHER_FIELD + 1);
                 match tokio::io::copy(&mut rest, &mut tokio::io::sink()).await {
                     Ok(n) if n <= MAX_OTHER_FIELD => continue,
                     Ok(_) => break Err(Failure::BadRequest("Form field too large".into())),
@@ -374,13 +414,7 @@ impl LegacyApi {
             let filename = field.file_name().unwrap_or_default().to_owned();
             match self
                 .uploads
-                .store_streamed(
-                    image_id,
-                    &filename,
-                    field.into_async_read(),
-                    size_hint,
-                    limit,
-                )
+                .store_streamed(image_id, &filename, field_reader(field), size_hint, limit)
                 .await
             {
                 Ok(object) => stored = Some(object),
@@ -400,12 +434,17 @@ impl LegacyApi {
     }
 }
 
+/// A form field's bytes as a reader.
+fn field_reader(field: multer::Field<'static>) -> impl AsyncRead + Send + Unpin {
+    StreamReader::new(field.map_err(std::io::Error::other))
+}
+
 #[OpenApi(tag = "ApiTags::Legacy")]
 impl LegacyApi {
     /// Upload an image (server-side)
     ///
-    /// The seed's upload: a `multipart/form-data` body with a `file` field, streamed to
-    /// storage as it arrives and checked against `MAX_FILE_SIZE` by counting bytes.
+    /// The seed's upload: a `multipart/form-data` body with a `file` field, checked against
+    /// `MAX_FILE_SIZE` by counting bytes as it arrives, and stored once it is whole and valid.
     #[oai(
         path = "/upload/:image_id",
         method = "post",

@@ -2,6 +2,7 @@
 //! aws-sdk-s3 against AWS, any S3-compatible endpoint, or the embedded store.
 
 pub mod embedded;
+mod payload;
 mod presign;
 mod strict_fs;
 
@@ -28,6 +29,7 @@ const DAY_SECS: u64 = 24 * 3600;
 use crate::domain::Sha256Checksum;
 use crate::shutdown::Shutdown;
 use embedded::{EMBEDDED_BUCKET, EmbeddedStore, EmbeddedStoreError};
+pub use payload::Payload;
 use presign::{Presigner, Unsigned};
 
 #[derive(Debug, thiserror::Error)]
@@ -365,14 +367,14 @@ impl Storage {
         Ok(())
     }
 
-    /// Stores a whole object whose bytes are in memory. The payload is not signed (TLS
-    /// protects it, and the caller hashes it): signing makes the SDK hash every byte, and
-    /// a store that checks it buffers the whole body to do so.
+    /// Stores a whole object. The payload is not signed (TLS protects it, and the caller
+    /// hashes it): signing makes the SDK hash every byte, and a store that checks it
+    /// buffers the whole body to do so.
     pub async fn put(
         &self,
         key: &str,
         content_type: &str,
-        body: Bytes,
+        body: Payload,
     ) -> Result<Option<String>, StorageError> {
         let out = self
             .client
@@ -380,8 +382,8 @@ impl Storage {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
-            .content_length(to_i64(body.len() as u64))
-            .body(body.into())
+            .content_length(to_i64(body.len()))
+            .body(body.into_stream())
             .customize()
             .disable_payload_signing()
             .send()
@@ -412,13 +414,13 @@ impl Storage {
         })
     }
 
-    /// Uploads one part from memory; returns its ETag.
+    /// Uploads one part (not signed, as `put`); returns its ETag.
     pub async fn upload_part(
         &self,
         key: &str,
         upload_id: &str,
         part_number: i32,
-        body: Bytes,
+        body: Payload,
     ) -> Result<String, StorageError> {
         let out = self
             .client
@@ -427,8 +429,8 @@ impl Storage {
             .key(key)
             .upload_id(upload_id)
             .part_number(part_number)
-            .content_length(to_i64(body.len() as u64))
-            .body(body.into())
+            .content_length(to_i64(body.len()))
+            .body(body.into_stream())
             .customize()
             .disable_payload_signing()
             .send()

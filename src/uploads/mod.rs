@@ -8,7 +8,7 @@ mod streamed;
 mod sweep;
 
 pub use multipart::{MAX_PARTS_PER_CALL, PartPlan, SignedParts};
-pub use streamed::{STREAM_BUFFER_BUDGET, STREAM_PART_SIZE, StoredObject};
+pub use streamed::{STREAM_BUFFER_BUDGET, StoredObject};
 pub use sweep::{KEY_PREFIX, STAGING_PREFIX, SweepReport, spawn_sweeper};
 
 use std::collections::BTreeMap;
@@ -45,7 +45,7 @@ const CONFIRM_LOCKS: usize = 64;
 /// Bytes read from the start of an object to sniff its type and read its dimensions.
 const SNIFF_BYTES: u64 = 64 * 1024;
 /// A JPEG's frame header can sit behind large EXIF blocks; read this far before giving up.
-const SNIFF_BYTES_MAX: u64 = 4 * 1024 * 1024;
+pub(crate) const SNIFF_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
 /// Why an uploaded object was refused at confirm; each is a stable error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +115,9 @@ pub enum UploadError {
     ShuttingDown,
     #[error("too many uploads at once; try again shortly")]
     Busy,
+    /// The temporary file a large streamed upload waits in could not be written or read.
+    #[error("the upload could not be held on local disk: {0}")]
+    Spool(String),
     #[error("the object has not been uploaded yet")]
     NotUploaded,
     #[error("the upload is {0}")]
@@ -185,8 +188,10 @@ pub struct UploadService {
     db: Db,
     storage: Storage,
     config: Arc<Config>,
-    /// Part buffers of streamed uploads, in KiB.
+    /// Memory of streamed uploads, in KiB.
     stream_budget: Arc<Semaphore>,
+    /// Temporary files of streamed uploads, kept for the next ones.
+    spool_files: Arc<streamed::SpoolFiles>,
     /// Striped locks that serialize confirms of the same upload within this process.
     confirm_locks: Arc<[tokio::sync::Mutex<()>]>,
     /// Streamed uploads stop (and clean up) when the service shuts down.
@@ -203,6 +208,7 @@ impl UploadService {
             db,
             storage,
             stream_budget: Arc::new(Semaphore::new(budget_kib)),
+            spool_files: Arc::default(),
             confirm_locks: (0..CONFIRM_LOCKS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),

@@ -1,6 +1,12 @@
-//! Server-side streamed uploads (the seed's `POST /upload/{image_id}`): the body goes to
-//! storage as it arrives, in bounded memory, and is recorded only once it is stored.
+//! Server-side streamed uploads (the seed's `POST /upload/{image_id}`): the body is
+//! counted, hashed and checked as it arrives, held in memory up to 256 KiB and beyond that
+//! in an unnamed temporary file, and sent to storage only once it is whole and valid. It is
+//! recorded only once it is stored.
 
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -11,25 +17,37 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
-use super::{Rejection, UploadError, UploadService, UploadView, object_key, to_i64};
-use crate::config::MIN_PART_SIZE;
+use super::{
+    Rejection, SNIFF_BYTES_MAX, UploadError, UploadService, UploadView, object_key, to_i64,
+};
+use crate::config::S3_MAX_PARTS;
 use crate::db::{self, NewUpload, state};
 use crate::domain::{ImageFormat, ImageId, OriginalFilename, Sha256Checksum};
 use crate::shutdown::Shutdown;
-use crate::storage::StoredPart;
+use crate::storage::{Payload, StoredPart};
 
-/// Parts of a streamed upload: S3's minimum, to keep the buffer per request small.
-pub const STREAM_PART_SIZE: u64 = MIN_PART_SIZE;
-/// Memory all streamed uploads together may hold in part buffers; requests beyond it wait.
+/// The most of one upload's body held in memory; the rest waits in a temporary file.
+pub const SPOOL_IN_MEMORY: u64 = 256 * 1024;
+/// Bodies up to this size go to storage in one PutObject; longer ones in parts.
+pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
+/// Parts of a streamed upload stored in parts (larger when 10,000 would not be enough).
+pub const STREAM_PART_SIZE: u64 = 8 * 1024 * 1024;
+/// Memory all streamed uploads together may hold; requests beyond it wait.
 pub const STREAM_BUFFER_BUDGET: u64 = 16 * 1024 * 1024;
 /// Budget accounting unit.
 const KIB: u64 = 1024;
-/// How much a buffer grows by when the body is longer than announced (chunked bodies).
+/// How much of the body one read takes once it goes to the temporary file.
 const READ_CHUNK: usize = 64 * 1024;
+/// Memory an upload holds beside its first bytes while it writes the temporary file: the
+/// chunk being read and the one being written.
+const SPOOL_BUFFERS: u64 = 2 * READ_CHUNK as u64;
 /// After the limit is hit, how much more of the body is read (and dropped) so the client
 /// is reading when the 413 arrives, and for how long.
 const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(5);
+/// Temporary files kept open for the next uploads, and the most disk they may hold.
+const IDLE_SPOOL_FILES: usize = 16;
+const IDLE_SPOOL_BYTES: u64 = 64 * 1024 * 1024;
 /// How long a streamed upload may wait for body bytes, or for room in the buffer budget.
 const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -115,9 +133,11 @@ impl<R: AsyncRead + Unpin> CountedBody<R> {
 }
 
 impl UploadService {
-    /// Streams one file to storage: sniffs its first bytes before anything is sent, then a
-    /// single PutObject if it fits one part, or a multipart upload in 5 MiB parts. Stops at
-    /// `MAX_FILE_SIZE` + 1 bytes. On any failure nothing is left in the bucket.
+    /// Takes in one file and stores it: refuses it from its first bytes when they already
+    /// show it is not what it claims, otherwise reads it whole (stopping at `limit` + 1
+    /// bytes), checks it, and only then sends it to storage: in one PutObject, or in parts
+    /// when it is larger than `MULTIPART_THRESHOLD`. A refused file never reaches the
+    /// bucket; on a failure while storing, nothing is left there.
     pub async fn store_streamed<R: AsyncRead + Unpin + Send>(
         &self,
         image_id: &ImageId,
@@ -128,9 +148,11 @@ impl UploadService {
     ) -> Result<StoredObject, UploadError> {
         let filename = OriginalFilename::clean(filename)?;
         let claimed = filename.format()?;
-        let part = STREAM_PART_SIZE.min(limit + 1) as usize;
+        let in_memory = SPOOL_IN_MEMORY.min(limit + 1) as usize;
         let _budget = self
-            .reserve_buffer(size_hint.map_or(part as u64, |h| h.min(part as u64)))
+            .reserve_buffer(size_hint.map_or(SPOOL_IN_MEMORY + SPOOL_BUFFERS, |h| {
+                h.min(SPOOL_IN_MEMORY + SPOOL_BUFFERS)
+            }))
             .await?;
 
         let mut body = CountedBody {
@@ -141,40 +163,58 @@ impl UploadService {
             tail: Vec::new(),
             shutdown: self.shutdown.clone(),
         };
-        let mut buf = BytesMut::with_capacity(size_hint.map_or(part, |h| (h as usize).min(part)));
-        let first = match body.fill(&mut buf, part).await {
-            Ok(fill) => fill,
-            Err(err) => {
-                if matches!(err, UploadError::TooLarge { .. }) {
-                    body.drain().await;
-                }
-                return Err(err);
-            }
-        };
-        if buf.is_empty() {
+        let mut head =
+            BytesMut::with_capacity(size_hint.map_or(in_memory, |h| (h as usize).min(in_memory)));
+        let first = body.fill(&mut head, in_memory).await;
+        let head = head.freeze();
+        if let Err(UploadError::TooLarge { .. }) = first {
+            body.drain().await;
+        }
+        if head.is_empty() && first.is_ok() {
             return Err(UploadError::EmptyFile);
         }
-        let (format, width, height) = self
-            .inspect_image(&buf, claimed)
-            .map_err(UploadError::Rejected)?;
+        let early = self.inspect_image(&head, claimed);
+        let spooled = match first? {
+            Fill::End => None,
+            Fill::Full => {
+                // A header that does not match needs no more bytes to be refused. Only the
+                // dimensions may lie further on, behind a JPEG's EXIF blocks.
+                if let Err(rejection) = early
+                    && (rejection != Rejection::InvalidImage || ImageFormat::sniff(&head).is_none())
+                {
+                    return Err(UploadError::Rejected(rejection));
+                }
+                let spooled = self.spool_files.spool(head.clone(), &mut body).await;
+                if let Err(UploadError::TooLarge { .. }) = spooled {
+                    body.drain().await;
+                }
+                Some(spooled?)
+            }
+        };
+        let (format, width, height) = match (early, &spooled) {
+            (Ok(found), _) => found,
+            (Err(Rejection::InvalidImage), Some(spooled)) => {
+                let longer =
+                    read_file_prefix(&spooled.file, SNIFF_BYTES_MAX.min(body.total)).await?;
+                self.inspect_image(&longer, claimed)
+                    .map_err(UploadError::Rejected)?
+            }
+            (Err(rejection), _) => return Err(UploadError::Rejected(rejection)),
+        };
+        if !format.is_whole(&head, &body.tail, body.total) {
+            return Err(UploadError::Rejected(Rejection::InvalidImage));
+        }
 
         let id = Uuid::now_v7();
         let key = object_key(image_id, id, format);
-        let etag = match first {
-            Fill::End => {
-                if !format.is_whole(&buf, &body.tail, body.total) {
-                    return Err(UploadError::Rejected(Rejection::InvalidImage));
-                }
-                self.storage.put(&key, format.mime(), buf.freeze()).await?
-            }
-            Fill::Full => {
-                let result = self
-                    .stream_parts(&key, format, buf.freeze(), &mut body, part)
+        let etag = match spooled {
+            None => self.storage.put(&key, format.mime(), head.into()).await?,
+            Some(spooled) => {
+                let stored = self
+                    .store_spooled(&key, format, spooled.file.clone(), body.total)
                     .await;
-                if let Err(UploadError::TooLarge { .. }) = result {
-                    body.drain().await;
-                }
-                result?
+                self.spool_files.give_back(spooled);
+                stored?
             }
         };
         Ok(StoredObject {
@@ -191,47 +231,40 @@ impl UploadService {
         })
     }
 
-    /// Sends the first buffer and every further one as a part; aborts on any failure.
-    async fn stream_parts<R: AsyncRead + Unpin>(
+    /// Sends a file from its temporary file: one PutObject, or parts when it is large; a
+    /// multipart upload that fails is aborted.
+    async fn store_spooled(
         &self,
         key: &str,
         format: ImageFormat,
-        first: Bytes,
-        body: &mut CountedBody<R>,
-        part: usize,
+        file: Arc<File>,
+        size: u64,
     ) -> Result<Option<String>, UploadError> {
+        if size <= MULTIPART_THRESHOLD {
+            let body = Payload::file_range(file, 0, size);
+            return Ok(self.storage.put(key, format.mime(), body).await?);
+        }
+        let part = STREAM_PART_SIZE.max(size.div_ceil(u64::from(S3_MAX_PARTS)));
         let upload_id = self
             .storage
             .create_multipart(key, format.mime(), false)
             .await?;
-        // The first bytes, for checking the file's end against its header.
-        // (A copy: a slice would keep the whole first part buffer alive.)
-        let head = Bytes::copy_from_slice(&first[..first.len().min(64)]);
         let result = async {
             let mut parts = Vec::new();
-            let mut chunk = first;
-            loop {
-                let part_number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
-                let size = chunk.len() as u64;
+            for (index, offset) in (0..size).step_by(part as usize).enumerate() {
+                let part_number = i32::try_from(index + 1).unwrap_or(i32::MAX);
+                let len = part.min(size - offset);
+                let body = Payload::file_range(file.clone(), offset, len);
                 let etag = self
                     .storage
-                    .upload_part(key, &upload_id, part_number, chunk)
+                    .upload_part(key, &upload_id, part_number, body)
                     .await?;
                 parts.push(StoredPart {
                     part_number,
                     etag,
-                    size,
+                    size: len,
                     checksum_sha256: None,
                 });
-                let mut buf = BytesMut::with_capacity(part);
-                body.fill(&mut buf, part).await?;
-                if buf.is_empty() {
-                    break;
-                }
-                chunk = buf.freeze();
-            }
-            if !format.is_whole(&head, &body.tail, body.total) {
-                return Err(UploadError::Rejected(Rejection::InvalidImage));
             }
             Ok::<_, UploadError>(
                 self.storage
@@ -249,7 +282,7 @@ impl UploadService {
         result
     }
 
-    /// Waits until `bytes` of part buffer fit in the shared budget; a bounded wait, then
+    /// Waits until `bytes` of buffer fit in the shared budget; a bounded wait, then
     /// the upload is turned away with a 503 to retry.
     async fn reserve_buffer(&self, bytes: u64) -> Result<OwnedSemaphorePermit, UploadError> {
         let permits = u32::try_from(bytes.div_ceil(KIB))
@@ -325,4 +358,89 @@ impl UploadService {
             tracing::warn!(key = %stored.key, error = %err, "could not remove an unrecorded object");
         }
     }
+}
+
+/// Unnamed temporary files (in `TMPDIR`) that hold streamed uploads; the system removes
+/// one once it is closed, even after a crash. A few are kept open and written again, since
+/// making a file costs more than rewriting one on a filesystem with much churn. A kept file
+/// may still hold an earlier upload's bytes past the end of the next one; only this process
+/// can read it, and only the range written is ever read.
+#[derive(Debug, Default)]
+pub(crate) struct SpoolFiles {
+    /// Each kept file with its size on disk.
+    idle: std::sync::Mutex<Vec<(File, u64)>>,
+}
+
+/// A temporary file holding an upload, and its size on disk (at least the upload's).
+struct Spooled {
+    file: Arc<File>,
+    size: u64,
+}
+
+impl SpoolFiles {
+    /// Writes the first bytes and the rest of the body to a temporary file.
+    async fn spool<R: AsyncRead + Unpin>(
+        &self,
+        head: Bytes,
+        body: &mut CountedBody<R>,
+    ) -> Result<Spooled, UploadError> {
+        let kept = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let (file, size) = match kept {
+            Some(kept) => kept,
+            None => (blocking(tempfile::tempfile).await?, 0),
+        };
+        let file = Arc::new(file);
+        let mut offset = head.len() as u64;
+        write_at(&file, head, 0).await?;
+        loop {
+            let mut chunk = BytesMut::with_capacity(READ_CHUNK);
+            let fill = body.fill(&mut chunk, READ_CHUNK).await?;
+            let len = chunk.len() as u64;
+            write_at(&file, chunk.freeze(), offset).await?;
+            offset += len;
+            if let Fill::End = fill {
+                let size = size.max(offset);
+                return Ok(Spooled { file, size });
+            }
+        }
+    }
+
+    /// Keeps a file for the next upload while the kept files stay within their bounds and
+    /// nothing else still reads it; otherwise closes it.
+    fn give_back(&self, spooled: Spooled) {
+        let Ok(file) = Arc::try_unwrap(spooled.file) else {
+            return;
+        };
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let kept: u64 = idle.iter().map(|(_, size)| size).sum();
+        if idle.len() < IDLE_SPOOL_FILES && kept + spooled.size <= IDLE_SPOOL_BYTES {
+            idle.push((file, spooled.size));
+        }
+    }
+}
+
+async fn write_at(file: &Arc<File>, bytes: Bytes, offset: u64) -> Result<(), UploadError> {
+    let file = file.clone();
+    blocking(move || file.write_all_at(&bytes, offset)).await
+}
+
+/// The first `len` bytes of a temporary file.
+async fn read_file_prefix(file: &Arc<File>, len: u64) -> Result<Vec<u8>, UploadError> {
+    let file = file.clone();
+    blocking(move || {
+        let mut buf = vec![0; len as usize];
+        file.read_exact_at(&mut buf, 0).map(|()| buf)
+    })
+    .await
+}
+
+/// File work on the blocking pool; its failure is a `Spool` error.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, UploadError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(io::Error::other)
+        .flatten()
+        .map_err(|err| UploadError::Spool(err.to_string()))
 }

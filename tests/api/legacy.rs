@@ -179,24 +179,78 @@ async fn legacy_lookups_answer_404_and_400_in_the_seed_shape() {
 }
 
 #[tokio::test]
-async fn a_file_of_exactly_max_file_size_is_stored_in_parts() {
+async fn a_file_of_exactly_max_file_size_is_stored_in_one_put() {
     let app = TestApp::spawn().await;
     let exact = png_of_size(10 * MIB);
-    let resp = app.legacy_upload("big", "big.png", &exact).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let latest: Value = app
-        .get("/api/v1/images/big/latest")
+    let latest = app.legacy_stored("big", "big.png", &exact).await;
+    let row = app
+        .row(latest["upload_id"].as_str().expect("id"))
         .await
-        .json()
+        .expect("row");
+    let etag = row.etag.expect("etag");
+    assert!(!etag.contains('-'), "a single PutObject's ETag: {etag}");
+}
+
+/// Over 16 MiB the file goes up in 8 MiB parts, read back from its temporary file.
+#[tokio::test]
+async fn a_file_over_the_multipart_threshold_is_stored_in_parts() {
+    let app = TestApp::spawn_with(&[("MAX_FILE_SIZE", "25165824")]).await;
+    let big = png_with_padding(17 * MIB + 5, |i| (i * 7 % 251) as u8);
+    let latest = app.legacy_stored("huge", "huge.png", &big).await;
+    let row = app
+        .row(latest["upload_id"].as_str().expect("id"))
         .await
-        .expect("latest");
-    assert_eq!(latest["file_size"], exact.len());
-    let stored = app
-        .object(latest["key"].as_str().expect("key"))
-        .await
-        .expect("object");
-    assert!(stored == exact, "bytes in the bucket are the upload");
-    assert_eq!(latest["checksum_sha256"], sha256_b64(&exact).as_str());
+        .expect("row");
+    let etag = row.etag.expect("etag");
+    assert!(etag.trim_matches('"').ends_with("-3"), "3 parts: {etag}");
+}
+
+/// A JPEG's frame header (its dimensions) can sit far behind the first bytes, after large
+/// EXIF or ICC blocks: the upload still succeeds, with the right dimensions.
+#[tokio::test]
+async fn a_jpeg_with_its_dimensions_past_the_first_bytes_is_stored() {
+    let app = TestApp::spawn().await;
+    let padded = jpeg_with_app_blocks(6);
+    assert!(padded.len() > 384 * 1024);
+    let latest = app.legacy_stored("exif", "exif.jpg", &padded).await;
+    let plain = app.legacy_stored("plain", "plain.jpg", JPEG).await;
+    assert_eq!(latest["width"], plain["width"]);
+    assert_eq!(latest["height"], plain["height"]);
+    assert!(latest["width"].as_u64().is_some_and(|w| w > 0), "{latest}");
+}
+
+impl TestApp {
+    /// A legacy upload that must succeed: checks the record, the bytes in the bucket and
+    /// their checksum, and returns the record.
+    async fn legacy_stored(&self, image_id: &str, filename: &str, bytes: &[u8]) -> Value {
+        let resp = self.legacy_upload(image_id, filename, bytes).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{:?}", resp.text().await);
+        let latest: Value = self
+            .get(&format!("/api/v1/images/{image_id}/latest"))
+            .await
+            .json()
+            .await
+            .expect("latest");
+        assert_eq!(latest["file_size"], bytes.len());
+        let stored = self
+            .object(latest["key"].as_str().expect("key"))
+            .await
+            .expect("object");
+        assert!(stored == bytes, "bytes in the bucket are the upload");
+        assert_eq!(latest["checksum_sha256"], sha256_b64(bytes).as_str());
+        latest
+    }
+}
+
+/// The JPEG fixture with `blocks` APP1 segments of 64 KiB each right after its start.
+fn jpeg_with_app_blocks(blocks: usize) -> Vec<u8> {
+    let mut bytes = JPEG[..2].to_vec();
+    for _ in 0..blocks {
+        bytes.extend_from_slice(&[0xFF, 0xE1, 0xFF, 0xFF]);
+        bytes.extend(std::iter::repeat_n(0x5A, 0xFFFF - 2));
+    }
+    bytes.extend_from_slice(&JPEG[2..]);
+    bytes
 }
 
 /// Each bad upload: the JSON error, and nothing in the bucket or the database.
