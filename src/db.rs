@@ -11,7 +11,7 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
     DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set, TryIntoModel,
 };
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -424,27 +424,17 @@ async fn checkpoints(read: DatabaseConnection, alive: mpsc::WeakSender<PendingIn
 async fn group_commits(write: DatabaseConnection, mut queue: mpsc::Receiver<PendingInsert>) {
     let mut group = Vec::with_capacity(GROUP_MAX);
     while queue.recv_many(&mut group, GROUP_MAX).await > 0 {
-        let outcome = async {
-            // One statement for the whole group: each statement is a round trip to the
-            // connection's thread. Every row sets every column, as one INSERT needs.
-            let txn = write.begin().await?;
-            let rows = Upload::insert_many(group.iter().map(|(model, _)| model.clone()))
-                .exec_with_returning(&txn)
-                .await?;
-            txn.commit().await?;
-            Ok::<_, DbErr>(rows)
-        }
-        .await;
+        // One statement for the whole group, committed on its own (SQLite makes a single
+        // statement atomic): one round trip to the connection's thread, where BEGIN,
+        // INSERT and COMMIT were three. Every row sets every column, as one INSERT needs,
+        // so each stored row is exactly its model and nothing has to be read back.
+        let outcome = Upload::insert_many(group.iter().map(|(model, _)| model.clone()))
+            .exec_without_returning(&write)
+            .await;
         match outcome {
-            Ok(rows) => {
-                // RETURNING gives the rows in no promised order: match them by id.
-                let mut rows: std::collections::HashMap<Uuid, Model> =
-                    rows.into_iter().map(|row| (row.id, row)).collect();
+            Ok(_) => {
                 for (model, reply) in group.drain(..) {
-                    let row = model.id.try_as_ref().and_then(|id| rows.remove(id));
-                    let _ = reply.send(row.ok_or_else(|| {
-                        DbError::Query("a grouped insert returned no row for an upload".to_owned())
-                    }));
+                    let _ = reply.send(model.try_into_model().map_err(DbError::from));
                 }
             }
             // A busy or unreachable database fails the whole group at once (each request

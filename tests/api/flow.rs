@@ -22,6 +22,15 @@ async fn png_and_jpeg_go_from_signed_url_to_verified_record() {
         let ext = if mime == "image/png" { "png" } else { "jpg" };
         assert_eq!(key, format!("uploads/user123/{id}.{ext}"));
         assert_eq!(app.row(&id).await.expect("pending row").state, "pending");
+        // The 201 shows what was stored, to the last digit.
+        let pending: Value = app
+            .get(&format!("/api/v1/uploads/{id}"))
+            .await
+            .json()
+            .await
+            .expect("get");
+        assert_eq!(pending["state"], "pending");
+        assert_eq!(pending["expires_at"], issued["expires_at"]);
 
         let put = app.put(&issued, bytes).await;
         assert_eq!(put.status(), StatusCode::OK);
