@@ -468,6 +468,9 @@ async fn connect_pool(
         .min_connections(if config.is_sqlite() { 1 } else { 0 })
         .acquire_timeout(config.db_timeout)
         .connect_timeout(config.db_timeout)
+        // A SQLite connection is a file in this process: pinging it before each use only
+        // costs a round trip to its thread. A server connection can drop, so it is checked.
+        .test_before_acquire(!config.is_sqlite())
         .sqlx_logging(false);
     let busy_timeout = config.db_timeout;
     options.map_sqlx_sqlite_opts(move |opts| {
