@@ -11,7 +11,7 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
     DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TryIntoModel,
+    QuerySelect, Set, Statement, TryIntoModel,
 };
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -65,6 +65,9 @@ type PendingInsert = (ActiveModel, oneshot::Sender<Result<Model, DbError>>);
 
 /// How often the write-ahead log is checkpointed.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Frames (pages) in the log past which it is started over: 32 MiB of 4 KiB pages, the
+/// size it is cut back to.
+const RESTART_FRAMES: i64 = 8192;
 /// The page cache of each reader connection, in KiB (SQLite's default is 2 MiB): reads
 /// touch a few pages each, and the OS keeps the file cached for all of them.
 const READER_CACHE_KIB: i64 = 512;
@@ -106,7 +109,11 @@ impl Db {
             let read = connect_pool(config, 8, Some(READER_CACHE_KIB)).await?;
             let (inserts, queue) = mpsc::channel(4 * GROUP_MAX);
             tokio::spawn(group_commits(write.clone(), queue));
-            tokio::spawn(checkpoints(read.clone(), inserts.downgrade()));
+            tokio::spawn(checkpoints(
+                read.clone(),
+                write.clone(),
+                inserts.downgrade(),
+            ));
             Ok(Self {
                 read,
                 write,
@@ -401,9 +408,20 @@ impl Db {
 
 /// Copies the write-ahead log back into the database once a second from a reader
 /// connection. A passive checkpoint never blocks the writer, so commits do not stall behind
-/// the fsync that an automatic checkpoint would do inside one of them. Stops with the
-/// database (when the group-commit queue is gone).
-async fn checkpoints(read: DatabaseConnection, alive: mpsc::WeakSender<PendingInsert>) {
+/// the fsync that an automatic checkpoint would do inside one of them. But under steady
+/// writes the log is never wholly copied at the moment a write starts, so SQLite never
+/// starts it over: it grew past 200 MB in a benchmark run, and every page lookup walks its
+/// index, so writes slowed as it grew. Once the log holds `RESTART_FRAMES`, a restart
+/// checkpoint copies the few frames left and starts the log over. It runs on the writer's
+/// own connection, between two of its commits: from another connection it would wait for
+/// the write lock in SQLite's sleeping busy handler, and the writer would then wait for it
+/// the same way, a stall of tens of milliseconds each time. Stops with the database (when
+/// the group-commit queue is gone).
+async fn checkpoints(
+    read: DatabaseConnection,
+    write: DatabaseConnection,
+    alive: mpsc::WeakSender<PendingInsert>,
+) {
     let mut ticker = tokio::time::interval(CHECKPOINT_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -411,13 +429,25 @@ async fn checkpoints(read: DatabaseConnection, alive: mpsc::WeakSender<PendingIn
         if alive.upgrade().is_none() {
             return;
         }
-        if let Err(err) = read
-            .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
-            .await
-        {
+        let passive = checkpoint(&read, "PASSIVE").await;
+        let outcome = match passive {
+            Ok(frames) if frames >= RESTART_FRAMES => checkpoint(&write, "RESTART").await,
+            other => other,
+        };
+        if let Err(err) = outcome {
             tracing::debug!(error = %err, "checkpoint skipped");
         }
     }
+}
+
+/// Runs one checkpoint; returns the frames the log held.
+async fn checkpoint(conn: &DatabaseConnection, mode: &str) -> Result<i64, DbErr> {
+    let sql = format!("PRAGMA wal_checkpoint({mode})");
+    let row = conn
+        .query_one_raw(Statement::from_string(DbBackend::Sqlite, sql))
+        .await?;
+    // The row is (busy, frames in the log, frames copied).
+    row.map_or(Ok(0), |row| row.try_get_by_index::<i64>(1))
 }
 
 /// Commits queued rows in groups until every sender is gone.
