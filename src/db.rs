@@ -410,7 +410,7 @@ impl Db {
 /// connection. A passive checkpoint never blocks the writer, so commits do not stall behind
 /// the fsync that an automatic checkpoint would do inside one of them. But under steady
 /// writes the log is never wholly copied at the moment a write starts, so SQLite never
-/// starts it over: it grew past 200 MB in a benchmark run, and every page lookup walks its
+/// starts it over: it grew to 1.4 GB in 30 s of issuing, and every page lookup walks its
 /// index, so writes slowed as it grew. Once the log holds `RESTART_FRAMES`, a restart
 /// checkpoint copies the few frames left and starts the log over. It runs on the writer's
 /// own connection, between two of its commits: from another connection it would wait for
