@@ -127,6 +127,11 @@ impl ApiError {
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
         ApiError::BadRequest(Json(ErrorBody::new(code, message)))
     }
+
+    /// A 503 that tells the client to try again after `RETRY_AFTER_SECS`.
+    pub fn unavailable(code: &str, message: impl Into<String>) -> Self {
+        ApiError::Unavailable(Json(ErrorBody::new(code, message)), RETRY_AFTER_SECS)
+    }
 }
 
 /// Errors that never reached a handler (unknown route, wrong method, a body or parameter
@@ -250,12 +255,9 @@ impl From<StorageError> for ApiError {
         match err {
             StorageError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "object storage unavailable");
-                ApiError::Unavailable(
-                    Json(ErrorBody::new(
-                        "storage_unavailable",
-                        "object storage is unavailable; try again shortly",
-                    )),
-                    RETRY_AFTER_SECS,
+                ApiError::unavailable(
+                    "storage_unavailable",
+                    "object storage is unavailable; try again shortly",
                 )
             }
             StorageError::NoSuchKey => {
@@ -288,12 +290,9 @@ impl From<DbError> for ApiError {
         match err {
             DbError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "database unavailable");
-                ApiError::Unavailable(
-                    Json(ErrorBody::new(
-                        "database_unavailable",
-                        "the database is busy or unavailable; try again shortly",
-                    )),
-                    RETRY_AFTER_SECS,
+                ApiError::unavailable(
+                    "database_unavailable",
+                    "the database is busy or unavailable; try again shortly",
                 )
             }
             DbError::Query(detail) => {
@@ -317,21 +316,13 @@ impl From<UploadError> for ApiError {
                 ApiError::TooLarge(Json(body))
             }
             UploadError::InvalidCursor => ApiError::BadRequest(body("invalid_cursor")),
-            UploadError::ShuttingDown => ApiError::Unavailable(
-                Json(ErrorBody::new("shutting_down", message)),
-                RETRY_AFTER_SECS,
-            ),
-            UploadError::Busy => {
-                ApiError::Unavailable(Json(ErrorBody::new("busy", message)), RETRY_AFTER_SECS)
-            }
+            UploadError::ShuttingDown => ApiError::unavailable("shutting_down", message),
+            UploadError::Busy => ApiError::unavailable("busy", message),
             UploadError::Spool(_) => {
                 tracing::error!(error = %message, "temporary file for an upload failed");
-                ApiError::Unavailable(
-                    Json(ErrorBody::new(
-                        "local_disk_unavailable",
-                        "the upload could not be held on local disk; try again shortly",
-                    )),
-                    RETRY_AFTER_SECS,
+                ApiError::unavailable(
+                    "local_disk_unavailable",
+                    "the upload could not be held on local disk; try again shortly",
                 )
             }
             UploadError::BodyRead(_) => {
