@@ -125,7 +125,7 @@ async fn api_keys_guard_every_write_and_reads_stay_open() {
     );
 
     // The OpenAPI document describes the scheme, so Swagger UI's Authorize button works.
-    let spec: Value = app.get("/openapi.json").await.json().await.expect("spec");
+    let spec = app.get_json("/openapi.json").await;
     assert_eq!(
         spec["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"

@@ -4,18 +4,12 @@
 
 use std::process::Command;
 
+use crate::helpers::run_outside_suite;
+
 #[test]
 fn the_upload_page_works_in_chromium() {
-    if std::env::var_os("BROWSER_TESTS").is_none() {
-        eprintln!("browser suite not run: set BROWSER_TESTS=1 (see .ci/run for what it needs)");
-        return;
-    }
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
-    let status = Command::new("npm")
-        .args(["test", "--silent"])
-        .current_dir(dir)
-        .env("UPLOAD_BROKER_BIN", env!("CARGO_BIN_EXE_upload-broker"))
-        .status()
-        .expect("npm runs (Node.js is needed for the browser suite)");
-    assert!(status.success(), "the browser suite failed: {status}");
+    let mut npm = Command::new("npm");
+    npm.args(["test", "--silent"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser"));
+    run_outside_suite("BROWSER_TESTS", "browser suite", npm);
 }

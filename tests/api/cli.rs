@@ -45,12 +45,7 @@ impl TestApp {
 
     /// The completed records of an image_id, oldest first.
     async fn completed(&self, image_id: &str) -> Vec<Value> {
-        let list: Value = self
-            .get(&format!("/api/v1/images/{image_id}"))
-            .await
-            .json()
-            .await
-            .expect("list");
+        let list = self.get_json(&format!("/api/v1/images/{image_id}")).await;
         let mut images = list["images"].as_array().expect("images").clone();
         images.reverse();
         images

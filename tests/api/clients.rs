@@ -5,17 +5,11 @@
 
 use std::process::Command;
 
+use crate::helpers::run_outside_suite;
+
 #[test]
 fn generated_clients_and_schema_fuzzing_pass() {
-    if std::env::var_os("CLIENT_TESTS").is_none() {
-        eprintln!("client suite not run: set CLIENT_TESTS=1 (see .ci/run for what it needs)");
-        return;
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/run.sh");
-    let status = Command::new("bash")
-        .arg(script)
-        .env("UPLOAD_BROKER_BIN", env!("CARGO_BIN_EXE_upload-broker"))
-        .status()
-        .expect("bash runs");
-    assert!(status.success(), "the client suite failed: {status}");
+    let mut bash = Command::new("bash");
+    bash.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/run.sh"));
+    run_outside_suite("CLIENT_TESTS", "client suite", bash);
 }

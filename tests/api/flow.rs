@@ -23,12 +23,7 @@ async fn png_and_jpeg_go_from_signed_url_to_verified_record() {
         assert_eq!(key, format!("uploads/user123/{id}.{ext}"));
         assert_eq!(app.row(&id).await.expect("pending row").state, "pending");
         // The 201 shows what was stored, to the last digit.
-        let pending: Value = app
-            .get(&format!("/api/v1/uploads/{id}"))
-            .await
-            .json()
-            .await
-            .expect("get");
+        let pending = app.get_json(&format!("/api/v1/uploads/{id}")).await;
         assert_eq!(pending["state"], "pending");
         assert_eq!(pending["expires_at"], issued["expires_at"]);
 
@@ -60,28 +55,13 @@ async fn png_and_jpeg_go_from_signed_url_to_verified_record() {
         assert_eq!(row.state, "completed");
         assert_eq!(row.file_size, Some(bytes.len() as i64));
 
-        let fetched: Value = app
-            .get(&format!("/api/v1/uploads/{id}"))
-            .await
-            .json()
-            .await
-            .expect("get");
+        let fetched = app.get_json(&format!("/api/v1/uploads/{id}")).await;
         assert_eq!(fetched["state"], "completed");
         assert_eq!(fetched["key"], key);
-        let latest: Value = app
-            .get("/api/v1/images/user123/latest")
-            .await
-            .json()
-            .await
-            .expect("latest");
+        let latest = app.get_json("/api/v1/images/user123/latest").await;
         assert_eq!(latest["upload_id"], id.as_str());
     }
-    let list: Value = app
-        .get("/api/v1/images/user123")
-        .await
-        .json()
-        .await
-        .expect("list");
+    let list = app.get_json("/api/v1/images/user123").await;
     let images = list["images"].as_array().expect("images");
     assert_eq!(images.len(), 2);
     assert_eq!(images[0]["content_type"], "image/jpeg", "newest first");
@@ -159,12 +139,7 @@ async fn confirm_before_the_put_is_409_and_stays_pending() {
         (StatusCode::CONFLICT, "not_uploaded")
     );
     assert_eq!(app.row(id).await.expect("row").state, "pending");
-    let record: Value = app
-        .get(&format!("/api/v1/uploads/{id}"))
-        .await
-        .json()
-        .await
-        .expect("get");
+    let record = app.get_json(&format!("/api/v1/uploads/{id}")).await;
     assert_eq!(record["state"], "pending");
     assert_eq!(record["s3_url"], Value::Null);
     // The upload can still finish.
@@ -200,12 +175,7 @@ async fn bytes_that_are_not_the_declared_image_fail_and_are_deleted() {
             (StatusCode::UNPROCESSABLE_ENTITY, expected)
         );
     }
-    let list: Value = app
-        .get("/api/v1/images/liar")
-        .await
-        .json()
-        .await
-        .expect("list");
+    let list = app.get_json("/api/v1/images/liar").await;
     assert_eq!(list["images"], json!([]));
 }
 
@@ -371,12 +341,7 @@ async fn image_lists_are_paginated_newest_first() {
             .await;
         ids.push(record["upload_id"].clone());
     }
-    let first: Value = app
-        .get("/api/v1/images/pages?limit=2")
-        .await
-        .json()
-        .await
-        .expect("page 1");
+    let first = app.get_json("/api/v1/images/pages?limit=2").await;
     let images = first["images"].as_array().expect("images");
     assert_eq!(
         images
@@ -386,12 +351,9 @@ async fn image_lists_are_paginated_newest_first() {
         vec![ids[2].clone(), ids[1].clone()]
     );
     let cursor = first["next_cursor"].as_str().expect("cursor");
-    let second: Value = app
-        .get(&format!("/api/v1/images/pages?limit=2&cursor={cursor}"))
-        .await
-        .json()
-        .await
-        .expect("page 2");
+    let second = app
+        .get_json(&format!("/api/v1/images/pages?limit=2&cursor={cursor}"))
+        .await;
     assert_eq!(second["images"].as_array().expect("images").len(), 1);
     assert_eq!(second["images"][0]["upload_id"], ids[0]);
     assert_eq!(second["next_cursor"], Value::Null);

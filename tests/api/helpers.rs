@@ -168,6 +168,15 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.expect("GET")
     }
 
+    /// A GET whose answer must be JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path)
+            .await
+            .json()
+            .await
+            .unwrap_or_else(|err| panic!("GET {path}: not JSON: {err}"))
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
         self.client
             .post(self.url(path))
@@ -598,4 +607,18 @@ fn crc32(data: &[u8]) -> u32 {
     !data.iter().fold(!0u32, |c, &b| {
         table[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8)
     })
+}
+
+/// Runs a suite outside cargo (`command`) against the binary cargo built for this test
+/// run, when `switch` is set in the environment; when it is, the suite must pass.
+pub fn run_outside_suite(switch: &str, what: &str, mut command: std::process::Command) {
+    if std::env::var_os(switch).is_none() {
+        eprintln!("{what} not run: set {switch}=1 (see .ci/run for what it needs)");
+        return;
+    }
+    let status = command
+        .env("UPLOAD_BROKER_BIN", env!("CARGO_BIN_EXE_upload-broker"))
+        .status()
+        .unwrap_or_else(|err| panic!("the {what} could not start ({command:?}): {err}"));
+    assert!(status.success(), "the {what} failed: {status}");
 }

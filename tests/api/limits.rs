@@ -60,12 +60,7 @@ async fn a_burst_over_the_rate_limit_gets_429_then_recovers() {
     let retry_after = retry_after.expect("a 429");
     assert!((1..=2).contains(&retry_after), "{retry_after}");
     // Only what was created is recorded.
-    let listed: Value = app
-        .get("/api/v1/images/burst")
-        .await
-        .json()
-        .await
-        .expect("list");
+    let listed = app.get_json("/api/v1/images/burst").await;
     assert_eq!(listed["images"], json!([]));
 
     // Reads are never limited.

@@ -28,7 +28,7 @@ async fn openapi_document_matches_the_committed_file() {
 #[tokio::test]
 async fn every_operation_has_an_id_and_a_contract_tag() {
     let app = TestApp::spawn().await;
-    let spec: Value = app.get("/openapi.json").await.json().await.expect("spec");
+    let spec = app.get_json("/openapi.json").await;
     let tags = ["uploads", "images", "legacy", "system"];
     let mut ids = Vec::new();
     for (path, item) in spec["paths"].as_object().expect("paths") {
@@ -70,7 +70,7 @@ async fn every_operation_has_an_id_and_a_contract_tag() {
 #[tokio::test]
 async fn the_document_states_nulls_and_the_checked_rules() {
     let app = TestApp::spawn().await;
-    let spec: Value = app.get("/openapi.json").await.json().await.expect("spec");
+    let spec = app.get_json("/openapi.json").await;
     let schemas = &spec["components"]["schemas"];
     let upload = &schemas["Upload"]["properties"];
     for field in [

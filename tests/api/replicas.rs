@@ -29,14 +29,9 @@ async fn uploads_issued_by_one_replica_are_confirmed_by_the_other() {
     assert_eq!(resp.status(), StatusCode::OK);
     let record: Value = resp.json().await.expect("record");
     assert_eq!(record["state"], "completed");
-    let latest: Value = one
-        .get("/api/v1/images/pair/latest")
-        .await
-        .json()
-        .await
-        .expect("latest");
+    let latest = one.get_json("/api/v1/images/pair/latest").await;
     assert_eq!(latest["upload_id"], id);
-    let seen_by_two: Value = two.get("/api/url/pair").await.json().await.expect("legacy");
+    let seen_by_two = two.get_json("/api/url/pair").await;
     assert_eq!(seen_by_two["file_size"], PNG.len());
 
     // Racing confirms across both replicas: one state change, the same record everywhere.

@@ -124,7 +124,7 @@ async fn readiness_checks_the_database_the_bucket_and_its_cors() {
             .send()
             .await
             .expect("put bucket cors");
-        let body: serde_json::Value = app.get("/health/ready").await.json().await.expect("json");
+        let body = app.get_json("/health/ready").await;
         assert_eq!(body["bucket_cors"], "ok");
     } else {
         assert_eq!(body["bucket_cors"], "served_by_service");
@@ -161,7 +161,7 @@ async fn presigned_object_urls_live_as_long_as_configured() {
     let record = app
         .confirm_stored(issued["upload_id"].as_str().expect("id"), PNG)
         .await;
-    let legacy: serde_json::Value = app.get("/api/url/short").await.json().await.expect("json");
+    let legacy = app.get_json("/api/url/short").await;
     for url in [&record["s3_url"], &legacy["s3_url"]] {
         let url = url.as_str().expect("url");
         assert!(url.contains("X-Amz-Expires=600&"), "{url}");

@@ -14,12 +14,15 @@ import os
 import struct
 import uuid
 import zlib
+from http import HTTPStatus
 from pathlib import Path
 
 import httpx
 import pytest
 
 from upload_broker_client import AuthenticatedClient, Client
+from upload_broker_client.api.uploads import create_upload
+from upload_broker_client.models import CreateUploadRequest, IssuedUpload
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SAMPLE_PNG = (FIXTURES / "sample.png").read_bytes()
@@ -61,6 +64,17 @@ def put_bytes(url: str, headers: dict[str, str], body: bytes) -> httpx.Response:
 
 def fetch(url: str) -> httpx.Response:
     return httpx.get(url, timeout=60)
+
+
+def issue(client, image_id: str, body: bytes = SAMPLE_PNG, filename: str = "photo.png", **extra) -> IssuedUpload:
+    """POST /api/v1/uploads for a PNG of these bytes; it must answer 201."""
+    request = CreateUploadRequest(
+        image_id=image_id, filename=filename, content_type="image/png", size=len(body), **extra
+    )
+    response = create_upload.sync_detailed(client=client, body=request)
+    assert response.status_code == HTTPStatus.CREATED, response.content
+    assert isinstance(response.parsed, IssuedUpload)
+    return response.parsed
 
 
 def _client(name: str) -> Client:

@@ -2,23 +2,14 @@
 
 from http import HTTPStatus
 
-from conftest import SAMPLE_PNG, fetch, put_bytes
+from conftest import SAMPLE_PNG, fetch, issue, put_bytes
 from upload_broker_client.api.legacy import legacy_latest_url
-from upload_broker_client.api.uploads import confirm_upload, create_upload
-from upload_broker_client.models import CreateUploadRequest, Metadata, LegacyError, LegacyLatest
+from upload_broker_client.api.uploads import confirm_upload
+from upload_broker_client.models import Metadata, LegacyError, LegacyLatest
 
 
 def test_legacy_latest_url_after_a_v1_upload(client, image_id):
-    issued = create_upload.sync(
-        client=client,
-        body=CreateUploadRequest(
-            image_id=image_id,
-            filename="seed.png",
-            content_type="image/png",
-            size=len(SAMPLE_PNG),
-            metadata=Metadata.from_dict({"via": "v1"}),
-        ),
-    )
+    issued = issue(client, image_id, filename="seed.png", metadata=Metadata.from_dict({"via": "v1"}))
     assert put_bytes(issued.url, issued.headers.to_dict(), SAMPLE_PNG).status_code == 200
     assert confirm_upload.sync_detailed(str(issued.upload_id), client=client).status_code == HTTPStatus.OK
 

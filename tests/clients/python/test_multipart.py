@@ -2,10 +2,9 @@
 
 from http import HTTPStatus
 
-from conftest import MIB, fetch, png_bytes, put_bytes
-from upload_broker_client.api.uploads import confirm_upload, create_upload, list_parts, sign_parts
+from conftest import MIB, fetch, issue, png_bytes, put_bytes
+from upload_broker_client.api.uploads import confirm_upload, list_parts, sign_parts
 from upload_broker_client.models import (
-    CreateUploadRequest,
     Metadata,
     Error,
     IssuedUpload,
@@ -22,17 +21,7 @@ PART = 5 * MIB
 
 
 def _issue(client, image_id, body: bytes) -> IssuedUpload:
-    request = CreateUploadRequest(
-        image_id=image_id,
-        filename="big.png",
-        content_type="image/png",
-        size=len(body),
-        metadata=Metadata.from_dict({"kind": "multipart"}),
-    )
-    response = create_upload.sync_detailed(client=client, body=request)
-    assert response.status_code == HTTPStatus.CREATED, response.content
-    assert isinstance(response.parsed, IssuedUpload)
-    return response.parsed
+    return issue(client, image_id, body, "big.png", metadata=Metadata.from_dict({"kind": "multipart"}))
 
 
 def test_multipart_flow(multipart_client, image_id):

@@ -3,7 +3,7 @@
 import re
 from http import HTTPStatus
 
-from conftest import SAMPLE_PNG, SAMPLE_SIZE, fetch, put_bytes, sha256_b64
+from conftest import SAMPLE_PNG, SAMPLE_SIZE, fetch, issue, put_bytes, sha256_b64
 from upload_broker_client.api.images import latest_image, list_images
 from upload_broker_client.api.uploads import confirm_upload, create_upload, delete_upload, get_upload
 from upload_broker_client.models import (
@@ -23,18 +23,8 @@ def _metadata(**values: str) -> Metadata:
     return Metadata.from_dict(values)
 
 
-def _issue(client, image_id: str, body: bytes = SAMPLE_PNG, **extra) -> IssuedUpload:
-    request = CreateUploadRequest(
-        image_id=image_id, filename="photo.png", content_type="image/png", size=len(body), **extra
-    )
-    response = create_upload.sync_detailed(client=client, body=request)
-    assert response.status_code == HTTPStatus.CREATED, response.content
-    assert isinstance(response.parsed, IssuedUpload)
-    return response.parsed
-
-
 def _upload(client, image_id: str, body: bytes = SAMPLE_PNG, **extra) -> Upload:
-    issued = _issue(client, image_id, body, **extra)
+    issued = issue(client, image_id, body, **extra)
     put = put_bytes(issued.url, issued.headers.to_dict(), body)
     assert put.status_code == 200, put.text
     response = confirm_upload.sync_detailed(str(issued.upload_id), client=client)
@@ -45,7 +35,7 @@ def _upload(client, image_id: str, body: bytes = SAMPLE_PNG, **extra) -> Upload:
 
 def test_single_put_flow(client, image_id):
     checksum = sha256_b64(SAMPLE_PNG)
-    issued = _issue(client, image_id, checksum_sha256=checksum, metadata=_metadata(alt="a test image"))
+    issued = issue(client, image_id, checksum_sha256=checksum, metadata=_metadata(alt="a test image"))
     assert issued.method is UploadMethod.PUT
     assert issued.state is UploadState.PENDING
     assert issued.image_id == image_id
@@ -127,7 +117,7 @@ def test_record_without_metadata_reads_back(client, image_id):
 
 def test_pending_record_reads_back(client, image_id):
     """Before confirm, the record has no s3_url, size or upload time yet."""
-    issued = _issue(client, image_id, metadata=_metadata(k="v"))
+    issued = issue(client, image_id, metadata=_metadata(k="v"))
     response = get_upload.sync_detailed(str(issued.upload_id), client=client)
     assert response.status_code == HTTPStatus.OK, response.content
     record = response.parsed
