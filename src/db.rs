@@ -5,13 +5,14 @@
 //! with "database is locked".
 
 use entity::upload::{self, ActiveModel, Column, Entity as Upload, Model};
+use entity::{UploadMethod, UploadState};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
     DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, Statement, TryIntoModel,
+    QuerySelect, Set, Statement, TransactionTrait, TryIntoModel,
 };
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -21,8 +22,10 @@ use crate::config::Config;
 
 mod latest_cache;
 mod sqlite_reads;
+pub mod transitions;
 use latest_cache::{Cached, LatestCache};
 use sqlite_reads::SqliteReads;
+pub use transitions::{Change, VerifiedObject};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -75,29 +78,6 @@ const READER_CACHE_KIB: i64 = 512;
 const WAL_SIZE_LIMIT: &str = "33554432";
 /// Most rows one group commit carries.
 const GROUP_MAX: usize = 128;
-
-/// State names stored in `uploads.state`.
-pub mod state {
-    pub const PENDING: &str = "pending";
-    pub const COMPLETED: &str = "completed";
-    pub const FAILED: &str = "failed";
-    pub const EXPIRED: &str = "expired";
-    pub const ABORTED: &str = "aborted";
-    pub const DELETED: &str = "deleted";
-}
-
-/// What `confirm` learned about a verified object.
-#[derive(Debug, Clone)]
-pub struct VerifiedObject {
-    pub file_size: i64,
-    pub content_type: String,
-    pub etag: Option<String>,
-    pub checksum_sha256: Option<String>,
-    pub width: i32,
-    pub height: i32,
-    pub s3_url: String,
-    pub uploaded_at: OffsetDateTime,
-}
 
 impl Db {
     pub async fn connect(config: &Config) -> Result<Self, DbError> {
@@ -160,7 +140,7 @@ impl Db {
         let row = rx
             .await
             .map_err(|_| DbError::Unavailable("the database writer stopped".to_owned()))??;
-        if row.state == state::COMPLETED {
+        if row.state == UploadState::Completed {
             self.changed_latest(&row.image_id);
         }
         Ok(row)
@@ -185,60 +165,27 @@ impl Db {
         Ok(Upload::find_by_id(id).one(&self.write).await?)
     }
 
-    /// `pending` -> `completed`, only if still pending. Returns whether this call made it.
-    pub async fn complete(
-        &self,
-        id: Uuid,
-        image_id: &str,
-        object: &VerifiedObject,
-    ) -> Result<bool, DbError> {
-        let result = Upload::update_many()
-            .col_expr(Column::State, Expr::value(state::COMPLETED))
-            .col_expr(Column::FileSize, Expr::value(object.file_size))
-            .col_expr(
-                Column::ContentType,
-                Expr::value(object.content_type.clone()),
-            )
-            .col_expr(Column::Etag, Expr::value(object.etag.clone()))
-            .col_expr(
-                Column::ChecksumSha256,
-                Expr::value(object.checksum_sha256.clone()),
-            )
-            .col_expr(Column::Width, Expr::value(object.width))
-            .col_expr(Column::Height, Expr::value(object.height))
-            .col_expr(Column::S3Url, Expr::value(object.s3_url.clone()))
-            .col_expr(Column::UploadedAt, Expr::value(object.uploaded_at))
-            .col_expr(Column::UpdatedAt, Expr::value(object.uploaded_at))
-            .filter(Column::Id.eq(id))
-            .filter(Column::State.eq(state::PENDING))
-            .exec(&self.write)
-            .await?;
-        self.changed_latest(image_id);
-        Ok(result.rows_affected == 1)
-    }
-
-    /// Moves an upload (of `image_id`) from one state to another, only if it is still in
-    /// `from`.
-    pub async fn transition(
-        &self,
-        id: Uuid,
-        image_id: &str,
-        from: &str,
-        to: &str,
-        failure_code: Option<&str>,
-    ) -> Result<bool, DbError> {
-        let result = Upload::update_many()
-            .col_expr(Column::State, Expr::value(to))
-            .col_expr(Column::FailureCode, Expr::value(failure_code))
-            .col_expr(Column::UpdatedAt, Expr::value(OffsetDateTime::now_utc()))
-            .filter(Column::Id.eq(id))
-            .filter(Column::State.eq(from))
-            .exec(&self.write)
-            .await?;
-        if from == state::COMPLETED || to == state::COMPLETED {
+    /// Makes `change` to upload `id` (of `image_id`) in a transaction of its own, through
+    /// the seam (`transitions::apply`). Returns whether this call made it: `false` when the
+    /// upload had already left the state the change starts from.
+    pub async fn change(&self, id: Uuid, image_id: &str, change: &Change) -> Result<bool, DbError> {
+        let txn = self.write.begin().await?;
+        let changed = transitions::apply(&txn, id, change).await?;
+        txn.commit().await?;
+        if changed && change.touches_completed() {
             self.changed_latest(image_id);
         }
-        Ok(result.rows_affected == 1)
+        Ok(changed)
+    }
+
+    /// Records an upload that arrived completed (the legacy upload), through the seam.
+    pub async fn insert_completed(&self, row: ActiveModel) -> Result<Model, DbError> {
+        let model = row.clone().try_into_model()?;
+        let txn = self.write.begin().await?;
+        transitions::insert_completed(&txn, row).await?;
+        txn.commit().await?;
+        self.changed_latest(&model.image_id);
+        Ok(model)
     }
 
     /// Pending uploads whose signed URLs ran out before `cutoff`, oldest first.
@@ -248,7 +195,7 @@ impl Db {
         limit: u64,
     ) -> Result<Vec<Model>, DbError> {
         Ok(Upload::find()
-            .filter(Column::State.eq(state::PENDING))
+            .filter(Column::State.eq(UploadState::Pending))
             .filter(Column::ExpiresAt.lt(cutoff))
             .order_by_asc(Column::ExpiresAt)
             .limit(limit)
@@ -282,7 +229,7 @@ impl Db {
                 "bytes",
             )
             .filter(Column::ImageId.eq(image_id))
-            .filter(Column::State.eq(state::PENDING))
+            .filter(Column::State.eq(UploadState::Pending))
             .into_tuple()
             .one(&self.read)
             .await?;
@@ -297,7 +244,7 @@ impl Db {
     pub async fn count_link_uploads(&self, link_id: Uuid) -> Result<u64, DbError> {
         Ok(Upload::find()
             .filter(Column::LinkId.eq(link_id))
-            .filter(Column::State.is_in([state::PENDING, state::COMPLETED]))
+            .filter(Column::State.is_in([UploadState::Pending, UploadState::Completed]))
             .count(&self.read)
             .await?)
     }
@@ -342,7 +289,7 @@ impl Db {
     ) -> Result<Vec<Model>, DbError> {
         let mut query = Upload::find()
             .filter(Column::ImageId.eq(image_id))
-            .filter(Column::State.eq(state::COMPLETED));
+            .filter(Column::State.eq(UploadState::Completed));
         if let Some((uploaded_at, id)) = after {
             query = query.filter(
                 Condition::any()
@@ -553,8 +500,8 @@ pub fn new_pending(fields: NewUpload) -> ActiveModel {
     ActiveModel {
         id: Set(fields.id),
         image_id: Set(fields.image_id),
-        state: Set(state::PENDING.to_owned()),
-        method: Set(fields.method.to_owned()),
+        state: Set(UploadState::Pending),
+        method: Set(fields.method),
         object_key: Set(fields.object_key),
         original_filename: Set(fields.original_filename),
         content_type: Set(fields.content_type),
@@ -583,7 +530,7 @@ pub fn new_pending(fields: NewUpload) -> ActiveModel {
 pub struct NewUpload {
     pub id: Uuid,
     pub image_id: String,
-    pub method: &'static str,
+    pub method: UploadMethod,
     pub object_key: String,
     pub original_filename: String,
     pub content_type: String,

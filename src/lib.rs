@@ -9,6 +9,7 @@ pub mod db;
 pub mod domain;
 pub mod frontend;
 pub mod metrics;
+pub mod problem;
 pub mod shutdown;
 pub mod startup;
 pub mod storage;

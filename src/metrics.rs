@@ -162,10 +162,10 @@ pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
 }
 
 /// An upload entered `state`.
-pub fn upload_transition(state: &str) {
+pub fn upload_transition(state: entity::UploadState) {
     add(
         "upload_broker_upload_transitions_total",
-        &[("state", state)],
+        &[("state", &state.to_string())],
         1,
     );
 }
@@ -295,32 +295,6 @@ fn bucket(name: &str, labels: &str, le: &str, count: u64) -> String {
     }
 }
 
-/// The route template of a request path, so each route is one series whatever its ids.
-pub fn route_of(path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["api", "v1", "uploads"] => "/api/v1/uploads",
-        ["api", "v1", "links"] => "/api/v1/links",
-        ["api", "v1", "uploads", _] => "/api/v1/uploads/{upload_id}",
-        ["api", "v1", "uploads", _, "parts"] => "/api/v1/uploads/{upload_id}/parts",
-        ["api", "v1", "uploads", _, "confirm"] => "/api/v1/uploads/{upload_id}/confirm",
-        ["api", "v1", "images", _] => "/api/v1/images/{image_id}",
-        ["api", "v1", "images", _, "latest"] => "/api/v1/images/{image_id}/latest",
-        ["api", "url", _] => "/api/url/{image_id}",
-        ["api", "images", _] => "/api/images/{image_id}",
-        ["upload", _] => "/upload/{image_id}",
-        ["health"] => "/health",
-        ["health", "ready"] => "/health/ready",
-        ["metrics"] => "/metrics",
-        ["openapi.json"] => "/openapi.json",
-        ["docs", ..] => "/docs",
-        ["static", ..] | ["favicon.ico"] => "/static",
-        [""] => "/",
-        [_] => "/{image_id}",
-        _ => "other",
-    }
-}
-
 /// When an S3 call started, kept in the call's config bag.
 #[derive(Debug, Clone)]
 struct CallStarted(Instant);
@@ -378,17 +352,6 @@ impl Intercept for S3Calls {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_are_templates() {
-        assert_eq!(
-            route_of("/api/v1/uploads/0190/confirm"),
-            "/api/v1/uploads/{upload_id}/confirm"
-        );
-        assert_eq!(route_of("/api/url/cat"), "/api/url/{image_id}");
-        assert_eq!(route_of("/cat"), "/{image_id}");
-        assert_eq!(route_of("/a/b/c/d/e/f"), "other");
-    }
 
     #[test]
     fn label_values_are_escaped() {

@@ -7,6 +7,7 @@ use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{EndpointExt, Route, Server};
 
 use crate::api;
+use crate::auth::Access;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::frontend::{self, Assets};
@@ -33,6 +34,8 @@ pub enum StartupError {
 pub struct Application {
     address: SocketAddr,
     uploads: UploadService,
+    db: Db,
+    storage: Storage,
     server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>,
     store_stop: ShutdownTrigger,
 }
@@ -45,7 +48,17 @@ impl Application {
         let (store_stop, store_shutdown) = shutdown::channel();
         let storage = Storage::connect(&config, store_shutdown).await?;
         let db = Db::connect(&config).await?;
-        let uploads = UploadService::new(db, storage, config.clone(), shutdown.clone());
+        let access = Arc::new(Access::new(
+            config.api_keys.clone(),
+            config.secret_key.clone(),
+        ));
+        let uploads = UploadService::new(
+            db.clone(),
+            storage.clone(),
+            config.clone(),
+            access.clone(),
+            shutdown.clone(),
+        );
 
         let addr = SocketAddr::new(config.bind_addr, config.port);
         let acceptor = TcpListener::bind(addr)
@@ -71,6 +84,7 @@ impl Application {
         }
         let app = routes(
             uploads.clone(),
+            access,
             Assets::new(config.frontend_dir.clone()),
             &config,
         );
@@ -85,6 +99,8 @@ impl Application {
         Ok(Self {
             address,
             uploads,
+            db,
+            storage,
             server: Box::pin(server),
             store_stop,
         })
@@ -98,6 +114,16 @@ impl Application {
         &self.uploads
     }
 
+    /// The database, for tests and tools that look at what the service recorded.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The object store, for tests and tools that look at what the service stored.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
     /// Serves until the shutdown signal, then drains for at most `SHUTDOWN_GRACE`.
     pub async fn run(self) -> std::io::Result<()> {
         let result = self.server.await;
@@ -109,6 +135,7 @@ impl Application {
 /// Every route: the documented API, its spec and docs, the page's assets.
 pub fn routes(
     uploads: UploadService,
+    access: Arc<Access>,
     assets: Assets,
     config: &Config,
 ) -> impl poem::Endpoint + 'static {
@@ -116,8 +143,8 @@ pub fn routes(
     let limits = api::RateLimits::from_config(config);
     // Swagger UI is a 3 MiB page (its script inlined) that few ever open: it is made when
     // asked for, from an instance of the API kept for that, not held in memory.
-    let docs_api = api::service(uploads.clone(), assets.clone());
-    let api = api::service(uploads, assets.clone());
+    let docs_api = api::service(uploads.clone(), assets.clone(), &config.environment);
+    let api = api::service(uploads, assets.clone(), &config.environment);
     let raw = std::sync::Arc::new(api.spec());
     let spec = std::sync::Arc::new(api::document(&raw, config.max_upload_size));
     let served = std::sync::Arc::clone(&spec);
@@ -142,6 +169,10 @@ pub fn routes(
         .around(frontend::root_redirect)
         .data(assets)
         .around(api::limit_json_body)
+        .around(api::authenticate)
+        .data(access)
+        // One boxed layer keeps the endpoint's type within the compiler's depth limit.
+        .boxed()
         .around(api::json_errors)
         .around(api::rate_limit)
         .data_opt(limits)

@@ -39,30 +39,19 @@ pub async fn log_request<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
     };
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
+    let route = crate::api::routes::route_of(&path);
     crate::metrics::http_request(
-        crate::metrics::route_of(&path),
+        route.map_or(crate::api::routes::OTHER, |r| r.label()),
         method.as_str(),
         status,
         elapsed,
     );
     let ms = elapsed.as_micros() as f64 / 1000.0;
-    let (upload_id, image_id) = ids_in_path(&path);
+    let (upload_id, image_id) = route.map_or((None, None), |r| r.ids(&path));
     if status >= 500 {
         tracing::warn!(target: "http", %method, path, status, ms, upload_id, image_id, "request");
     } else {
         tracing::info!(target: "http", %method, path, status, ms, upload_id, image_id, "request");
     }
     Ok(response)
-}
-
-/// The upload_id or image_id a path names, for the request's log line.
-fn ids_in_path(path: &str) -> (Option<&str>, Option<&str>) {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["api", "v1", "uploads", id, ..] => (Some(id), None),
-        ["api", "v1", "images", id, ..] | ["api", "url" | "images", id] | ["upload", id] => {
-            (None, Some(id))
-        }
-        _ => (None, None),
-    }
 }

@@ -2,4 +2,4 @@
 
 pub mod upload;
 
-pub use upload::{Entity as Upload, Model as UploadModel};
+pub use upload::{Entity as Upload, Model as UploadModel, UploadMethod, UploadState};

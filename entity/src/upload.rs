@@ -1,5 +1,7 @@
 //! One file's journey from a signed URL to a verified object.
 
+use std::fmt;
+
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -9,10 +11,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub image_id: String,
-    /// `pending`, `completed`, `failed`, `expired`, `aborted` or `deleted`.
-    pub state: String,
-    /// `PUT`, `MULTIPART` or `LEGACY` (server-side streamed).
-    pub method: String,
+    pub state: UploadState,
+    pub method: UploadMethod,
     #[sea_orm(unique)]
     pub object_key: String,
     pub original_filename: String,
@@ -45,3 +45,134 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Where an upload is in its life, stored in `uploads.state` as the lowercase name. A
+/// stored value that is none of these is an error when the row is read, never a guess.
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+#[serde(rename_all = "lowercase")]
+pub enum UploadState {
+    /// Signed and recorded; the bytes may or may not have arrived.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// Verified and counted.
+    #[sea_orm(string_value = "completed")]
+    Completed,
+    /// Refused by verification; its object was deleted.
+    #[sea_orm(string_value = "failed")]
+    Failed,
+    /// Never confirmed before its URLs ran out.
+    #[sea_orm(string_value = "expired")]
+    Expired,
+    /// Given up by its client while pending.
+    #[sea_orm(string_value = "aborted")]
+    Aborted,
+    /// Removed after it completed.
+    #[sea_orm(string_value = "deleted")]
+    Deleted,
+}
+
+impl UploadState {
+    /// The name stored in the database and shown in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadState::Pending => "pending",
+            UploadState::Completed => "completed",
+            UploadState::Failed => "failed",
+            UploadState::Expired => "expired",
+            UploadState::Aborted => "aborted",
+            UploadState::Deleted => "deleted",
+        }
+    }
+
+    /// The state of a stored name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Self> {
+        <Self as sea_orm::Iterable>::iter().find(|state| state.as_str() == name)
+    }
+}
+
+impl fmt::Display for UploadState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How an upload's bytes travel, stored in `uploads.method`.
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+pub enum UploadMethod {
+    /// One presigned PUT of the whole file.
+    #[sea_orm(string_value = "PUT")]
+    #[serde(rename = "PUT")]
+    Put,
+    /// An S3 multipart upload whose parts the client PUTs.
+    #[sea_orm(string_value = "MULTIPART")]
+    #[serde(rename = "MULTIPART")]
+    Multipart,
+    /// The legacy upload: the service streamed the bytes to storage itself.
+    #[sea_orm(string_value = "LEGACY")]
+    #[serde(rename = "LEGACY")]
+    Legacy,
+}
+
+impl UploadMethod {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadMethod::Put => "PUT",
+            UploadMethod::Multipart => "MULTIPART",
+            UploadMethod::Legacy => "LEGACY",
+        }
+    }
+
+    /// The method of a stored name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Self> {
+        <Self as sea_orm::Iterable>::iter().find(|method| method.as_str() == name)
+    }
+}
+
+impl fmt::Display for UploadMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::{ActiveEnum, Iterable};
+
+    #[test]
+    fn stored_names_are_todays_strings_and_unknown_ones_are_errors() {
+        let names: Vec<String> = UploadState::iter().map(|s| s.to_value()).collect();
+        assert_eq!(
+            names,
+            [
+                "pending",
+                "completed",
+                "failed",
+                "expired",
+                "aborted",
+                "deleted"
+            ]
+        );
+        for state in UploadState::iter() {
+            assert_eq!(
+                UploadState::try_from_value(&state.to_string()).ok(),
+                Some(state)
+            );
+            assert_eq!(UploadState::parse(state.as_str()), Some(state));
+        }
+        assert!(UploadState::try_from_value(&"Pending".to_owned()).is_err());
+        assert_eq!(UploadState::parse("gone"), None);
+
+        let methods: Vec<String> = UploadMethod::iter().map(|m| m.to_value()).collect();
+        assert_eq!(methods, ["PUT", "MULTIPART", "LEGACY"]);
+        assert!(UploadMethod::try_from_value(&"put".to_owned()).is_err());
+        assert_eq!(UploadMethod::parse("LEGACY"), Some(UploadMethod::Legacy));
+    }
+}

@@ -4,9 +4,6 @@
 //! `invalid_upload_id`, ...) rather than a parser's; that is why they are not validators on
 //! the Rust types.
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
-
 use serde_json::{Value, json};
 
 use crate::domain::MAX_FILENAME_CHARS;
@@ -19,9 +16,6 @@ pub const FILENAME_PATTERN: &str = r"\.([Pp][Nn][Gg]|[Jj][Pp][Ee]?[Gg]|[Gg][Ii][
 /// Base64 of a raw SHA-256 digest (32 bytes).
 pub const SHA256_BASE64_PATTERN: &str = "^[A-Za-z0-9+/]{43}=$";
 
-/// The methods of each documented path, for the `Allow` header of a 405.
-static METHODS: OnceLock<BTreeMap<String, String>> = OnceLock::new();
-
 /// The served document, from poem-openapi's `raw` one, for a service whose largest upload
 /// is `max_upload_size` bytes.
 pub fn document(raw: &str, max_upload_size: u64) -> String {
@@ -29,33 +23,7 @@ pub fn document(raw: &str, max_upload_size: u64) -> String {
         return raw.to_owned();
     };
     constrain(&mut doc, max_upload_size);
-    let _ = METHODS.set(methods_by_path(&doc));
     serde_json::to_string(&doc).unwrap_or_else(|_| raw.to_owned())
-}
-
-/// The `Allow` header for a documented route template (see `metrics::route_of`).
-pub fn allowed_methods(route: &str) -> Option<&'static str> {
-    match route {
-        "/docs" | "/static" | "/openapi.json" | "/" => Some("GET"),
-        _ => METHODS.get()?.get(route).map(String::as_str),
-    }
-}
-
-fn methods_by_path(doc: &Value) -> BTreeMap<String, String> {
-    doc["paths"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(path, item)| {
-            let methods: Vec<String> = item
-                .as_object()
-                .into_iter()
-                .flat_map(|ops| ops.keys())
-                .map(|m| m.to_ascii_uppercase())
-                .collect();
-            (path.clone(), methods.join(", "))
-        })
-        .collect()
 }
 
 fn constrain(doc: &mut Value, max_upload_size: u64) {

@@ -1,19 +1,17 @@
-//! The one place where errors become HTTP responses with stable machine codes. Internal
-//! detail is logged here and never sent.
+//! Drawing problems: every failure is classified once into a `Problem` (status, code,
+//! message, retry), and drawn here by the v1 renderer (`ApiError`, `{code, message}`) or
+//! the legacy one (the seed's `{success: false, error}`), in handlers and middleware alike.
 
+use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object};
 
-use crate::db::DbError;
+use super::routes::{self, ErrorStyle, Family};
 use crate::domain::InputError;
-use crate::storage::StorageError;
+use crate::problem::{Problem, RETRY_AFTER_SECS};
 use crate::uploads::UploadError;
-
-/// Seconds a client should wait before retrying after a 503.
-const RETRY_AFTER_SECS: u32 = 5;
-
 /// An error: a stable machine `code` and a human `message`.
 #[derive(Debug, Clone, Object)]
 #[oai(rename = "Error", example)]
@@ -123,14 +121,139 @@ impl ApiError {
             | ApiError::Unavailable(b, _) => b,
         }
     }
+}
 
-    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest(Json(ErrorBody::new(code, message)))
+impl From<&Problem> for ErrorBody {
+    fn from(problem: &Problem) -> Self {
+        Self {
+            code: problem.code.clone(),
+            message: problem.message.clone(),
+            missing_parts: problem.missing_parts.clone(),
+            limit: problem.limit,
+        }
     }
+}
 
-    /// A 503 that tells the client to try again after `RETRY_AFTER_SECS`.
-    pub fn unavailable(code: &str, message: impl Into<String>) -> Self {
-        ApiError::Unavailable(Json(ErrorBody::new(code, message)), RETRY_AFTER_SECS)
+/// The v1 renderer, for handlers.
+impl From<Problem> for ApiError {
+    fn from(problem: Problem) -> Self {
+        let body = Json(ErrorBody::from(&problem));
+        let retry_after = problem.retry_after.unwrap_or(RETRY_AFTER_SECS);
+        match problem.status {
+            400 => ApiError::BadRequest(body),
+            401 => ApiError::Unauthorized(body, "Bearer".to_owned()),
+            403 => ApiError::Forbidden(body),
+            404 => ApiError::NotFound(body),
+            409 => ApiError::Conflict(body),
+            410 => ApiError::Gone(body),
+            413 => ApiError::TooLarge(body),
+            415 => ApiError::UnsupportedType(body),
+            422 => ApiError::Rejected(body),
+            429 => ApiError::TooManyRequests(body, retry_after),
+            502 => ApiError::BadGateway(body),
+            503 => ApiError::Unavailable(body, retry_after),
+            _ => ApiError::Internal(body),
+        }
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(err: UploadError) -> Self {
+        err.problem().into()
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(err: InputError) -> Self {
+        UploadError::from(err).problem().into()
+    }
+}
+
+/// The seed's error shape.
+#[derive(Debug, Clone, Object)]
+pub struct LegacyError {
+    /// Always false.
+    pub success: bool,
+    pub error: String,
+}
+
+impl LegacyError {
+    pub fn new(error: impl Into<String>) -> Json<Self> {
+        Json(Self {
+            success: false,
+            error: error.into(),
+        })
+    }
+}
+
+const UNAVAILABLE: &str = "Service temporarily unavailable, try again shortly";
+const INTERNAL: &str = "Internal server error";
+
+/// The legacy renderer, for handlers: a problem as the seed answered it on an endpoint
+/// that documents the statuses `declared`. The seed knew no 415 or 422 (a bad file was a
+/// 400), and an endpoint's other client errors were 400s; anything it did not expect is a
+/// 500.
+pub fn legacy_answer(problem: &Problem, declared: &[u16]) -> (u16, Json<LegacyError>) {
+    let status = match problem.status {
+        415 | 422 => 400,
+        status @ (400 | 401 | 403 | 404 | 413 | 503) => status,
+        _ => 500,
+    };
+    let status = if status < 500 && !declared.contains(&status) {
+        400
+    } else {
+        status
+    };
+    let message = match status {
+        500 => INTERNAL.to_owned(),
+        503 => UNAVAILABLE.to_owned(),
+        _ => legacy_message(problem),
+    };
+    (status, LegacyError::new(message))
+}
+
+fn legacy_message(problem: &Problem) -> String {
+    problem
+        .legacy_message
+        .clone()
+        .unwrap_or_else(|| problem.message.clone())
+}
+
+/// Either renderer, for middleware: the problem's own status in the route's shape.
+pub fn render(style: ErrorStyle, problem: &Problem) -> Response {
+    let body = match style {
+        ErrorStyle::V1 => ErrorBody::from(problem).to_json_value(),
+        ErrorStyle::Legacy => {
+            serde_json::json!({ "success": false, "error": legacy_message(problem) })
+        }
+    };
+    let mut resp = Response::builder()
+        .status(StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .content_type("application/json; charset=utf-8")
+        .body(body.to_string());
+    let headers = resp.headers_mut();
+    if let Some(seconds) = problem.retry_after
+        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+    {
+        headers.insert(header::RETRY_AFTER, value);
+    }
+    if problem.status == 401 {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
+impl ErrorBody {
+    /// The body as v1 JSON, without the fields that do not apply.
+    fn to_json_value(&self) -> serde_json::Value {
+        let mut body = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(missing) = &self.missing_parts {
+            body["missing_parts"] = serde_json::json!(missing);
+        }
+        if let Some(limit) = self.limit {
+            body["limit"] = serde_json::json!(limit);
+        }
+        body
     }
 }
 
@@ -138,9 +261,7 @@ impl ApiError {
 /// that does not parse) get the JSON error shape too: the v1 `{code, message}`, or the
 /// seed's `{success: false, error}` on the legacy paths.
 pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    let legacy = is_legacy_path(req.uri().path());
-    // Kept for a 405's `Allow` (a `Uri` clones without copying its text).
-    let uri = req.uri().clone();
+    let route = routes::route_of(req.uri().path());
     let err = match next.call(req).await {
         Ok(resp) => return Ok(resp.into_response()),
         Err(err) => err,
@@ -150,43 +271,40 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
         return Err(err);
     }
     let status = err.status();
-    let (code, message) = match status.as_u16() {
-        404 => ("not_found", "no such route".to_owned()),
-        405 => (
+    let problem = match status.as_u16() {
+        404 => Problem::new(404, "not_found", "no such route"),
+        405 => Problem::new(
+            405,
             "method_not_allowed",
-            "method not allowed for this route".to_owned(),
+            "method not allowed for this route",
         ),
-        413 => ("too_large", err.to_string()),
-        415 => ("unsupported_media_type", err.to_string()),
-        400..=499
+        413 => Problem::new(413, "too_large", err.to_string()),
+        415 => Problem::new(415, "unsupported_media_type", err.to_string()),
+        status @ 400..=499
             if err.is::<poem_openapi::error::ParseRequestPayloadError>()
                 || err.is::<poem_openapi::error::ParseParamError>() =>
         {
-            (
+            Problem::new(
+                status,
                 "invalid_request",
                 super::document::plain_parse_error(&err.to_string()),
             )
         }
-        400..=499 => ("invalid_request", err.to_string()),
-        _ => {
+        status @ 400..=499 => Problem::new(status, "invalid_request", err.to_string()),
+        status => {
             tracing::error!(error = %err, "unhandled error");
-            ("internal", "internal error".to_owned())
+            Problem::new(status, "internal", "internal error")
         }
     };
-    let body = if legacy {
-        serde_json::json!({ "success": false, "error": message })
-    } else {
-        serde_json::json!({ "code": code, "message": message })
-    };
-    let mut resp = Response::builder()
-        .status(status)
-        .content_type("application/json; charset=utf-8");
-    if status == poem::http::StatusCode::METHOD_NOT_ALLOWED
-        && let Some(allow) = super::document::allowed_methods(crate::metrics::route_of(uri.path()))
+    let style = route.map_or(ErrorStyle::V1, routes::Route::error_style);
+    let mut resp = render(style, &problem);
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(route) = route
+        && let Ok(allow) = HeaderValue::from_str(&route.allow())
     {
-        resp = resp.header(poem::http::header::ALLOW, allow);
+        resp.headers_mut().insert(header::ALLOW, allow);
     }
-    Ok(resp.body(body.to_string()))
+    Ok(resp)
 }
 
 /// Largest JSON request body of the v1 API.
@@ -195,18 +313,11 @@ pub const MAX_JSON_BODY: usize = 64 * 1024;
 /// Bounds v1 request bodies, whether or not they announce their length, so a huge or
 /// endless JSON body is a 413 instead of memory.
 pub async fn limit_json_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
-    if req.uri().path().starts_with("/api/v1/") {
+    let v1 = routes::route_of(req.uri().path()).is_some_and(|r| r.family == Family::V1);
+    if v1 {
         let too_large = || {
-            Response::builder()
-                .status(poem::http::StatusCode::PAYLOAD_TOO_LARGE)
-                .content_type("application/json; charset=utf-8")
-                .body(
-                    serde_json::json!({
-                        "code": "too_large",
-                        "message": format!("request bodies are limited to {MAX_JSON_BODY} bytes"),
-                    })
-                    .to_string(),
-                )
+            let message = format!("request bodies are limited to {MAX_JSON_BODY} bytes");
+            render(ErrorStyle::V1, &Problem::new(413, "too_large", message))
         };
         let declared = req
             .headers()
@@ -223,133 +334,4 @@ pub async fn limit_json_body<E: Endpoint>(next: E, mut req: Request) -> poem::Re
         }
     }
     next.call(req).await.map(IntoResponse::into_response)
-}
-
-fn is_legacy_path(path: &str) -> bool {
-    ["/upload/", "/api/url/", "/api/images/"]
-        .iter()
-        .any(|prefix| path.starts_with(prefix))
-}
-
-impl From<InputError> for ApiError {
-    fn from(err: InputError) -> Self {
-        let code = match err {
-            InputError::InvalidImageId => "invalid_image_id",
-            InputError::UnsupportedType => {
-                return ApiError::UnsupportedType(Json(ErrorBody::new(
-                    "unsupported_type",
-                    err.to_string(),
-                )));
-            }
-            InputError::ExtensionMismatch => "extension_mismatch",
-            InputError::MissingFilename | InputError::FilenameTooLong => "invalid_filename",
-            InputError::InvalidChecksum => "invalid_checksum",
-            InputError::InvalidMetadata(_) => "invalid_metadata",
-        };
-        ApiError::bad_request(code, err.to_string())
-    }
-}
-
-impl From<StorageError> for ApiError {
-    fn from(err: StorageError) -> Self {
-        match err {
-            StorageError::Unavailable(detail) => {
-                tracing::warn!(error = %detail, "object storage unavailable");
-                ApiError::unavailable(
-                    "storage_unavailable",
-                    "object storage is unavailable; try again shortly",
-                )
-            }
-            StorageError::NoSuchKey => {
-                tracing::warn!("an object disappeared while it was being read");
-                ApiError::Conflict(Json(ErrorBody::new(
-                    "not_uploaded",
-                    "the object is no longer in storage",
-                )))
-            }
-            StorageError::NoSuchUpload => {
-                tracing::warn!("the store no longer has a multipart upload we recorded");
-                ApiError::Conflict(Json(ErrorBody::new(
-                    "not_uploaded",
-                    "the multipart upload no longer exists in storage",
-                )))
-            }
-            StorageError::Refused(detail) | StorageError::Signing(detail) => {
-                tracing::error!(error = %detail, "object storage refused a request");
-                ApiError::BadGateway(Json(ErrorBody::new(
-                    "storage_error",
-                    "object storage refused the request",
-                )))
-            }
-        }
-    }
-}
-
-impl From<DbError> for ApiError {
-    fn from(err: DbError) -> Self {
-        match err {
-            DbError::Unavailable(detail) => {
-                tracing::warn!(error = %detail, "database unavailable");
-                ApiError::unavailable(
-                    "database_unavailable",
-                    "the database is busy or unavailable; try again shortly",
-                )
-            }
-            DbError::Query(detail) => {
-                tracing::error!(error = %detail, "database query failed");
-                ApiError::Internal(Json(ErrorBody::new("internal", "internal error")))
-            }
-        }
-    }
-}
-
-impl From<UploadError> for ApiError {
-    fn from(err: UploadError) -> Self {
-        let message = err.to_string();
-        let body = |code: &str| Json(ErrorBody::new(code, message.clone()));
-        match err {
-            UploadError::Input(input) => input.into(),
-            UploadError::EmptyFile => ApiError::BadRequest(body("invalid_size")),
-            UploadError::TooLarge { limit } => {
-                let mut body = ErrorBody::new("too_large", message);
-                body.limit = Some(limit);
-                ApiError::TooLarge(Json(body))
-            }
-            UploadError::InvalidCursor => ApiError::BadRequest(body("invalid_cursor")),
-            UploadError::ShuttingDown => ApiError::unavailable("shutting_down", message),
-            UploadError::Busy => ApiError::unavailable("busy", message),
-            UploadError::Spool(_) => {
-                tracing::error!(error = %message, "temporary file for an upload failed");
-                ApiError::unavailable(
-                    "local_disk_unavailable",
-                    "the upload could not be held on local disk; try again shortly",
-                )
-            }
-            UploadError::BodyRead(_) => {
-                ApiError::bad_request("invalid_request", "the request body could not be read")
-            }
-            UploadError::NotFound | UploadError::NoImage => ApiError::NotFound(body("not_found")),
-            UploadError::NotUploaded => ApiError::Conflict(body("not_uploaded")),
-            UploadError::Gone(state) => ApiError::Gone(body(state)),
-            UploadError::AlreadyCompleted => ApiError::Conflict(body("already_completed")),
-            UploadError::NotMultipart => ApiError::Conflict(body("not_multipart")),
-            UploadError::InvalidParts(_) => ApiError::BadRequest(body("invalid_parts")),
-            UploadError::IncompleteUpload(missing) => {
-                let mut body = ErrorBody::new("incomplete_upload", message);
-                body.missing_parts = Some(missing);
-                ApiError::Conflict(Json(body))
-            }
-            UploadError::Rejected(rejection) => ApiError::Rejected(body(rejection.code())),
-            UploadError::Storage(err) => err.into(),
-            UploadError::Db(err) => err.into(),
-            UploadError::Auth(auth) if auth.is_unauthenticated() => {
-                ApiError::Unauthorized(body(auth.code()), "Bearer".to_owned())
-            }
-            UploadError::Auth(auth) => ApiError::Forbidden(body(auth.code())),
-            UploadError::InvalidLink(_) => ApiError::BadRequest(body("invalid_link")),
-            UploadError::PendingCap { code, .. } => {
-                ApiError::TooManyRequests(body(code), RETRY_AFTER_SECS)
-            }
-        }
-    }
 }

@@ -6,6 +6,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::uploads::UploadRecord;
 use super::{ApiError, ApiTags};
+use crate::domain::ImageId;
 use crate::uploads::UploadService;
 
 pub struct ImagesApi {
@@ -61,10 +62,11 @@ impl ImagesApi {
         /// `next_cursor` of the previous page (empty: the first page).
         cursor: Query<Option<String>>,
     ) -> Result<ImageListResponse, ApiError> {
+        let parsed = ImageId::parse(&image_id)?;
         let cursor = cursor.0.as_deref().filter(|c| !c.is_empty());
         let page = self
             .uploads
-            .list(&image_id, limit.0.unwrap_or(50), cursor)
+            .list(&parsed, limit.0.unwrap_or(50), cursor)
             .await?;
         Ok(ImageListResponse::Ok(Json(ImageList {
             image_id: image_id.0,
@@ -80,7 +82,7 @@ impl ImagesApi {
         operation_id = "latest_image"
     )]
     async fn latest_image(&self, image_id: Path<String>) -> Result<LatestImageResponse, ApiError> {
-        let view = self.uploads.latest(&image_id).await?;
+        let view = self.uploads.latest(&ImageId::parse(&image_id)?).await?;
         Ok(LatestImageResponse::Ok(Json(view.into())))
     }
 }

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use futures_util::{Stream, TryStreamExt};
 use poem::Request;
 use poem::error::ParseMultipartError;
+use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef};
@@ -17,13 +18,11 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::ApiTags;
-use crate::db::DbError;
-use crate::domain::{ImageId, InputError, seed_timestamp};
-use crate::storage::StorageError;
-use crate::uploads::{Rejection, StoredObject, UploadError, UploadService, UploadView};
-
-/// Seconds a client should wait after a 503.
-const RETRY_AFTER_SECS: u32 = 5;
+use super::error::{LegacyError, legacy_answer};
+use crate::auth::Caller;
+use crate::domain::{ImageId, seed_timestamp};
+use crate::problem::{Problem, RETRY_AFTER_SECS};
+use crate::uploads::{StoredObject, Upload, UploadError, UploadService};
 /// Form fields other than `file` are read and dropped, up to this size each.
 const MAX_OTHER_FIELD: u64 = 64 * 1024;
 /// The seed returned every upload of an image_id; this bounds one answer.
@@ -38,23 +37,6 @@ pub struct LegacyApi {
 impl LegacyApi {
     pub fn new(uploads: UploadService) -> Self {
         Self { uploads }
-    }
-}
-
-/// The seed's error shape.
-#[derive(Debug, Clone, Object)]
-pub struct LegacyError {
-    /// Always false.
-    pub success: bool,
-    pub error: String,
-}
-
-impl LegacyError {
-    pub fn new(error: impl Into<String>) -> Json<Self> {
-        Json(Self {
-            success: false,
-            error: error.into(),
-        })
     }
 }
 
@@ -96,15 +78,14 @@ pub struct LegacyImage {
     pub uploaded_at: String,
 }
 
-impl From<UploadView> for LegacyImage {
-    fn from(view: UploadView) -> Self {
-        let row = view.row;
+impl From<Upload> for LegacyImage {
+    fn from(upload: Upload) -> Self {
         Self {
-            s3_url: view.s3_url.unwrap_or_default(),
-            original_filename: row.original_filename,
-            file_size: row.file_size.unwrap_or(row.declared_size),
-            content_type: row.content_type,
-            uploaded_at: row.uploaded_at.map(seed_timestamp).unwrap_or_default(),
+            s3_url: upload.s3_url.unwrap_or_default(),
+            original_filename: upload.original_filename,
+            file_size: upload.file_size.unwrap_or(upload.declared_size),
+            content_type: upload.content_type,
+            uploaded_at: upload.uploaded_at.map(seed_timestamp).unwrap_or_default(),
         }
     }
 }
@@ -253,132 +234,45 @@ enum LegacyListResponse {
     Unavailable(Json<LegacyError>, #[oai(header = "Retry-After")] u32),
 }
 
-/// A legacy error: status and the seed's message.
-enum Failure {
-    /// No credentials, or bad ones, while access control is on.
-    Unauthorized(String),
-    /// Credentials that do not cover this upload.
-    Forbidden(String),
-    BadRequest(String),
-    TooLarge(String),
-    NotFound(String),
-    Internal,
-    Unavailable,
-}
-
-impl From<UploadError> for Failure {
+impl From<UploadError> for LegacyUploadResponse {
     fn from(err: UploadError) -> Self {
-        match err {
-            UploadError::Input(InputError::InvalidImageId) => {
-                Failure::BadRequest("Invalid image ID".into())
-            }
-            UploadError::Input(InputError::MissingFilename) => {
-                Failure::BadRequest("No file selected".into())
-            }
-            UploadError::Input(InputError::UnsupportedType) => Failure::BadRequest(
-                "File type not allowed. Allowed types: png, jpg, jpeg, gif, webp, bmp, tiff".into(),
-            ),
-            UploadError::Input(other) => Failure::BadRequest(capitalize(&other.to_string())),
-            UploadError::EmptyFile => Failure::BadRequest("The file is empty".into()),
-            UploadError::TooLarge { limit } => {
-                Failure::TooLarge(format!("File too large. Maximum size is {limit} bytes"))
-            }
-            UploadError::Rejected(Rejection::TypeMismatch) => {
-                Failure::BadRequest("File content does not match its extension".into())
-            }
-            UploadError::Rejected(Rejection::ImageTooLarge) => {
-                Failure::BadRequest("Image dimensions exceed the limit".into())
-            }
-            UploadError::Rejected(_) => Failure::BadRequest("File is not a valid image".into()),
-            UploadError::BodyRead(_) => {
-                Failure::BadRequest("The upload body could not be read".into())
-            }
-            UploadError::NotFound | UploadError::NoImage => {
-                Failure::NotFound("No image found for this ID".into())
-            }
-            UploadError::Storage(StorageError::Unavailable(detail)) => {
-                tracing::warn!(error = %detail, "object storage unavailable");
-                Failure::Unavailable
-            }
-            UploadError::Auth(auth) if auth.is_unauthenticated() => {
-                Failure::Unauthorized(auth.to_string())
-            }
-            UploadError::Auth(auth) => Failure::Forbidden(auth.to_string()),
-            UploadError::ShuttingDown | UploadError::Busy => Failure::Unavailable,
-            UploadError::Spool(detail) => {
-                tracing::error!(error = %detail, "temporary file for an upload failed");
-                Failure::Unavailable
-            }
-            UploadError::Db(DbError::Unavailable(detail)) => {
-                tracing::warn!(error = %detail, "database unavailable");
-                Failure::Unavailable
-            }
-            other => {
-                tracing::error!(error = %other, "legacy request failed");
-                Failure::Internal
-            }
+        let problem = err.problem();
+        match legacy_answer(&problem, &[400, 401, 403, 413]) {
+            (401, body) => Self::Unauthorized(body, "Bearer".to_owned()),
+            (403, body) => Self::Forbidden(body),
+            (413, body) => Self::TooLarge(body),
+            (503, body) => Self::Unavailable(body, retry_after(&problem)),
+            (500, body) => Self::Internal(body),
+            (_, body) => Self::BadRequest(body),
         }
     }
 }
 
-fn capitalize(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|first| first.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
-}
-
-const UNAVAILABLE: &str = "Service temporarily unavailable, try again shortly";
-const INTERNAL: &str = "Internal server error";
-
-impl From<Failure> for LegacyUploadResponse {
-    fn from(failure: Failure) -> Self {
-        match failure {
-            Failure::Unauthorized(m) => {
-                Self::Unauthorized(LegacyError::new(m), "Bearer".to_owned())
-            }
-            Failure::Forbidden(m) => Self::Forbidden(LegacyError::new(m)),
-            Failure::BadRequest(m) | Failure::NotFound(m) => Self::BadRequest(LegacyError::new(m)),
-            Failure::TooLarge(m) => Self::TooLarge(LegacyError::new(m)),
-            Failure::Internal => Self::Internal(LegacyError::new(INTERNAL)),
-            Failure::Unavailable => {
-                Self::Unavailable(LegacyError::new(UNAVAILABLE), RETRY_AFTER_SECS)
-            }
+impl From<UploadError> for LegacyUrlResponse {
+    fn from(err: UploadError) -> Self {
+        let problem = err.problem();
+        match legacy_answer(&problem, &[400, 404]) {
+            (404, body) => Self::NotFound(body),
+            (503, body) => Self::Unavailable(body, retry_after(&problem)),
+            (500, body) => Self::Internal(body),
+            (_, body) => Self::BadRequest(body),
         }
     }
 }
 
-impl From<Failure> for LegacyUrlResponse {
-    fn from(failure: Failure) -> Self {
-        match failure {
-            Failure::BadRequest(m)
-            | Failure::TooLarge(m)
-            | Failure::Unauthorized(m)
-            | Failure::Forbidden(m) => Self::BadRequest(LegacyError::new(m)),
-            Failure::NotFound(m) => Self::NotFound(LegacyError::new(m)),
-            Failure::Internal => Self::Internal(LegacyError::new(INTERNAL)),
-            Failure::Unavailable => {
-                Self::Unavailable(LegacyError::new(UNAVAILABLE), RETRY_AFTER_SECS)
-            }
+impl From<UploadError> for LegacyListResponse {
+    fn from(err: UploadError) -> Self {
+        let problem = err.problem();
+        match legacy_answer(&problem, &[400]) {
+            (503, body) => Self::Unavailable(body, retry_after(&problem)),
+            (500, body) => Self::Internal(body),
+            (_, body) => Self::BadRequest(body),
         }
     }
 }
 
-impl From<Failure> for LegacyListResponse {
-    fn from(failure: Failure) -> Self {
-        match failure {
-            Failure::BadRequest(m)
-            | Failure::TooLarge(m)
-            | Failure::NotFound(m)
-            | Failure::Unauthorized(m)
-            | Failure::Forbidden(m) => Self::BadRequest(LegacyError::new(m)),
-            Failure::Internal => Self::Internal(LegacyError::new(INTERNAL)),
-            Failure::Unavailable => {
-                Self::Unavailable(LegacyError::new(UNAVAILABLE), RETRY_AFTER_SECS)
-            }
-        }
-    }
+fn retry_after(problem: &Problem) -> u32 {
+    problem.retry_after.unwrap_or(RETRY_AFTER_SECS)
 }
 
 impl LegacyApi {
@@ -390,25 +284,25 @@ impl LegacyApi {
         mut form: multer::Multipart<'static>,
         size_hint: Option<u64>,
         limit: u64,
-    ) -> Result<StoredObject, Failure> {
+    ) -> Result<StoredObject, UploadError> {
         let mut stored: Option<StoredObject> = None;
         let outcome = loop {
             let field = match form.next_field().await {
                 Ok(Some(field)) => field,
                 Ok(None) => break Ok(()),
-                Err(err) => break Err(UploadError::BodyRead(err.to_string()).into()),
+                Err(err) => break Err(UploadError::BodyRead(err.to_string())),
             };
             if field.name() != Some("file") {
                 let mut rest = field_reader(field).take(MAX_OTHER_FIELD + 1);
                 match tokio::io::copy(&mut rest, &mut tokio::io::sink()).await {
                     Ok(n) if n <= MAX_OTHER_FIELD => continue,
-                    Ok(_) => break Err(Failure::BadRequest("Form field too large".into())),
-                    Err(err) => break Err(UploadError::BodyRead(err.to_string()).into()),
+                    Ok(_) => break Err(UploadError::InvalidForm("Form field too large")),
+                    Err(err) => break Err(UploadError::BodyRead(err.to_string())),
                 }
             }
             if stored.is_some() {
-                break Err(Failure::BadRequest(
-                    "Only one file can be uploaded per request".into(),
+                break Err(UploadError::InvalidForm(
+                    "Only one file can be uploaded per request",
                 ));
             }
             let filename = field.file_name().unwrap_or_default().to_owned();
@@ -418,12 +312,12 @@ impl LegacyApi {
                 .await
             {
                 Ok(object) => stored = Some(object),
-                Err(err) => break Err(err.into()),
+                Err(err) => break Err(err),
             }
         };
         match (outcome, stored) {
             (Ok(()), Some(object)) => Ok(object),
-            (Ok(()), None) => Err(Failure::BadRequest("No file provided".into())),
+            (Ok(()), None) => Err(UploadError::InvalidForm("No file provided")),
             (Err(failure), stored) => {
                 if let Some(object) = stored {
                     self.uploads.discard(object).await;
@@ -454,29 +348,24 @@ impl LegacyApi {
         &self,
         image_id: Path<String>,
         /// With `API_KEYS` set: an upload link's token (or send `Authorization: Bearer`).
-        token: Query<Option<String>>,
+        #[oai(name = "token")]
+        _token: Query<Option<String>>,
+        caller: Data<&Caller>,
         request: &Request,
         form: LegacyUploadForm,
     ) -> LegacyUploadResponse {
-        let Ok(image_id) = ImageId::parse(&image_id) else {
-            return Failure::from(UploadError::Input(InputError::InvalidImageId)).into();
-        };
-        let bearer = super::bearer_token(request).or(token.0);
-        let allowed = async {
-            let caller = self.uploads.caller(bearer.as_deref())?;
-            let link = self
-                .uploads
-                .authorize_new(&caller, image_id.as_str(), None)
-                .await?;
-            Ok::<_, UploadError>((self.uploads.streamed_limit(&caller), link))
-        };
-        let (limit, link) = match allowed.await {
-            Ok(allowed) => allowed,
-            Err(err) => return Failure::from(err).into(),
+        let image_id = match ImageId::parse(&image_id) {
+            Ok(image_id) => image_id,
+            Err(err) => return UploadError::from(err).into(),
         };
         let Some(form) = form.0 else {
-            return Failure::BadRequest("No file provided".into()).into();
+            return UploadError::InvalidForm("No file provided").into();
         };
+        let link = match self.uploads.authorize_new(&caller, &image_id, None).await {
+            Ok(link) => link,
+            Err(err) => return err.into(),
+        };
+        let limit = self.uploads.streamed_limit(&caller);
         let size_hint = request
             .headers()
             .get(poem::http::header::CONTENT_LENGTH)
@@ -484,11 +373,11 @@ impl LegacyApi {
             .and_then(|v| v.parse().ok());
         let stored = match self.read_form(&image_id, form, size_hint, limit).await {
             Ok(stored) => stored,
-            Err(failure) => return failure.into(),
+            Err(err) => return err.into(),
         };
         match self.uploads.record_streamed(stored, link).await {
-            Ok(view) => {
-                let image = LegacyImage::from(view);
+            Ok(upload) => {
+                let image = LegacyImage::from(upload);
                 LegacyUploadResponse::Ok(Json(LegacyUploaded {
                     success: true,
                     message: "Image uploaded successfully".to_owned(),
@@ -497,7 +386,7 @@ impl LegacyApi {
                     uploaded_at: image.uploaded_at,
                 }))
             }
-            Err(err) => Failure::from(err).into(),
+            Err(err) => err.into(),
         }
     }
 
@@ -508,7 +397,11 @@ impl LegacyApi {
         operation_id = "legacy_latest_url"
     )]
     async fn legacy_latest_url(&self, image_id: Path<String>) -> LegacyUrlResponse {
-        match self.uploads.latest(&image_id).await {
+        let found = match ImageId::parse(&image_id) {
+            Ok(parsed) => self.uploads.latest(&parsed).await,
+            Err(err) => Err(err.into()),
+        };
+        match found {
             Ok(view) => {
                 let image = LegacyImage::from(view);
                 LegacyUrlResponse::Ok(Json(LegacyLatest {
@@ -521,7 +414,7 @@ impl LegacyApi {
                     uploaded_at: image.uploaded_at,
                 }))
             }
-            Err(err) => Failure::from(err).into(),
+            Err(err) => err.into(),
         }
     }
 
@@ -532,7 +425,11 @@ impl LegacyApi {
         operation_id = "legacy_list_images"
     )]
     async fn legacy_list_images(&self, image_id: Path<String>) -> LegacyListResponse {
-        match self.uploads.list(&image_id, MAX_LEGACY_LIST, None).await {
+        let found = match ImageId::parse(&image_id) {
+            Ok(parsed) => self.uploads.list(&parsed, MAX_LEGACY_LIST, None).await,
+            Err(err) => Err(err.into()),
+        };
+        match found {
             Ok(page) => {
                 let images: Vec<LegacyImage> = page.images.into_iter().map(Into::into).collect();
                 LegacyListResponse::Ok(Json(LegacyImageList {
@@ -542,7 +439,7 @@ impl LegacyApi {
                     images,
                 }))
             }
-            Err(err) => Failure::from(err).into(),
+            Err(err) => err.into(),
         }
     }
 }

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
-use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 
+use super::routes::{self, Route};
 use crate::config::{Config, IpNet};
-use crate::metrics::route_of;
+use crate::problem::Problem;
 
 /// Stale buckets are dropped after this many checks, so memory stays bounded.
 const PRUNE_EVERY: u64 = 10_000;
@@ -86,37 +86,16 @@ impl RateLimits {
     }
 }
 
-/// Whether a request is one of the limited writes.
-fn limited(req: &Request) -> bool {
-    req.method() == Method::POST
-        && matches!(
-            route_of(req.uri().path()),
-            "/api/v1/uploads"
-                | "/api/v1/uploads/{upload_id}/parts"
-                | "/api/v1/uploads/{upload_id}/confirm"
-                | "/api/v1/links"
-                | "/upload/{image_id}"
-        )
-}
-
-/// The credential a request carries: a bearer token or a legacy `?token=`.
-fn credential(req: &Request) -> Option<String> {
-    super::bearer_token(req).or_else(|| {
-        req.uri().query().and_then(|query| {
-            query
-                .split('&')
-                .find_map(|pair| pair.strip_prefix("token="))
-                .map(str::to_owned)
-        })
-    })
-}
-
 pub async fn rate_limit<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let route = routes::route_of(req.uri().path());
+    let limited = route
+        .and_then(|r| r.operation(req.method().as_str()))
+        .is_some_and(|op| op.limited);
     let wait = match req.data::<RateLimits>() {
-        Some(limits) if limited(&req) => {
+        Some(limits) if limited => {
             let clients = [
                 limits.client_address(&req).map(Client::Address),
-                credential(&req).map(Client::Credential),
+                super::auth::credential(&req, true).map(Client::Credential),
             ];
             // Every bucket is charged, so a key cannot hide an address's flood or the
             // reverse.
@@ -128,26 +107,17 @@ pub async fn rate_limit<E: Endpoint>(next: E, req: Request) -> poem::Result<Resp
         }
         _ => None,
     };
-    if let Some(wait) = wait {
-        crate::metrics::rate_limited(route_of(req.uri().path()));
-        return Ok(too_many(&req, wait));
+    if let (Some(wait), Some(route)) = (wait, route) {
+        crate::metrics::rate_limited(route.label());
+        return Ok(too_many(route, wait));
     }
     Ok(next.call(req).await?.into_response())
 }
 
-fn too_many(req: &Request, wait: Duration) -> Response {
+fn too_many(route: &Route, wait: Duration) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let body = if route_of(req.uri().path()) == "/upload/{image_id}" {
-        serde_json::json!({"success": false, "error": "Too many requests; try again shortly"})
-    } else {
-        serde_json::json!({"code": "rate_limited", "message": "too many requests; try again shortly"})
-    };
-    let mut resp = Response::builder()
-        .status(StatusCode::TOO_MANY_REQUESTS)
-        .content_type("application/json; charset=utf-8")
-        .body(body.to_string());
-    if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
-        resp.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    resp
+    let problem = Problem::new(429, "rate_limited", "too many requests; try again shortly")
+        .legacy("Too many requests; try again shortly")
+        .retry_after(u32::try_from(seconds.max(1)).unwrap_or(u32::MAX));
+    super::error::render(route.error_style(), &problem)
 }

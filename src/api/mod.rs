@@ -1,11 +1,13 @@
 //! The HTTP API: one `#[OpenApi]` struct per tag, documented from the code.
 
+mod auth;
 mod document;
 mod error;
 mod images;
 mod legacy;
 mod limits;
 mod pages;
+pub mod routes;
 mod security;
 mod system;
 mod text;
@@ -13,6 +15,7 @@ mod uploads;
 
 use poem_openapi::{OpenApiService, Tags};
 
+pub use auth::authenticate;
 pub use document::document;
 pub use error::{ApiError, ErrorBody, json_errors, limit_json_body};
 pub use limits::{RateLimits, rate_limit};
@@ -48,23 +51,19 @@ pub type Apis = (
 /// `Authorization: Bearer <token>`: one of `API_KEYS`, or an upload link's token.
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", rename = "bearer")]
-pub struct BearerToken(Bearer);
+pub struct BearerToken(
+    // Read by `auth::authenticate` from the request itself, before any input is parsed.
+    #[allow(dead_code)] Bearer,
+);
 
-/// The credentials of a v1 write request: needed only when `API_KEYS` is set.
+/// The credentials of a v1 write request: needed only when `API_KEYS` is set. A handler
+/// takes it to document the scheme; the credential itself is checked first of all, by
+/// `auth::authenticate`, which hands the handler the `Caller` it found.
 #[derive(SecurityScheme)]
 pub enum Credentials {
     Token(BearerToken),
     #[oai(fallback)]
     None,
-}
-
-impl Credentials {
-    pub fn token(&self) -> Option<&str> {
-        match self {
-            Credentials::Token(BearerToken(bearer)) => Some(&bearer.token),
-            Credentials::None => None,
-        }
-    }
 }
 
 /// The token of an `Authorization: Bearer` header, outside the documented operations.
@@ -80,12 +79,17 @@ pub fn bearer_token(req: &poem::Request) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-pub fn service(uploads: UploadService, assets: Assets) -> OpenApiService<Apis, ()> {
+/// The documented API. `environment` is what `/health` reports.
+pub fn service(
+    uploads: UploadService,
+    assets: Assets,
+    environment: &str,
+) -> OpenApiService<Apis, ()> {
     let apis = (
         uploads::UploadsApi::new(uploads.clone()),
         images::ImagesApi::new(uploads.clone()),
         legacy::LegacyApi::new(uploads.clone()),
-        system::SystemApi::new(uploads),
+        system::SystemApi::new(uploads, environment.to_owned()),
         pages::PagesApi::new(assets),
     );
     OpenApiService::new(apis, "upload-broker", env!("CARGO_PKG_VERSION")).description(

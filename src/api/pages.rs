@@ -5,7 +5,7 @@ use poem_openapi::payload::{Html, Json};
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
-use super::legacy::LegacyError;
+use super::error::LegacyError;
 use crate::domain::ImageId;
 use crate::frontend::Assets;
 

@@ -11,7 +11,10 @@ use uuid::Uuid;
 
 use super::text::Text;
 use super::{ApiError, ApiTags, Credentials};
-use crate::uploads::{IssuedUpload, UploadRequest, UploadService, UploadView};
+use crate::auth::Caller;
+use crate::domain::ImageId;
+use crate::uploads::{self, IssuedUpload, RawUploadRequest, Upload, UploadService};
+use poem::web::Data;
 
 pub struct UploadsApi {
     uploads: UploadService,
@@ -35,15 +38,15 @@ pub enum UploadState {
     Deleted,
 }
 
-impl UploadState {
-    fn from_db(state: &str) -> Self {
+impl From<uploads::UploadState> for UploadState {
+    fn from(state: uploads::UploadState) -> Self {
         match state {
-            "pending" => UploadState::Pending,
-            "completed" => UploadState::Completed,
-            "failed" => UploadState::Failed,
-            "expired" => UploadState::Expired,
-            "aborted" => UploadState::Aborted,
-            _ => UploadState::Deleted,
+            uploads::UploadState::Pending => UploadState::Pending,
+            uploads::UploadState::Completed => UploadState::Completed,
+            uploads::UploadState::Failed => UploadState::Failed,
+            uploads::UploadState::Expired => UploadState::Expired,
+            uploads::UploadState::Aborted => UploadState::Aborted,
+            uploads::UploadState::Deleted => UploadState::Deleted,
         }
     }
 }
@@ -179,23 +182,23 @@ pub struct UploadedPartList {
 
 impl From<IssuedUpload> for IssuedUploadBody {
     fn from(issued: IssuedUpload) -> Self {
-        let row = issued.upload;
+        let upload = issued.upload;
         Self {
-            upload_id: row.id,
-            image_id: row.image_id,
-            key: row.object_key,
-            state: UploadState::from_db(&row.state),
-            expires_at: row.expires_at,
-            method: if row.method == "MULTIPART" {
-                UploadMethod::Multipart
-            } else {
-                UploadMethod::Put
+            upload_id: upload.id,
+            image_id: upload.image_id,
+            key: upload.key,
+            state: upload.state.into(),
+            expires_at: upload.expires_at,
+            method: match upload.method {
+                uploads::UploadMethod::Multipart => UploadMethod::Multipart,
+                // A legacy upload is never issued; it is stored by the service itself.
+                uploads::UploadMethod::Put | uploads::UploadMethod::Legacy => UploadMethod::Put,
             },
             url: issued.put.as_ref().map(|put| put.url.clone()),
             headers: issued.put.map(|put| put.headers),
-            part_size: row.part_size,
-            part_count: row.part_count,
-            checksum_algorithm: row.checksum_algorithm,
+            part_size: upload.part_size,
+            part_count: upload.part_count,
+            checksum_algorithm: upload.checksum_algorithm,
         }
     }
 }
@@ -233,29 +236,25 @@ pub struct UploadRecord {
     pub uploaded_at: Option<OffsetDateTime>,
 }
 
-impl From<UploadView> for UploadRecord {
-    fn from(view: UploadView) -> Self {
-        let row = view.row;
+impl From<Upload> for UploadRecord {
+    fn from(upload: Upload) -> Self {
         Self {
-            upload_id: row.id,
-            state: UploadState::from_db(&row.state),
-            key: row.object_key,
-            s3_url: view.s3_url,
-            original_filename: row.original_filename,
-            content_type: row.content_type,
-            file_size: row.file_size,
-            checksum_sha256: row.checksum_sha256,
-            etag: row.etag,
-            width: row.width,
-            height: row.height,
-            metadata: row
-                .metadata
-                .as_deref()
-                .and_then(|m| serde_json::from_str(m).ok()),
-            created_at: row.created_at,
-            expires_at: row.expires_at,
-            uploaded_at: row.uploaded_at,
-            image_id: row.image_id,
+            upload_id: upload.id,
+            state: upload.state.into(),
+            key: upload.key,
+            s3_url: upload.s3_url,
+            original_filename: upload.original_filename,
+            content_type: upload.content_type,
+            file_size: upload.file_size,
+            checksum_sha256: upload.checksum_sha256,
+            etag: upload.etag,
+            width: upload.width,
+            height: upload.height,
+            metadata: upload.metadata,
+            created_at: upload.created_at,
+            expires_at: upload.expires_at,
+            uploaded_at: upload.uploaded_at,
+            image_id: upload.image_id,
         }
     }
 }
@@ -296,8 +295,9 @@ enum DeleteResponse {
 }
 
 fn parse_upload_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw)
-        .map_err(|_| ApiError::bad_request("invalid_upload_id", "upload_id must be a UUID"))
+    Uuid::parse_str(raw).map_err(|_| {
+        crate::problem::Problem::bad_request("invalid_upload_id", "upload_id must be a UUID").into()
+    })
 }
 
 #[OpenApi(tag = "ApiTags::Uploads")]
@@ -314,28 +314,25 @@ impl UploadsApi {
     )]
     async fn create_upload(
         &self,
-        auth: Credentials,
+        _auth: Credentials,
+        caller: Data<&Caller>,
         body: Json<CreateUploadRequest>,
     ) -> Result<CreateUploadResponse, ApiError> {
         let body = body.0;
-        let caller = self.uploads.caller(auth.token())?;
+        let request = self.uploads.parse_upload(RawUploadRequest {
+            image_id: body.image_id.into_inner(),
+            filename: body.filename.into_inner(),
+            content_type: body.content_type.into_inner(),
+            size: body.size,
+            checksum_sha256: body.checksum_sha256.map(Text::into_inner),
+            checksum_algorithm: body.checksum_algorithm.map(Text::into_inner),
+            metadata: body.metadata.map(strings),
+        })?;
         let link_id = self
             .uploads
-            .authorize_new(&caller, &body.image_id, u64::try_from(body.size).ok())
+            .authorize_new(&caller, &request.image_id, Some(request.size))
             .await?;
-        let issued = self
-            .uploads
-            .issue(UploadRequest {
-                image_id: body.image_id.into_inner(),
-                filename: body.filename.into_inner(),
-                content_type: body.content_type.into_inner(),
-                size: body.size,
-                checksum_sha256: body.checksum_sha256.map(Text::into_inner),
-                checksum_algorithm: body.checksum_algorithm.map(Text::into_inner),
-                metadata: body.metadata.map(strings),
-                link_id,
-            })
-            .await?;
+        let issued = self.uploads.issue(request, link_id).await?;
         Ok(CreateUploadResponse::Created(Json(issued.into())))
     }
 
@@ -350,11 +347,12 @@ impl UploadsApi {
     )]
     async fn confirm_upload(
         &self,
-        auth: Credentials,
+        _auth: Credentials,
+        caller: Data<&Caller>,
         upload_id: Path<String>,
     ) -> Result<UploadResponse, ApiError> {
         let id = parse_upload_id(&upload_id)?;
-        self.authorize(&auth, id).await?;
+        self.uploads.authorize_existing(&caller, id).await?;
         let view = self.uploads.confirm(id).await?;
         Ok(UploadResponse::Ok(Json(view.into())))
     }
@@ -370,12 +368,13 @@ impl UploadsApi {
     )]
     async fn sign_parts(
         &self,
-        auth: Credentials,
+        _auth: Credentials,
+        caller: Data<&Caller>,
         upload_id: Path<String>,
         body: Json<SignPartsRequest>,
     ) -> Result<SignPartsResponse, ApiError> {
         let id = parse_upload_id(&upload_id)?;
-        self.authorize(&auth, id).await?;
+        self.uploads.authorize_existing(&caller, id).await?;
         let checksums = strings(body.0.checksums_sha256.unwrap_or_default());
         let signed = self
             .uploads
@@ -444,11 +443,12 @@ impl UploadsApi {
     )]
     async fn delete_upload(
         &self,
-        auth: Credentials,
+        _auth: Credentials,
+        caller: Data<&Caller>,
         upload_id: Path<String>,
     ) -> Result<DeleteResponse, ApiError> {
         let id = parse_upload_id(&upload_id)?;
-        self.authorize(&auth, id).await?;
+        self.uploads.authorize_existing(&caller, id).await?;
         self.uploads.delete(id).await?;
         Ok(DeleteResponse::Deleted)
     }
@@ -462,13 +462,14 @@ impl UploadsApi {
     #[oai(path = "/api/v1/links", method = "post", operation_id = "create_link")]
     async fn create_link(
         &self,
-        auth: Credentials,
+        _auth: Credentials,
+        caller: Data<&Caller>,
         body: Json<CreateLinkRequest>,
     ) -> Result<CreateLinkResponse, ApiError> {
-        let caller = self.uploads.caller(auth.token())?;
+        let image_id = ImageId::parse(&body.image_id)?;
         let link = self.uploads.mint_link(
             &caller,
-            &body.image_id,
+            &image_id,
             body.expires_in.unwrap_or(3600),
             body.max_uploads,
             body.max_size,
@@ -483,14 +484,6 @@ impl UploadsApi {
             max_uploads: claims.max_uploads,
             max_size: claims.max_size,
         })))
-    }
-}
-
-impl UploadsApi {
-    /// With access control on, the caller must be allowed to act on upload `id`.
-    async fn authorize(&self, auth: &Credentials, id: Uuid) -> Result<(), ApiError> {
-        let caller = self.uploads.caller(auth.token())?;
-        Ok(self.uploads.authorize_existing(&caller, id).await?)
     }
 }
 

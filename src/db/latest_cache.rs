@@ -91,8 +91,8 @@ mod tests {
         Model {
             id: uuid::Uuid::now_v7(),
             image_id: image_id.to_owned(),
-            state: "completed".to_owned(),
-            method: "PUT".to_owned(),
+            state: entity::UploadState::Completed,
+            method: entity::UploadMethod::Put,
             object_key: format!("uploads/{image_id}/a.png"),
             original_filename: "a.png".to_owned(),
             content_type: "image/png".to_owned(),

@@ -14,7 +14,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::{READER_CACHE_KIB, state};
+use entity::{UploadMethod, UploadState};
+
+use super::READER_CACHE_KIB;
 
 /// Columns in the order `model` reads them (a macro, so the queries are literals).
 macro_rules! columns {
@@ -63,7 +65,7 @@ impl SqliteReads {
     pub fn latest_completed(&self, image_id: &str) -> Option<Option<Model>> {
         self.with(|conn| {
             conn.prepare_cached(LATEST_COMPLETED)?
-                .query_row((image_id, state::COMPLETED), model)
+                .query_row((image_id, UploadState::Completed.as_str()), model)
                 .optional()
         })
     }
@@ -103,8 +105,8 @@ fn model(row: &Row<'_>) -> rusqlite::Result<Model> {
     Ok(Model {
         id: uuid(row, 0)?,
         image_id: row.get(1)?,
-        state: row.get(2)?,
-        method: row.get(3)?,
+        state: stored(row, 2, UploadState::parse)?,
+        method: stored(row, 3, UploadMethod::parse)?,
         object_key: row.get(4)?,
         original_filename: row.get(5)?,
         content_type: row.get(6)?,
@@ -134,6 +136,17 @@ fn model(row: &Row<'_>) -> rusqlite::Result<Model> {
         },
     })
 }
+
+/// A stored name read as its enum; an unknown name is an error, so the read falls back to
+/// the pooled path, which reports it.
+fn stored<T>(row: &Row<'_>, idx: usize, parse: impl Fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let name = row.get_ref(idx)?.as_str()?;
+    parse(name).ok_or_else(|| conversion(idx, UnknownName(name.to_owned())))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown stored name {0:?}")]
+struct UnknownName(String);
 
 fn uuid(row: &Row<'_>, idx: usize) -> rusqlite::Result<Uuid> {
     let bytes = row.get_ref(idx)?.as_blob()?;

@@ -16,21 +16,16 @@ pub struct UploadLink {
 }
 
 impl UploadService {
-    /// The caller behind a bearer token (`Authorization: Bearer` or `?token=`).
-    pub fn caller(&self, bearer: Option<&str>) -> Result<Caller, UploadError> {
-        Ok(self.access.caller(bearer)?)
-    }
-
     /// May `caller` start an upload under `image_id` of `size` bytes (unknown for a
     /// streamed upload)? Returns the link it is made with, whose upload limit it counts
     /// against.
     pub async fn authorize_new(
         &self,
         caller: &Caller,
-        image_id: &str,
+        image_id: &ImageId,
         size: Option<u64>,
     ) -> Result<Option<Uuid>, UploadError> {
-        self.access.allow_upload(caller, image_id, size)?;
+        self.access.allow_upload(caller, image_id.as_str(), size)?;
         let Caller::Link(claims) = caller else {
             return Ok(None);
         };
@@ -48,7 +43,7 @@ impl UploadService {
         if !self.access.enabled() {
             return Ok(());
         }
-        let row = self.db.find(id).await?.ok_or(UploadError::NotFound)?;
+        let row = self.row(id).await?;
         Ok(self.access.allow_upload(caller, &row.image_id, None)?)
     }
 
@@ -68,13 +63,12 @@ impl UploadService {
     pub fn mint_link(
         &self,
         caller: &Caller,
-        image_id: &str,
+        image_id: &ImageId,
         expires_in: i64,
         max_uploads: Option<u32>,
         max_size: Option<u64>,
     ) -> Result<UploadLink, UploadError> {
         self.access.require_key(caller)?;
-        let image_id = ImageId::parse(image_id)?;
         if !(1..=MAX_LINK_SECS).contains(&expires_in) {
             return Err(UploadError::InvalidLink(format!(
                 "expires_in must be 1 to {MAX_LINK_SECS} seconds"

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{UploadError, UploadService};
-use crate::db::{UploadRow, state};
+use super::{UploadError, UploadService, UploadState};
+use crate::db::UploadRow;
 use crate::domain::Sha256Checksum;
 use crate::storage::{SignedRequest, StorageError, StoredPart};
 
@@ -48,6 +48,11 @@ impl PartPlan {
         })
     }
 
+    /// Where one part starts in the file.
+    pub fn part_offset(&self, part_number: i32) -> u64 {
+        self.part_size * u64::try_from(part_number - 1).unwrap_or(0)
+    }
+
     /// The exact length of one part.
     pub fn part_len(&self, part_number: i32) -> u64 {
         if part_number < self.part_count {
@@ -71,18 +76,18 @@ impl UploadService {
         &self,
         id: Uuid,
     ) -> Result<(UploadRow, String, PartPlan), UploadError> {
-        let row = self.db.find(id).await?.ok_or(UploadError::NotFound)?;
-        if row.state == state::PENDING && OffsetDateTime::now_utc() > row.expires_at {
-            self.expire(&row).await?;
-            return Err(UploadError::Gone(state::EXPIRED));
-        }
-        match row.state.as_str() {
-            state::PENDING => {}
-            state::COMPLETED => return Err(UploadError::AlreadyCompleted),
-            state::EXPIRED => return Err(UploadError::Gone(state::EXPIRED)),
-            state::ABORTED => return Err(UploadError::Gone(state::ABORTED)),
-            state::FAILED => return Err(UploadError::Gone(state::FAILED)),
-            _ => return Err(UploadError::Gone(state::DELETED)),
+        let row = self.row(id).await?;
+        match row.state {
+            UploadState::Pending if OffsetDateTime::now_utc() > row.expires_at => {
+                self.expire(&row).await?;
+                return Err(UploadError::Gone(UploadState::Expired));
+            }
+            UploadState::Pending => {}
+            UploadState::Completed => return Err(UploadError::AlreadyCompleted),
+            state @ (UploadState::Expired
+            | UploadState::Aborted
+            | UploadState::Failed
+            | UploadState::Deleted) => return Err(UploadError::Gone(state)),
         }
         let (Some(upload_id), Some(plan)) = (row.multipart_upload_id.clone(), PartPlan::of(&row))
         else {

@@ -10,28 +10,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use sea_orm::Set;
+use sea_orm::TryIntoModel;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
-use super::{
-    Rejection, SNIFF_BYTES_MAX, UploadError, UploadService, UploadView, object_key, to_i64,
-};
-use crate::config::S3_MAX_PARTS;
-use crate::db::{self, NewUpload, state};
+use super::transition::{Completion, Recorded, completed_row};
+use super::verify::{self, SNIFF_BYTES_MAX, Sample, VerifiedImage};
+use super::{PartPlan, Upload, UploadError, UploadMethod, UploadService, object_key, to_i64};
+use crate::db::{self, NewUpload};
 use crate::domain::{ImageFormat, ImageId, OriginalFilename, Sha256Checksum};
 use crate::shutdown::Shutdown;
 use crate::storage::{Payload, StoredPart};
 
 /// The most of one upload's body held in memory; the rest waits in a temporary file.
 pub const SPOOL_IN_MEMORY: u64 = 256 * 1024;
-/// Bodies up to this size go to storage in one PutObject; longer ones in parts.
-pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
-/// Parts of a streamed upload stored in parts (larger when 10,000 would not be enough).
-pub const STREAM_PART_SIZE: u64 = 8 * 1024 * 1024;
 /// Memory all streamed uploads together may hold; requests beyond it wait.
 pub const STREAM_BUFFER_BUDGET: u64 = 16 * 1024 * 1024;
 /// Budget accounting unit.
@@ -58,12 +53,10 @@ pub struct StoredObject {
     image_id: ImageId,
     key: String,
     filename: OriginalFilename,
-    format: ImageFormat,
+    image: VerifiedImage,
     size: u64,
     checksum: Sha256Checksum,
     etag: Option<String>,
-    width: i32,
-    height: i32,
 }
 
 /// Reads from the body, counting every byte against the limit and hashing as it goes.
@@ -117,7 +110,7 @@ impl<R: AsyncRead + Unpin> CountedBody<R> {
 
     /// Keeps the last bytes seen, to check the file's end once it has arrived.
     fn keep_tail(&mut self, new: &[u8]) {
-        let keep = ImageFormat::TAIL_BYTES as usize;
+        let keep = verify::TAIL_BYTES as usize;
         self.tail
             .extend_from_slice(&new[new.len().saturating_sub(keep)..]);
         let excess = self.tail.len().saturating_sub(keep);
@@ -173,14 +166,15 @@ impl UploadService {
         if head.is_empty() && first.is_ok() {
             return Err(UploadError::EmptyFile);
         }
-        let early = self.inspect_image(&head, claimed);
+        let limits = self.image_limits();
+        let early = verify::inspect_header(&head, claimed, limits);
         let spooled = match first? {
             Fill::End => None,
             Fill::Full => {
                 // A header that does not match needs no more bytes to be refused. Only the
                 // dimensions may lie further on, behind a JPEG's EXIF blocks.
                 if let Err(rejection) = early
-                    && (rejection != Rejection::InvalidImage || ImageFormat::sniff(&head).is_none())
+                    && !verify::wants_longer_head(&early, &head, u64::MAX)
                 {
                     return Err(UploadError::Rejected(rejection));
                 }
@@ -191,19 +185,19 @@ impl UploadService {
                 Some(spooled?)
             }
         };
-        let (format, width, height) = match (early, &spooled) {
-            (Ok(found), _) => found,
-            (Err(Rejection::InvalidImage), Some(spooled)) => {
-                let longer =
-                    read_file_prefix(&spooled.file, SNIFF_BYTES_MAX.min(body.total)).await?;
-                self.inspect_image(&longer, claimed)
-                    .map_err(UploadError::Rejected)?
+        let longer = match &spooled {
+            Some(spooled) if verify::wants_longer_head(&early, &head, body.total) => {
+                Some(read_file_prefix(&spooled.file, SNIFF_BYTES_MAX.min(body.total)).await?)
             }
-            (Err(rejection), _) => return Err(UploadError::Rejected(rejection)),
+            _ => None,
         };
-        if !format.is_whole(&head, &body.tail, body.total) {
-            return Err(UploadError::Rejected(Rejection::InvalidImage));
-        }
+        let sample = Sample {
+            head: longer.as_deref().unwrap_or(&head),
+            tail: &body.tail,
+            size: body.total,
+        };
+        let image = verify::verify(sample, claimed, None, limits).map_err(UploadError::Rejected)?;
+        let format = image.format;
 
         let id = Uuid::now_v7();
         let key = object_key(image_id, id, format);
@@ -222,12 +216,10 @@ impl UploadService {
             image_id: image_id.clone(),
             key,
             filename,
-            format,
+            image,
             size: body.total,
             checksum: Sha256Checksum::from_digest(&body.hasher.finalize()),
             etag,
-            width,
-            height,
         })
     }
 
@@ -240,20 +232,20 @@ impl UploadService {
         file: Arc<File>,
         size: u64,
     ) -> Result<Option<String>, UploadError> {
-        if size <= MULTIPART_THRESHOLD {
+        if size <= self.config.multipart_threshold {
             let body = Payload::file_range(file, 0, size);
             return Ok(self.storage.put(key, format.mime(), body).await?);
         }
-        let part = STREAM_PART_SIZE.max(size.div_ceil(u64::from(S3_MAX_PARTS)));
+        let plan = PartPlan::new(size, self.config.part_size, self.config.max_parts);
         let upload_id = self
             .storage
             .create_multipart(key, format.mime(), false)
             .await?;
         let result = async {
-            let mut parts = Vec::new();
-            for (index, offset) in (0..size).step_by(part as usize).enumerate() {
-                let part_number = i32::try_from(index + 1).unwrap_or(i32::MAX);
-                let len = part.min(size - offset);
+            let mut parts = Vec::with_capacity(usize::try_from(plan.part_count).unwrap_or(0));
+            for part_number in 1..=plan.part_count {
+                let offset = plan.part_offset(part_number);
+                let len = plan.part_len(part_number);
                 let body = Payload::file_range(file.clone(), offset, len);
                 let etag = self
                     .storage
@@ -301,7 +293,7 @@ impl UploadService {
         &self,
         stored: StoredObject,
         link_id: Option<Uuid>,
-    ) -> Result<UploadView, UploadError> {
+    ) -> Result<Upload, UploadError> {
         let s3_url = match self.storage.object_url(&stored.key).await {
             Ok(url) => url,
             Err(err) => {
@@ -309,14 +301,13 @@ impl UploadService {
                 return Err(err.into());
             }
         };
-        let now = OffsetDateTime::now_utc();
-        let mut row = db::new_pending(NewUpload {
+        let row = db::new_pending(NewUpload {
             id: stored.id,
             image_id: stored.image_id.to_string(),
-            method: "LEGACY",
+            method: UploadMethod::Legacy,
             object_key: stored.key.clone(),
             original_filename: stored.filename.as_str().to_owned(),
-            content_type: stored.format.mime().to_owned(),
+            content_type: stored.image.format.mime().to_owned(),
             declared_size: to_i64(stored.size),
             checksum_sha256: Some(stored.checksum.as_str().to_owned()),
             metadata: None,
@@ -324,29 +315,36 @@ impl UploadService {
             part_size: None,
             part_count: None,
             checksum_algorithm: None,
-            expires_at: now,
+            expires_at: OffsetDateTime::now_utc(),
             link_id,
         });
-        row.state = Set(state::COMPLETED.to_owned());
-        row.file_size = Set(Some(to_i64(stored.size)));
-        row.etag = Set(stored.etag.clone());
-        row.width = Set(Some(stored.width));
-        row.height = Set(Some(stored.height));
-        row.s3_url = Set(Some(s3_url.clone()));
-        row.uploaded_at = Set(Some(now));
-        match self.db.insert(row).await {
-            Ok(row) => {
-                tracing::info!(upload_id = %row.id, image_id = %row.image_id, state = state::COMPLETED, size = stored.size, "streamed upload completed");
-                crate::metrics::upload_transition(state::COMPLETED);
-                crate::metrics::bytes_confirmed(stored.size);
-                Ok(UploadView {
-                    row,
-                    s3_url: Some(s3_url),
-                })
+        let recorded = self
+            .record_completed(Completion {
+                id: stored.id,
+                image_id: stored.image_id.to_string(),
+                size: stored.size,
+                image: stored.image,
+                etag: stored.etag.clone(),
+                checksum_sha256: Some(stored.checksum.as_str().to_owned()),
+                s3_url: s3_url.clone(),
+                recorded: Recorded::New(Box::new(row.clone())),
+            })
+            .await;
+        match recorded {
+            Ok(Some(object)) => {
+                let model = completed_row(row, &object)
+                    .try_into_model()
+                    .map_err(|err| UploadError::Db(err.into()))?;
+                Ok(Upload::from_row(model, Some(s3_url)))
             }
+            // A new id is never recorded by anyone else.
+            Ok(None) => Err(UploadError::Corrupt(format!(
+                "legacy upload {} was recorded twice",
+                stored.id
+            ))),
             Err(err) => {
                 self.discard(stored).await;
-                Err(err.into())
+                Err(err)
             }
         }
     }

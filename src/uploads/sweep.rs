@@ -7,8 +7,7 @@ use std::time::{Duration, SystemTime};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{UploadError, UploadService};
-use crate::db::state;
+use super::{UploadError, UploadService, UploadState};
 use crate::metrics;
 use crate::shutdown::Shutdown;
 use crate::storage::StorageError;
@@ -97,9 +96,14 @@ impl UploadService {
             }
             // A staged copy belongs to its upload only while that is pending.
             let owned = match self.db.find_by_key(&object_key).await? {
-                Some(row) => {
-                    row.state == state::PENDING || (!staged && row.state == state::COMPLETED)
-                }
+                Some(row) => match row.state {
+                    UploadState::Pending => true,
+                    UploadState::Completed => !staged,
+                    UploadState::Failed
+                    | UploadState::Expired
+                    | UploadState::Aborted
+                    | UploadState::Deleted => false,
+                },
                 None => false,
             };
             if !owned {
@@ -133,7 +137,7 @@ impl UploadService {
                 .db
                 .find_by_multipart_id(&upload_id)
                 .await?
-                .is_some_and(|row| row.state == state::PENDING);
+                .is_some_and(|row| row.state == UploadState::Pending);
             if !owned {
                 self.storage.abort_multipart(&key, &upload_id).await?;
                 report.multipart_aborted += 1;

@@ -95,7 +95,10 @@ async fn api_keys_guard_every_write_and_reads_stay_open() {
             .0,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(app.row(&id).await.expect("row").state, "pending");
+    assert_eq!(
+        app.row(&id).await.expect("row").state,
+        upload_broker::uploads::UploadState::Pending
+    );
     let resp = app.post_as(Some("key-alpha"), &confirm, &json!({})).await;
     assert_eq!(resp.status(), StatusCode::OK);
     // Lookups need no credentials.
@@ -112,7 +115,10 @@ async fn api_keys_guard_every_write_and_reads_stay_open() {
         .await
         .expect("DELETE");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.row(&id).await.expect("row").state, "completed");
+    assert_eq!(
+        app.row(&id).await.expect("row").state,
+        upload_broker::uploads::UploadState::Completed
+    );
 
     // The legacy upload as well; a key works there.
     let resp = app.legacy_post("cat", "", None).await;
@@ -192,7 +198,10 @@ async fn upload_links_are_bound_to_their_image_limits_and_lifetime() {
         .await
         .expect("DELETE");
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    assert_eq!(app.row(&id).await.expect("row").state, "completed");
+    assert_eq!(
+        app.row(&id).await.expect("row").state,
+        upload_broker::uploads::UploadState::Completed
+    );
 
     // Altered by one character anywhere: refused.
     let mut altered = token.clone().into_bytes();

@@ -104,13 +104,13 @@ async fn uploads_small_and_large_files_and_prints_their_urls_in_order() {
             .row(record["upload_id"].as_str().expect("id"))
             .await
             .expect("row");
-        assert_eq!(row.state, "completed");
+        assert_eq!(row.state, upload_broker::uploads::UploadState::Completed);
         let bytes = if row.original_filename == "large.png" {
-            assert_eq!(row.method, "MULTIPART");
+            assert_eq!(row.method, upload_broker::uploads::UploadMethod::Multipart);
             assert_eq!(row.part_count, Some(3));
             &large
         } else {
-            assert_eq!(row.method, "PUT");
+            assert_eq!(row.method, upload_broker::uploads::UploadMethod::Put);
             &small
         };
         assert_eq!(row.file_size, Some(bytes.len() as i64));

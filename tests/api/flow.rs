@@ -21,7 +21,10 @@ async fn png_and_jpeg_go_from_signed_url_to_verified_record() {
         let key = issued["key"].as_str().expect("key");
         let ext = if mime == "image/png" { "png" } else { "jpg" };
         assert_eq!(key, format!("uploads/user123/{id}.{ext}"));
-        assert_eq!(app.row(&id).await.expect("pending row").state, "pending");
+        assert_eq!(
+            app.row(&id).await.expect("pending row").state,
+            upload_broker::uploads::UploadState::Pending
+        );
         // The 201 shows what was stored, to the last digit.
         let pending = app.get_json(&format!("/api/v1/uploads/{id}")).await;
         assert_eq!(pending["state"], "pending");
@@ -52,7 +55,7 @@ async fn png_and_jpeg_go_from_signed_url_to_verified_record() {
         assert_eq!(app.object(key).await.expect("object in bucket"), bytes);
 
         let row = app.row(&id).await.expect("row");
-        assert_eq!(row.state, "completed");
+        assert_eq!(row.state, upload_broker::uploads::UploadState::Completed);
         assert_eq!(row.file_size, Some(bytes.len() as i64));
 
         let fetched = app.get_json(&format!("/api/v1/uploads/{id}")).await;
@@ -138,7 +141,10 @@ async fn confirm_before_the_put_is_409_and_stays_pending() {
         (status, code.as_str()),
         (StatusCode::CONFLICT, "not_uploaded")
     );
-    assert_eq!(app.row(id).await.expect("row").state, "pending");
+    assert_eq!(
+        app.row(id).await.expect("row").state,
+        upload_broker::uploads::UploadState::Pending
+    );
     let record = app.get_json(&format!("/api/v1/uploads/{id}")).await;
     assert_eq!(record["state"], "pending");
     assert_eq!(record["s3_url"], Value::Null);
@@ -166,7 +172,7 @@ async fn bytes_that_are_not_the_declared_image_fail_and_are_deleted() {
         );
         assert!(app.object(key).await.is_none(), "object deleted");
         let row = app.row(id).await.expect("row");
-        assert_eq!(row.state, "failed");
+        assert_eq!(row.state, upload_broker::uploads::UploadState::Failed);
         assert_eq!(row.failure_code.as_deref(), Some(expected));
         // Asking again gives the same answer.
         let (status, code) = error_code(app.confirm(id).await).await;
@@ -288,7 +294,10 @@ async fn delete_aborts_pending_and_removes_completed_uploads() {
         app.delete(pending_id).await.status(),
         StatusCode::NO_CONTENT
     );
-    assert_eq!(app.row(pending_id).await.expect("row").state, "aborted");
+    assert_eq!(
+        app.row(pending_id).await.expect("row").state,
+        upload_broker::uploads::UploadState::Aborted
+    );
     let (status, code) = error_code(app.confirm(pending_id).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::GONE, "aborted"));
 
@@ -297,7 +306,10 @@ async fn delete_aborts_pending_and_removes_completed_uploads() {
     let key = record["key"].as_str().expect("key");
     assert_eq!(app.delete(id).await.status(), StatusCode::NO_CONTENT);
     assert!(app.object(key).await.is_none());
-    assert_eq!(app.row(id).await.expect("row").state, "deleted");
+    assert_eq!(
+        app.row(id).await.expect("row").state,
+        upload_broker::uploads::UploadState::Deleted
+    );
     assert_eq!(
         app.get("/api/v1/images/gone/latest").await.status(),
         StatusCode::NOT_FOUND
@@ -328,7 +340,10 @@ async fn an_expired_upload_is_gone_and_its_url_refused() {
     let id = issued["upload_id"].as_str().expect("id");
     let (status, code) = error_code(app.confirm(id).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::GONE, "expired"));
-    assert_eq!(app.row(id).await.expect("row").state, "expired");
+    assert_eq!(
+        app.row(id).await.expect("row").state,
+        upload_broker::uploads::UploadState::Expired
+    );
 }
 
 #[tokio::test]
@@ -477,7 +492,7 @@ async fn direct_reads_return_the_rows_the_orm_reads() {
     let multipart: Value = resp.json().await.expect("issued");
     let multipart = multipart["upload_id"].as_str().expect("id").to_owned();
 
-    let db = app.uploads.db();
+    let db = &app.db;
     for id in [&single, &multipart] {
         let id = Uuid::parse_str(id).expect("uuid");
         assert_eq!(
@@ -491,7 +506,7 @@ async fn direct_reads_return_the_rows_the_orm_reads() {
     app.confirm_stored(&single, PNG).await;
     let id = Uuid::parse_str(&single).expect("uuid");
     let orm = db.find_fresh(id).await.expect("orm").expect("row");
-    assert_eq!(orm.state, "completed");
+    assert_eq!(orm.state, upload_broker::uploads::UploadState::Completed);
     assert!(orm.uploaded_at.is_some() && orm.width.is_some() && orm.metadata.is_some());
     assert_eq!(db.find(id).await.expect("find").as_ref(), Some(&orm));
     assert_eq!(

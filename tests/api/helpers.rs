@@ -11,8 +11,9 @@ use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use upload_broker::Application;
 use upload_broker::config::Config;
-use upload_broker::db::UploadRow;
+use upload_broker::db::{Db, UploadRow};
 use upload_broker::shutdown::{self, ShutdownTrigger};
+use upload_broker::storage::Storage;
 use upload_broker::uploads::UploadService;
 use uuid::Uuid;
 
@@ -29,6 +30,8 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub uploads: UploadService,
+    pub db: Db,
+    pub storage: Storage,
     pub dir: Arc<TempDir>,
     trigger: ShutdownTrigger,
 }
@@ -83,11 +86,14 @@ impl TestApp {
         let app = Application::build(config, stop).await.ok()?;
         let address = format!("http://{}", app.address());
         let uploads = app.uploads().clone();
+        let (db, storage) = (app.db().clone(), app.storage().clone());
         tokio::spawn(app.run());
         Some(Self {
             address,
             client: reqwest::Client::new(),
             uploads,
+            db,
+            storage,
             dir,
             trigger,
         })
@@ -116,8 +122,7 @@ impl TestApp {
     /// The address of the store this service uses.
     pub async fn store_addr(&self) -> std::net::SocketAddr {
         let probe = self
-            .uploads
-            .storage()
+            .storage
             .presign_put("probe", "image/png", 1, None)
             .await
             .expect("sign")
@@ -282,12 +287,12 @@ impl TestApp {
 
     pub async fn row(&self, upload_id: &str) -> Option<UploadRow> {
         let id = Uuid::parse_str(upload_id).expect("uuid");
-        self.uploads.db().find_fresh(id).await.expect("query")
+        self.db.find_fresh(id).await.expect("query")
     }
 
     /// The object's bytes in the bucket, read with the service's own credentials.
     pub async fn object(&self, key: &str) -> Option<Vec<u8>> {
-        let storage = self.uploads.storage();
+        let storage = &self.storage;
         storage.head(key).await.expect("head")?;
         Some(
             storage
@@ -300,7 +305,7 @@ impl TestApp {
 
     /// Runs raw SQL on the service's database and returns the rows as JSON objects.
     pub async fn sql(&self, query: &str) -> Vec<sea_orm::QueryResult> {
-        let conn = self.uploads.db().writer();
+        let conn = self.db.writer();
         conn.query_all_raw(Statement::from_string(conn.get_database_backend(), query))
             .await
             .expect("SQL")
@@ -481,12 +486,11 @@ pub async fn five_hundred_flows_hold<'a>(
     for (status, id) in &flows {
         assert_eq!(*status, StatusCode::OK);
         let row = check.row(id).await.expect("row");
-        assert_eq!(row.state, "completed");
+        assert_eq!(row.state, upload_broker::uploads::UploadState::Completed);
         assert_eq!(row.file_size, Some(PNG.len() as i64));
         assert_eq!(row.checksum_sha256.as_deref(), Some(checksum.as_str()));
         let head = check
-            .uploads
-            .storage()
+            .storage
             .head(&row.object_key)
             .await
             .expect("head")
@@ -516,7 +520,7 @@ pub async fn error_code(resp: Response) -> (StatusCode, String) {
 /// What the bucket holds: every object and every open multipart upload. Empty means
 /// nothing was left behind.
 pub async fn files_in_store(app: &TestApp) -> Vec<String> {
-    let storage = app.uploads.storage();
+    let storage = &app.storage;
     let mut found: Vec<String> = storage
         .list_objects("")
         .await

@@ -162,10 +162,16 @@ async fn a_file_of_exactly_max_file_size_is_stored_in_one_put() {
     assert!(!etag.contains('-'), "a single PutObject's ETag: {etag}");
 }
 
-/// Over 16 MiB the file goes up in 8 MiB parts, read back from its temporary file.
+/// Over `MULTIPART_THRESHOLD` the file goes up in `PART_SIZE` parts (the same settings as
+/// direct uploads), read back from its temporary file.
 #[tokio::test]
 async fn a_file_over_the_multipart_threshold_is_stored_in_parts() {
-    let app = TestApp::spawn_with(&[("MAX_FILE_SIZE", "25165824")]).await;
+    let app = TestApp::spawn_with(&[
+        ("MAX_FILE_SIZE", "25165824"),
+        ("MULTIPART_THRESHOLD", "16777216"),
+        ("PART_SIZE", "8388608"),
+    ])
+    .await;
     let big = png_with_padding(17 * MIB + 5, |i| (i * 7 % 251) as u8);
     let latest = app.legacy_stored("huge", "huge.png", &big).await;
     let etag = latest["etag"].as_str().expect("etag");

@@ -51,7 +51,7 @@ async fn fifty_concurrent_confirms_give_one_record_and_identical_bodies() {
         "50 identical bodies"
     );
     let row = app.row(&id).await.expect("row");
-    assert_eq!(row.state, "completed");
+    assert_eq!(row.state, upload_broker::uploads::UploadState::Completed);
     assert_eq!(Some(row.updated_at), row.uploaded_at, "one state change");
 }
 
@@ -67,7 +67,7 @@ async fn the_sweeper_expires_stale_uploads_and_removes_what_nobody_owns() {
         ("PART_SIZE", "5242880"),
     ])
     .await;
-    let storage = app.uploads.storage();
+    let storage = &app.storage;
     // Uploaded but never confirmed.
     let unconfirmed = app.issue("sweep", "a.png", "image/png", PNG).await;
     assert_eq!(app.put(&unconfirmed, PNG).await.status(), StatusCode::OK);
@@ -110,13 +110,7 @@ async fn the_sweeper_expires_stale_uploads_and_removes_what_nobody_owns() {
     let image_id = ImageId::parse("sweep").expect("id");
     let crashed = app
         .uploads
-        .store_streamed(
-            &image_id,
-            "d.png",
-            PNG,
-            None,
-            app.uploads.config().max_file_size,
-        )
+        .store_streamed(&image_id, "d.png", PNG, None, 10 * 1024 * 1024)
         .await
         .expect("stored");
     std::mem::forget(crashed);
@@ -147,13 +141,16 @@ async fn the_sweeper_expires_stale_uploads_and_removes_what_nobody_owns() {
             .row(issued["upload_id"].as_str().expect("id"))
             .await
             .expect("row");
-        assert_eq!(row.state, "expired");
+        assert_eq!(row.state, upload_broker::uploads::UploadState::Expired);
     }
     let kept_row = app
         .row(kept["upload_id"].as_str().expect("id"))
         .await
         .expect("row");
-    assert_eq!(kept_row.state, "completed");
+    assert_eq!(
+        kept_row.state,
+        upload_broker::uploads::UploadState::Completed
+    );
     assert_eq!(app.object(&kept_row.object_key).await.expect("kept"), PNG);
     assert!(
         app.object("uploads/seed/abc123.jpg").await.is_some(),
@@ -226,7 +223,7 @@ async fn storage_that_refuses_or_hangs_gives_503_within_the_timeout() {
         );
         assert_eq!(
             app.row(id).await.expect("row").state,
-            "pending",
+            upload_broker::uploads::UploadState::Pending,
             "nothing completed"
         );
 
@@ -655,11 +652,13 @@ async fn when_storage_comes_back_the_next_sweep_leaves_nothing_stuck() {
         app.uploads.sweep(Duration::ZERO).await.is_err(),
         "the sweep cannot reach storage"
     );
-    assert_eq!(app.row(id).await.expect("row").state, "expired");
+    assert_eq!(
+        app.row(id).await.expect("row").state,
+        upload_broker::uploads::UploadState::Expired
+    );
     assert!(
         store_owner
-            .uploads
-            .storage()
+            .storage
             .head(&landing)
             .await
             .expect("head")
@@ -672,8 +671,7 @@ async fn when_storage_comes_back_the_next_sweep_leaves_nothing_stuck() {
     assert_eq!(report.orphan_objects_deleted, 1, "{report:?}");
     assert!(
         store_owner
-            .uploads
-            .storage()
+            .storage
             .head(&landing)
             .await
             .expect("head")

@@ -188,7 +188,10 @@ async fn part_urls_are_exact_and_can_be_signed_again() {
     let body: Value = resp.json().await.expect("error");
     assert_eq!(body["code"], "incomplete_upload");
     assert_eq!(body["missing_parts"], json!([3]));
-    assert_eq!(app.row(id).await.expect("row").state, "pending");
+    assert_eq!(
+        app.row(id).await.expect("row").state,
+        upload_broker::uploads::UploadState::Pending
+    );
 
     assert_eq!(
         app.put_part(&first[&3], part(&bytes, 3)).await.status(),
@@ -363,7 +366,10 @@ async fn a_multipart_upload_of_other_bytes_fails_verification() {
         (status, code.as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_image")
     );
-    assert_eq!(app.row(id).await.expect("row").state, "failed");
+    assert_eq!(
+        app.row(id).await.expect("row").state,
+        upload_broker::uploads::UploadState::Failed
+    );
     assert_eq!(
         files_in_store(&app).await,
         Vec::<String>::new(),

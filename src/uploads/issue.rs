@@ -1,0 +1,199 @@
+//! Issuing: a request is parsed into validated values, then signed and recorded as pending.
+
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    IssuedUpload, PartPlan, Upload, UploadError, UploadMethod, UploadService, UploadState,
+    object_key, staging_key, to_i64,
+};
+use crate::db::{self, NewUpload};
+use crate::domain::{ImageFormat, ImageId, InputError, Metadata, OriginalFilename, Sha256Checksum};
+use crate::metrics;
+
+/// A file a client wants to upload directly, parsed: once one exists, it is valid.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    pub image_id: ImageId,
+    pub filename: OriginalFilename,
+    pub format: ImageFormat,
+    pub size: u64,
+    pub checksum: Option<Sha256Checksum>,
+    /// Every part of a multipart upload carries its own SHA-256 (`checksum_algorithm`).
+    pub part_checksums: bool,
+    pub metadata: Option<Metadata>,
+}
+
+/// The request as the client sent it.
+#[derive(Debug, Clone, Default)]
+pub struct RawUploadRequest {
+    pub image_id: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub checksum_sha256: Option<String>,
+    pub checksum_algorithm: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+impl UploadService {
+    /// Checks every field, in the order the refusals have always come: image_id, type,
+    /// file name, size, checksums, metadata.
+    pub fn parse_upload(&self, raw: RawUploadRequest) -> Result<UploadRequest, UploadError> {
+        let image_id = ImageId::parse(&raw.image_id)?;
+        let format = ImageFormat::from_mime(&raw.content_type)?;
+        let filename = OriginalFilename::clean(&raw.filename)?;
+        match filename.format()? {
+            claimed if claimed == format => {}
+            _ => return Err(InputError::ExtensionMismatch.into()),
+        }
+        let size = u64::try_from(raw.size)
+            .ok()
+            .filter(|s| *s >= 1)
+            .ok_or(UploadError::EmptyFile)?;
+        if size > self.config.max_upload_size {
+            return Err(UploadError::TooLarge {
+                limit: self.config.max_upload_size,
+            });
+        }
+        let part_checksums = match raw.checksum_algorithm.as_deref() {
+            None => false,
+            Some(alg) if alg.eq_ignore_ascii_case("SHA256") => true,
+            Some(_) => {
+                return Err(UploadError::InvalidParts(
+                    "checksum_algorithm must be SHA256".to_owned(),
+                ));
+            }
+        };
+        let checksum = raw
+            .checksum_sha256
+            .as_deref()
+            .map(Sha256Checksum::parse)
+            .transpose()?;
+        let metadata = raw
+            .metadata
+            .map(Metadata::parse)
+            .transpose()?
+            .filter(|m| !m.is_empty());
+        Ok(UploadRequest {
+            image_id,
+            filename,
+            format,
+            size,
+            checksum,
+            part_checksums,
+            metadata,
+        })
+    }
+
+    /// Signs a PUT for exactly these bytes (or starts a multipart upload) and records the
+    /// upload as pending, made with `link_id` when a link authorized it. Returning means the
+    /// pending row is committed.
+    pub async fn issue(
+        &self,
+        request: UploadRequest,
+        link_id: Option<Uuid>,
+    ) -> Result<IssuedUpload, UploadError> {
+        let UploadRequest {
+            image_id,
+            filename,
+            format,
+            size,
+            checksum,
+            part_checksums,
+            metadata,
+        } = request;
+        self.check_pending_caps(&image_id, size).await?;
+
+        let id = Uuid::now_v7();
+        let key = object_key(&image_id, id, format);
+        let now = OffsetDateTime::now_utc();
+        let mut fields = NewUpload {
+            id,
+            image_id: image_id.to_string(),
+            method: UploadMethod::Put,
+            object_key: key.clone(),
+            original_filename: filename.as_str().to_owned(),
+            content_type: format.mime().to_owned(),
+            declared_size: to_i64(size),
+            checksum_sha256: checksum.as_ref().map(|c| c.as_str().to_owned()),
+            metadata: metadata.map(|m| m.to_json()),
+            multipart_upload_id: None,
+            part_size: None,
+            part_count: None,
+            checksum_algorithm: None,
+            expires_at: self.url_expiry(now),
+            link_id,
+        };
+        let put = if size > self.config.multipart_threshold {
+            let plan = PartPlan::new(size, self.config.part_size, self.config.max_parts);
+            let upload_id = self
+                .storage
+                .create_multipart(&key, format.mime(), part_checksums)
+                .await?;
+            fields.method = UploadMethod::Multipart;
+            fields.multipart_upload_id = Some(upload_id);
+            fields.part_size = Some(to_i64(plan.part_size));
+            fields.part_count = Some(plan.part_count);
+            fields.checksum_algorithm = part_checksums.then(|| "SHA256".to_owned());
+            fields.expires_at = now + self.config.multipart_expires;
+            None
+        } else {
+            let target = if self.config.conditional_writes {
+                key.clone()
+            } else {
+                staging_key(&key)
+            };
+            Some(
+                self.storage
+                    .presign_put(&target, format.mime(), size, checksum.as_ref())
+                    .await?,
+            )
+        };
+        let s3_upload = fields.multipart_upload_id.clone();
+        let row = match self.db.insert(db::new_pending(fields)).await {
+            Ok(row) => row,
+            Err(err) => {
+                // No row, so no multipart upload either.
+                if let Some(upload_id) = s3_upload {
+                    let _ = self.storage.abort_multipart(&key, &upload_id).await;
+                }
+                return Err(err.into());
+            }
+        };
+        tracing::info!(upload_id = %id, image_id = %image_id, state = %UploadState::Pending, method = %row.method, size, "upload issued");
+        metrics::upload_transition(UploadState::Pending);
+        Ok(IssuedUpload {
+            upload: Upload::from_row(row, None),
+            put,
+        })
+    }
+
+    /// `MAX_PENDING_PER_IMAGE` and `MAX_PENDING_BYTES_PER_IMAGE`: a new upload of `size`
+    /// bytes must fit beside the image_id's pending ones.
+    async fn check_pending_caps(&self, image_id: &ImageId, size: u64) -> Result<(), UploadError> {
+        let (max_uploads, max_bytes) = (
+            self.config.max_pending_per_image,
+            self.config.max_pending_bytes_per_image,
+        );
+        if max_uploads == 0 && max_bytes == 0 {
+            return Ok(());
+        }
+        let (uploads, bytes) = self.db.pending_usage(image_id.as_str()).await?;
+        if max_uploads > 0 && uploads >= max_uploads {
+            return Err(UploadError::PendingCap {
+                code: "too_many_pending",
+                what: format!("{uploads} uploads"),
+            });
+        }
+        if max_bytes > 0 && bytes.saturating_add(size) > max_bytes {
+            return Err(UploadError::PendingCap {
+                code: "pending_bytes_exceeded",
+                what: format!("{bytes} bytes"),
+            });
+        }
+        Ok(())
+    }
+}

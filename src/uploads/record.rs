@@ -1,0 +1,91 @@
+//! What the lifecycle hands back to its callers: its own types, never database rows.
+
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use entity::{UploadMethod, UploadState};
+
+use crate::db::UploadRow;
+/// Plain values the storage layer makes that callers of the lifecycle read as they are.
+pub use crate::storage::{BucketCors, SignedRequest, StoredPart};
+
+/// One upload as its record reads, with a URL that currently serves its object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub id: Uuid,
+    pub image_id: String,
+    pub state: UploadState,
+    pub method: UploadMethod,
+    /// The object key the bytes have (or will have).
+    pub key: String,
+    /// A URL that returns the object's bytes, while the upload is completed.
+    pub s3_url: Option<String>,
+    pub original_filename: String,
+    /// The verified type once completed; the declared one before.
+    pub content_type: String,
+    pub declared_size: i64,
+    /// The verified size, once completed.
+    pub file_size: Option<i64>,
+    pub checksum_sha256: Option<String>,
+    pub etag: Option<String>,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// For multipart uploads: every part but the last has this many bytes.
+    pub part_size: Option<i64>,
+    pub part_count: Option<i32>,
+    /// `SHA256` when every part must be signed with its checksum.
+    pub checksum_algorithm: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub uploaded_at: Option<OffsetDateTime>,
+}
+
+impl Upload {
+    /// The record of `row`, with `s3_url` as made fresh for it.
+    pub(super) fn from_row(row: UploadRow, s3_url: Option<String>) -> Self {
+        Self {
+            id: row.id,
+            state: row.state,
+            method: row.method,
+            key: row.object_key,
+            s3_url,
+            original_filename: row.original_filename,
+            content_type: row.content_type,
+            declared_size: row.declared_size,
+            file_size: row.file_size,
+            checksum_sha256: row.checksum_sha256,
+            etag: row.etag,
+            width: row.width,
+            height: row.height,
+            metadata: row
+                .metadata
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok()),
+            part_size: row.part_size,
+            part_count: row.part_count,
+            checksum_algorithm: row.checksum_algorithm,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            uploaded_at: row.uploaded_at,
+            image_id: row.image_id,
+        }
+    }
+}
+
+/// A pending upload and how to send its bytes.
+#[derive(Debug, Clone)]
+pub struct IssuedUpload {
+    pub upload: Upload,
+    /// The presigned PUT of a single-PUT upload; multipart parts are signed on request.
+    pub put: Option<SignedRequest>,
+}
+
+/// One page of completed uploads.
+#[derive(Debug, Clone)]
+pub struct ImagePage {
+    pub images: Vec<Upload>,
+    pub next_cursor: Option<String>,
+}
