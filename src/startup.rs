@@ -33,6 +33,7 @@ pub enum StartupError {
 pub struct Application {
     address: SocketAddr,
     uploads: UploadService,
+    db: Db,
     server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>,
     store_stop: ShutdownTrigger,
 }
@@ -45,7 +46,7 @@ impl Application {
         let (store_stop, store_shutdown) = shutdown::channel();
         let storage = Storage::connect(&config, store_shutdown).await?;
         let db = Db::connect(&config).await?;
-        let uploads = UploadService::new(db, storage, config.clone(), shutdown.clone());
+        let uploads = UploadService::new(db.clone(), storage, config.clone(), shutdown.clone());
 
         let addr = SocketAddr::new(config.bind_addr, config.port);
         let acceptor = TcpListener::bind(addr)
@@ -85,6 +86,7 @@ impl Application {
         Ok(Self {
             address,
             uploads,
+            db,
             server: Box::pin(server),
             store_stop,
         })
@@ -96,6 +98,17 @@ impl Application {
 
     pub fn uploads(&self) -> &UploadService {
         &self.uploads
+    }
+
+    /// The database the service uses, for tests and tools that read it directly.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The URL the service reaches its object store at: the embedded store's address, or
+    /// `AWS_ENDPOINT_URL`; `None` for AWS itself.
+    pub fn storage_endpoint(&self) -> Option<&str> {
+        self.uploads.storage().endpoint()
     }
 
     /// Serves until the shutdown signal, then drains for at most `SHUTDOWN_GRACE`.

@@ -25,6 +25,7 @@ struct Connected {
     client: Client,
     presigner: Arc<Presigner>,
     bucket: String,
+    endpoint: Option<String>,
     /// How object URLs are made when `PUBLIC_BASE_URL` is not set.
     urls: ObjectUrls,
     embedded: bool,
@@ -60,6 +61,7 @@ impl Storage {
             client: connected.client,
             presigner: connected.presigner,
             bucket: connected.bucket,
+            endpoint: connected.endpoint,
             presign_expires: config.presign_expires,
             object_url_expires: config.object_url_expires,
             object_urls: match &config.public_base_url {
@@ -125,6 +127,7 @@ async fn connect_embedded(
         client,
         presigner,
         bucket: EMBEDDED_BUCKET.to_owned(),
+        endpoint: Some(store.endpoint.clone()),
         urls: ObjectUrls::Presigned,
         embedded: true,
     })
@@ -166,6 +169,7 @@ async fn connect_external(
         client,
         presigner,
         bucket: bucket.to_owned(),
+        endpoint: endpoint_url.map(str::to_owned),
         urls: if config.private_bucket {
             ObjectUrls::Presigned
         } else {

@@ -50,6 +50,9 @@ pub struct Storage {
     /// `S3_PUBLIC_ENDPOINT_URL`.
     presigner: Arc<Presigner>,
     bucket: String,
+    /// Where the service reaches the store: the embedded store's address or
+    /// `AWS_ENDPOINT_URL`; `None` for AWS itself.
+    endpoint: Option<String>,
     presign_expires: Duration,
     object_url_expires: Duration,
     object_urls: ObjectUrls,
@@ -63,6 +66,13 @@ impl Storage {
 
     pub fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    /// The URL the service reaches the store at (`http://127.0.0.1:PORT` for the embedded
+    /// one, `AWS_ENDPOINT_URL` for another S3-compatible store); `None` for AWS itself,
+    /// whose endpoint the SDK resolves per region.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
     }
 
     /// Whether the bucket answers (for `/health`).
