@@ -8,8 +8,6 @@ use upload_broker::domain::ImageId;
 
 use crate::helpers::*;
 
-const MIB: usize = 1024 * 1024;
-
 #[tokio::test]
 async fn a_confirmed_object_cannot_be_replaced_through_its_url() {
     let app = TestApp::spawn().await;
