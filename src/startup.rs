@@ -114,7 +114,7 @@ impl Application {
         &self.uploads
     }
 
-    /// The database, for tests and tools that look at what the service recorded.
+    /// The database the service uses, for tests and tools that read it directly.
     pub fn db(&self) -> &Db {
         &self.db
     }
@@ -122,6 +122,12 @@ impl Application {
     /// The object store, for tests and tools that look at what the service stored.
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// The URL the service reaches its object store at: the embedded store's address, or
+    /// `AWS_ENDPOINT_URL`; `None` for AWS itself.
+    pub fn storage_endpoint(&self) -> Option<&str> {
+        self.storage.endpoint()
     }
 
     /// Serves until the shutdown signal, then drains for at most `SHUTDOWN_GRACE`.

@@ -4,6 +4,7 @@
 //! The endpoint and addressing style still come from the SDK, read once from a URL it
 //! signed at start-up, so both agree on where a key lives.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,12 +15,19 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use super::{SignedRequest, StorageError};
+use super::StorageError;
 use crate::crypto::hmac_sha256 as hmac;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// Credentials are fetched again this long before they expire (roles, SSO).
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
+
+/// A request the client sends itself: the URL and the headers it must carry verbatim.
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+}
 
 /// The request to sign: method, key, its own query parameters (sorted by name) and the
 /// headers the client must send (lower-case names, sorted).
@@ -257,7 +265,7 @@ fn sign_with(
             .headers
             .iter()
             .filter(|(name, _)| *name != "content-length")
-            .map(|(name, value)| (super::canonical_header_name(name), (*value).to_owned()))
+            .map(|(name, value)| (canonical_header_name(name), (*value).to_owned()))
             .collect(),
     }
 }
@@ -297,6 +305,23 @@ fn encode_path(out: &mut String, key: &str) {
 fn utc(secs: u64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// `content-type` -> `Content-Type`; `x-amz-*` headers keep S3's lower case.
+pub(super) fn canonical_header_name(name: &str) -> String {
+    if name.starts_with("x-amz-") {
+        return name.to_owned();
+    }
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 fn yyyymmdd(secs: u64) -> String {

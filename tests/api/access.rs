@@ -10,59 +10,6 @@ const KEYS: &[(&str, &str)] = &[
     ("SECRET_KEY", "a-long-enough-secret-for-links"),
 ];
 
-impl TestApp {
-    async fn post_as(&self, token: Option<&str>, path: &str, body: &Value) -> reqwest::Response {
-        let mut req = self.client.post(self.url(path)).json(body);
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        req.send().await.expect("POST")
-    }
-
-    async fn issue_as(
-        &self,
-        token: Option<&str>,
-        image_id: &str,
-        size: usize,
-    ) -> reqwest::Response {
-        let body = json!({"image_id": image_id, "filename": "a.png", "content_type": "image/png",
-                          "size": size});
-        self.post_as(token, "/api/v1/uploads", &body).await
-    }
-
-    async fn link(&self, body: Value) -> String {
-        let resp = self
-            .post_as(Some("key-alpha"), "/api/v1/links", &body)
-            .await;
-        assert_eq!(resp.status(), StatusCode::CREATED);
-        let link: Value = resp.json().await.expect("link");
-        let token = link["token"].as_str().expect("token").to_owned();
-        assert_eq!(
-            link["upload_page"],
-            format!("/{}?token={token}", body["image_id"].as_str().expect("id"))
-        );
-        token
-    }
-
-    async fn legacy_post(
-        &self,
-        image_id: &str,
-        query: &str,
-        bearer: Option<&str>,
-    ) -> reqwest::Response {
-        let (content_type, body) = form_body(&[("file", Some("a.png"), PNG)]);
-        let mut req = self
-            .client
-            .post(self.url(&format!("/upload/{image_id}{query}")))
-            .header("Content-Type", content_type)
-            .body(body);
-        if let Some(token) = bearer {
-            req = req.bearer_auth(token);
-        }
-        req.send().await.expect("legacy POST")
-    }
-}
-
 async fn refused(resp: reqwest::Response) -> (StatusCode, String) {
     let unauthorized = resp.status() == StatusCode::UNAUTHORIZED;
     if unauthorized {

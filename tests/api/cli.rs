@@ -10,48 +10,6 @@ use sha2::{Digest, Sha256};
 
 use crate::helpers::*;
 
-const MIB: usize = 1024 * 1024;
-/// Multipart above 5 MiB, in 5 MiB parts.
-const SMALL_PARTS: [(&str, &str); 2] =
-    [("MULTIPART_THRESHOLD", "5242880"), ("PART_SIZE", "5242880")];
-
-/// What a run of the command printed.
-struct Run {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl TestApp {
-    /// Runs `upload-broker upload ARGS... --server <this service>` with its resume file
-    /// under `state`.
-    async fn cli(&self, state: &Path, args: &[&str]) -> Run {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_upload-broker"))
-            .arg("upload")
-            .args(args)
-            .args(["--server", &self.address])
-            .env("XDG_STATE_HOME", state)
-            .env_remove("UPLOAD_BROKER_API_KEY")
-            .env_remove("UPLOAD_BROKER_SERVER")
-            .output()
-            .await
-            .expect("the binary runs");
-        Run {
-            success: output.status.success(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// The completed records of an image_id, oldest first.
-    async fn completed(&self, image_id: &str) -> Vec<Value> {
-        let list = self.get_json(&format!("/api/v1/images/{image_id}")).await;
-        let mut images = list["images"].as_array().expect("images").clone();
-        images.reverse();
-        images
-    }
-}
-
 /// GETs a printed URL the way a browser would.
 async fn fetch(url: &str) -> Vec<u8> {
     let resp = reqwest::get(url).await.expect("GET the URL");

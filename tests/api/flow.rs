@@ -281,7 +281,7 @@ async fn confirming_twice_or_concurrently_returns_the_same_record() {
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "identical records");
     let again: Value = app.confirm(&id).await.json().await.expect("record");
     assert_eq!(again["uploaded_at"], bodies[0]["uploaded_at"]);
-    let rows = app.sql("SELECT id FROM images WHERE id = 'twice'").await;
+    let rows = app.completed_rows("twice").await;
     assert_eq!(rows.len(), 1);
 }
 
@@ -492,7 +492,7 @@ async fn direct_reads_return_the_rows_the_orm_reads() {
     let multipart: Value = resp.json().await.expect("issued");
     let multipart = multipart["upload_id"].as_str().expect("id").to_owned();
 
-    let db = &app.db;
+    let db = app.db();
     for id in [&single, &multipart] {
         let id = Uuid::parse_str(id).expect("uuid");
         assert_eq!(

@@ -1,7 +1,8 @@
 //! `TestApp`: the whole service in-process on port 0, with a fresh temporary database and
 //! a fresh embedded store (also on port 0), so tests run in parallel.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::{Arc, Once};
 
 use reqwest::{Response, StatusCode};
@@ -24,16 +25,30 @@ pub const WEBP: &[u8] = include_bytes!("../fixtures/sample.webp");
 pub const BMP: &[u8] = include_bytes!("../fixtures/sample.bmp");
 pub const TIFF: &[u8] = include_bytes!("../fixtures/sample.tiff");
 
+pub const MIB: usize = 1024 * 1024;
+/// Multipart above 5 MiB, in 5 MiB parts.
+pub const SMALL_PARTS: [(&str, &str); 2] =
+    [("MULTIPART_THRESHOLD", "5242880"), ("PART_SIZE", "5242880")];
+
 static TRACING: Once = Once::new();
 
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub uploads: UploadService,
-    pub db: Db,
     pub storage: Storage,
     pub dir: Arc<TempDir>,
+    db: Db,
+    /// The URL the service reaches its store at, as it says.
+    store_endpoint: Option<String>,
     trigger: ShutdownTrigger,
+}
+
+/// What a run of the command-line uploader printed.
+pub struct Run {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Drop for TestApp {
@@ -87,14 +102,16 @@ impl TestApp {
         let address = format!("http://{}", app.address());
         let uploads = app.uploads().clone();
         let (db, storage) = (app.db().clone(), app.storage().clone());
+        let store_endpoint = app.storage_endpoint().map(str::to_owned);
         tokio::spawn(app.run());
         Some(Self {
             address,
             client: reqwest::Client::new(),
             uploads,
-            db,
             storage,
             dir,
+            db,
+            store_endpoint,
             trigger,
         })
     }
@@ -112,28 +129,26 @@ impl TestApp {
             ("AWS_BUCKET_NAME".into(), "upload-broker".into()),
             (
                 "AWS_ENDPOINT_URL".into(),
-                format!("http://{}", self.store_addr().await),
+                format!("http://{}", self.store_addr()),
             ),
             ("AWS_ACCESS_KEY_ID".into(), access.to_owned()),
             ("AWS_SECRET_ACCESS_KEY".into(), secret.to_owned()),
         ]
     }
 
-    /// The address of the store this service uses.
-    pub async fn store_addr(&self) -> std::net::SocketAddr {
-        let probe = self
-            .storage
-            .presign_put("probe", "image/png", 1, None)
-            .await
-            .expect("sign")
-            .url;
-        probe
+    /// The address of the store this service uses (an `http://IP:PORT` endpoint).
+    pub fn store_addr(&self) -> std::net::SocketAddr {
+        let endpoint = self.store_endpoint.as_deref().expect("a store endpoint");
+        endpoint
             .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .expect("host")
+            .trim_end_matches('/')
             .parse()
             .expect("address")
+    }
+
+    /// The service's database, for reading it through its own queries.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// The database this service uses, for a second service to share.
@@ -290,6 +305,14 @@ impl TestApp {
         self.db.find_fresh(id).await.expect("query")
     }
 
+    /// The completed uploads of an image_id (up to a thousand), newest first.
+    pub async fn completed_rows(&self, image_id: &str) -> Vec<UploadRow> {
+        self.db
+            .completed_for_image(image_id, None, 1000)
+            .await
+            .expect("query")
+    }
+
     /// The object's bytes in the bucket, read with the service's own credentials.
     pub async fn object(&self, key: &str) -> Option<Vec<u8>> {
         let storage = &self.storage;
@@ -303,7 +326,9 @@ impl TestApp {
         )
     }
 
-    /// Runs raw SQL on the service's database and returns the rows as JSON objects.
+    /// Runs raw SQL on the service's database and returns its rows: for what the service
+    /// has no query of its own for (the seed's `images` view, the imported table, the
+    /// count of every row). Everything else reads through `db()`.
     pub async fn sql(&self, query: &str) -> Vec<sea_orm::QueryResult> {
         let conn = self.db.writer();
         conn.query_all_raw(Statement::from_string(conn.get_database_backend(), query))
@@ -314,6 +339,196 @@ impl TestApp {
     pub async fn count_rows(&self) -> i64 {
         let rows = self.sql("SELECT COUNT(*) AS n FROM uploads").await;
         rows[0].try_get::<i64>("", "n").expect("count")
+    }
+
+    // The seed's API.
+
+    /// `POST /upload/{image_id}` with one `file` field.
+    pub async fn legacy_upload(
+        &self,
+        image_id: &str,
+        filename: &str,
+        bytes: &[u8],
+    ) -> reqwest::Response {
+        let (content_type, body) = form_body(&[("file", Some(filename), bytes)]);
+        self.post_form(image_id, &content_type, body).await
+    }
+
+    pub async fn post_form(
+        &self,
+        image_id: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/upload/{image_id}")))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST /upload")
+    }
+
+    /// A legacy upload that must succeed: checks the record, the bytes in the bucket and
+    /// their checksum, and returns the record.
+    pub async fn legacy_stored(&self, image_id: &str, filename: &str, bytes: &[u8]) -> Value {
+        let resp = self.legacy_upload(image_id, filename, bytes).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{:?}", resp.text().await);
+        let latest = self
+            .get_json(&format!("/api/v1/images/{image_id}/latest"))
+            .await;
+        assert_eq!(latest["file_size"], bytes.len());
+        let stored = self
+            .object(latest["key"].as_str().expect("key"))
+            .await
+            .expect("object");
+        assert!(stored == bytes, "bytes in the bucket are the upload");
+        assert_eq!(latest["checksum_sha256"], sha256_b64(bytes).as_str());
+        latest
+    }
+
+    // Presigned multipart uploads.
+
+    pub async fn issue_multipart(&self, image_id: &str, bytes: &[u8], extra: Value) -> Value {
+        let mut body = json!({
+            "image_id": image_id, "filename": "big.png", "content_type": "image/png", "size": bytes.len(),
+        });
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        let resp = self.create_upload(&body).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let issued: Value = resp.json().await.expect("issued");
+        assert_eq!(issued["method"], "MULTIPART");
+        issued
+    }
+
+    pub async fn sign_parts(&self, upload_id: &str, body: Value) -> reqwest::Response {
+        self.post_json(&format!("/api/v1/uploads/{upload_id}/parts"), &body)
+            .await
+    }
+
+    /// Signs these parts and returns part number -> signed request.
+    pub async fn part_urls(&self, upload_id: &str, numbers: &[i32]) -> BTreeMap<i64, Value> {
+        let resp = self
+            .sign_parts(upload_id, json!({ "part_numbers": numbers }))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = resp.json().await.expect("parts");
+        body["parts"]
+            .as_array()
+            .expect("parts")
+            .iter()
+            .map(|p| (p["part_number"].as_i64().expect("number"), p.clone()))
+            .collect()
+    }
+
+    /// PUTs one part's bytes to its signed URL (a signed part has the `url` and `headers`
+    /// of an issued upload).
+    pub async fn put_part(&self, signed: &Value, bytes: &[u8]) -> reqwest::Response {
+        self.put(signed, bytes).await
+    }
+
+    pub async fn listed_parts(&self, upload_id: &str) -> Vec<i64> {
+        let resp = self
+            .get(&format!("/api/v1/uploads/{upload_id}/parts"))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = resp.json().await.expect("parts");
+        body["parts"]
+            .as_array()
+            .expect("parts")
+            .iter()
+            .map(|p| p["part_number"].as_i64().expect("n"))
+            .collect()
+    }
+
+    // Access control: API keys and upload links.
+
+    pub async fn post_as(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("POST")
+    }
+
+    pub async fn issue_as(
+        &self,
+        token: Option<&str>,
+        image_id: &str,
+        size: usize,
+    ) -> reqwest::Response {
+        let body = json!({"image_id": image_id, "filename": "a.png", "content_type": "image/png",
+                          "size": size});
+        self.post_as(token, "/api/v1/uploads", &body).await
+    }
+
+    pub async fn link(&self, body: Value) -> String {
+        let resp = self
+            .post_as(Some("key-alpha"), "/api/v1/links", &body)
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let link: Value = resp.json().await.expect("link");
+        let token = link["token"].as_str().expect("token").to_owned();
+        assert_eq!(
+            link["upload_page"],
+            format!("/{}?token={token}", body["image_id"].as_str().expect("id"))
+        );
+        token
+    }
+
+    pub async fn legacy_post(
+        &self,
+        image_id: &str,
+        query: &str,
+        bearer: Option<&str>,
+    ) -> reqwest::Response {
+        let (content_type, body) = form_body(&[("file", Some("a.png"), PNG)]);
+        let mut req = self
+            .client
+            .post(self.url(&format!("/upload/{image_id}{query}")))
+            .header("Content-Type", content_type)
+            .body(body);
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("legacy POST")
+    }
+
+    // The command-line uploader.
+
+    /// Runs `upload-broker upload ARGS... --server <this service>` with its resume file
+    /// under `state`.
+    pub async fn cli(&self, state: &Path, args: &[&str]) -> Run {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_upload-broker"))
+            .arg("upload")
+            .args(args)
+            .args(["--server", &self.address])
+            .env("XDG_STATE_HOME", state)
+            .env_remove("UPLOAD_BROKER_API_KEY")
+            .env_remove("UPLOAD_BROKER_SERVER")
+            .output()
+            .await
+            .expect("the binary runs");
+        Run {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// The completed records of an image_id, oldest first.
+    pub async fn completed(&self, image_id: &str) -> Vec<Value> {
+        let list = self.get_json(&format!("/api/v1/images/{image_id}")).await;
+        let mut images = list["images"].as_array().expect("images").clone();
+        images.reverse();
+        images
     }
 }
 
@@ -497,8 +712,11 @@ pub async fn five_hundred_flows_hold<'a>(
             .expect("object");
         assert_eq!(head.size, PNG.len() as u64);
     }
-    let completed = check.sql("SELECT COUNT(*) AS n FROM images").await;
-    assert_eq!(completed[0].try_get::<i64>("", "n").expect("n"), 500);
+    let mut completed = 0;
+    for n in 0..10 {
+        completed += check.completed_rows(&format!("load{n}")).await.len();
+    }
+    assert_eq!(completed, 500);
 }
 
 pub fn sha256_b64(bytes: &[u8]) -> String {

@@ -5,36 +5,6 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-const MIB: usize = 1024 * 1024;
-
-impl TestApp {
-    /// `POST /upload/{image_id}` with one `file` field.
-    pub async fn legacy_upload(
-        &self,
-        image_id: &str,
-        filename: &str,
-        bytes: &[u8],
-    ) -> reqwest::Response {
-        let (content_type, body) = form_body(&[("file", Some(filename), bytes)]);
-        self.post_form(image_id, &content_type, body).await
-    }
-
-    pub async fn post_form(
-        &self,
-        image_id: &str,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> reqwest::Response {
-        self.client
-            .post(self.url(&format!("/upload/{image_id}")))
-            .header("Content-Type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("POST /upload")
-    }
-}
-
 fn assert_seed_timestamp(value: &Value) {
     let ts = value.as_str().expect("uploaded_at");
     assert_eq!(ts.len(), 26, "{ts}");
@@ -190,26 +160,6 @@ async fn a_jpeg_with_its_dimensions_past_the_first_bytes_is_stored() {
     assert_eq!(latest["width"], plain["width"]);
     assert_eq!(latest["height"], plain["height"]);
     assert!(latest["width"].as_u64().is_some_and(|w| w > 0), "{latest}");
-}
-
-impl TestApp {
-    /// A legacy upload that must succeed: checks the record, the bytes in the bucket and
-    /// their checksum, and returns the record.
-    async fn legacy_stored(&self, image_id: &str, filename: &str, bytes: &[u8]) -> Value {
-        let resp = self.legacy_upload(image_id, filename, bytes).await;
-        assert_eq!(resp.status(), StatusCode::OK, "{:?}", resp.text().await);
-        let latest = self
-            .get_json(&format!("/api/v1/images/{image_id}/latest"))
-            .await;
-        assert_eq!(latest["file_size"], bytes.len());
-        let stored = self
-            .object(latest["key"].as_str().expect("key"))
-            .await
-            .expect("object");
-        assert!(stored == bytes, "bytes in the bucket are the upload");
-        assert_eq!(latest["checksum_sha256"], sha256_b64(bytes).as_str());
-        latest
-    }
 }
 
 /// The JPEG fixture with `blocks` APP1 segments of 64 KiB each right after its start.

@@ -8,8 +8,6 @@ use upload_broker::domain::ImageId;
 
 use crate::helpers::*;
 
-const MIB: usize = 1024 * 1024;
-
 #[tokio::test]
 async fn a_confirmed_object_cannot_be_replaced_through_its_url() {
     let app = TestApp::spawn().await;
@@ -556,7 +554,7 @@ async fn hostile_input_is_refused_and_leaves_nothing() {
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
         assert_eq!(resp.json::<Value>().await.expect("JSON")["success"], false);
     }
-    let completed = app.sql("SELECT * FROM images WHERE id = 'liars'").await;
+    let completed = app.completed_rows("liars").await;
     assert!(completed.is_empty());
     let left = files_in_store(&app).await;
     assert_eq!(left.len(), 3, "only the three accepted names: {left:?}");
@@ -611,7 +609,7 @@ impl SwitchableProxy {
 async fn when_storage_comes_back_the_next_sweep_leaves_nothing_stuck() {
     // A real store (another service's embedded one), reached through a proxy we can cut.
     let store_owner = TestApp::spawn().await;
-    let proxy = SwitchableProxy::start(store_owner.store_addr().await).await;
+    let proxy = SwitchableProxy::start(store_owner.store_addr()).await;
     let endpoint = format!("http://{}", proxy.addr);
     let mut settings = store_owner.s3_settings().await;
     settings.retain(|(k, _)| k != "AWS_ENDPOINT_URL");

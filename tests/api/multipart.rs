@@ -7,70 +7,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const MIB: usize = 1024 * 1024;
-/// Multipart above 5 MiB, in 5 MiB parts.
-const SMALL_PARTS: [(&str, &str); 2] =
-    [("MULTIPART_THRESHOLD", "5242880"), ("PART_SIZE", "5242880")];
-
 /// A PNG of `size` bytes whose bytes differ along its length, so misplaced parts show.
 fn big_png(size: usize) -> Vec<u8> {
     png_with_padding(size, |i| (i % 251) as u8)
-}
-
-impl TestApp {
-    pub async fn issue_multipart(&self, image_id: &str, bytes: &[u8], extra: Value) -> Value {
-        let mut body = json!({
-            "image_id": image_id, "filename": "big.png", "content_type": "image/png", "size": bytes.len(),
-        });
-        for (k, v) in extra.as_object().into_iter().flatten() {
-            body[k] = v.clone();
-        }
-        let resp = self.create_upload(&body).await;
-        assert_eq!(resp.status(), StatusCode::CREATED);
-        let issued: Value = resp.json().await.expect("issued");
-        assert_eq!(issued["method"], "MULTIPART");
-        issued
-    }
-
-    pub async fn sign_parts(&self, upload_id: &str, body: Value) -> reqwest::Response {
-        self.post_json(&format!("/api/v1/uploads/{upload_id}/parts"), &body)
-            .await
-    }
-
-    /// Signs these parts and returns part number -> signed request.
-    pub async fn part_urls(&self, upload_id: &str, numbers: &[i32]) -> BTreeMap<i64, Value> {
-        let resp = self
-            .sign_parts(upload_id, json!({ "part_numbers": numbers }))
-            .await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        let body: Value = resp.json().await.expect("parts");
-        body["parts"]
-            .as_array()
-            .expect("parts")
-            .iter()
-            .map(|p| (p["part_number"].as_i64().expect("number"), p.clone()))
-            .collect()
-    }
-
-    /// PUTs one part's bytes to its signed URL (a signed part has the `url` and `headers`
-    /// of an issued upload).
-    pub async fn put_part(&self, signed: &Value, bytes: &[u8]) -> reqwest::Response {
-        self.put(signed, bytes).await
-    }
-
-    pub async fn listed_parts(&self, upload_id: &str) -> Vec<i64> {
-        let resp = self
-            .get(&format!("/api/v1/uploads/{upload_id}/parts"))
-            .await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        let body: Value = resp.json().await.expect("parts");
-        body["parts"]
-            .as_array()
-            .expect("parts")
-            .iter()
-            .map(|p| p["part_number"].as_i64().expect("n"))
-            .collect()
-    }
 }
 
 fn part(bytes: &[u8], number: i64) -> &[u8] {

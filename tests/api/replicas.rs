@@ -81,7 +81,7 @@ async fn five_hundred_flows_across_two_replicas_all_hold() {
 #[tokio::test]
 async fn a_private_bucket_reached_at_another_address_gets_urls_for_that_address() {
     let one = TestApp::spawn().await;
-    let addr = one.store_addr().await;
+    let addr = one.store_addr();
     // The same store under the name clients use (as a container's store is published).
     let public = format!("http://localhost:{}", addr.port());
     let mut settings = one.s3_settings().await;
