@@ -11,8 +11,8 @@ use sea_orm::sea_query::{Expr, Query};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
-    DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, Statement, TransactionTrait, TryIntoModel,
+    DatabaseConnection, DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait, TryIntoModel,
 };
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -179,13 +179,13 @@ impl Db {
     }
 
     /// Records an upload that arrived completed (the legacy upload), through the seam.
-    pub async fn insert_completed(&self, row: ActiveModel) -> Result<Model, DbError> {
-        let model = row.clone().try_into_model()?;
+    pub async fn insert_completed(&self, row: Model) -> Result<(), DbError> {
+        let image_id = row.image_id.clone();
         let txn = self.write.begin().await?;
-        transitions::insert_completed(&txn, row).await?;
+        transitions::insert_completed(&txn, row.into_active_model()).await?;
         txn.commit().await?;
-        self.changed_latest(&model.image_id);
-        Ok(model)
+        self.changed_latest(&image_id);
+        Ok(())
     }
 
     /// Pending uploads whose signed URLs ran out before `cutoff`, oldest first.

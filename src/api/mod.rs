@@ -98,3 +98,39 @@ pub fn service(
          bytes, pixel dimensions and, when declared, its SHA-256 checksum.",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    /// The HTTP layer reaches storage and the database only through the lifecycle, and
+    /// never sees a database row.
+    #[test]
+    fn api_uses_neither_the_database_nor_the_store() {
+        let files = [
+            ("auth.rs", include_str!("auth.rs")),
+            ("document.rs", include_str!("document.rs")),
+            ("error.rs", include_str!("error.rs")),
+            ("images.rs", include_str!("images.rs")),
+            ("legacy.rs", include_str!("legacy.rs")),
+            ("limits.rs", include_str!("limits.rs")),
+            ("mod.rs", include_str!("mod.rs")),
+            ("pages.rs", include_str!("pages.rs")),
+            ("routes.rs", include_str!("routes.rs")),
+            ("security.rs", include_str!("security.rs")),
+            ("system.rs", include_str!("system.rs")),
+            ("text.rs", include_str!("text.rs")),
+            ("uploads.rs", include_str!("uploads.rs")),
+        ];
+        let forbidden = ["crate::db", "crate::storage", "entity::", "UploadRow"];
+        for (name, text) in files {
+            // This test names what it forbids; only the code above it counts here.
+            let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+            for word in forbidden {
+                assert!(!code.contains(word), "api/{name} uses {word}");
+            }
+        }
+        let listed = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api"))
+            .expect("api folder")
+            .count();
+        assert_eq!(listed, files.len(), "a file in src/api is not checked here");
+    }
+}

@@ -15,6 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use entity::{UploadMethod, UploadState};
+use sea_orm::ActiveEnum;
 
 use super::READER_CACHE_KIB;
 
@@ -65,7 +66,7 @@ impl SqliteReads {
     pub fn latest_completed(&self, image_id: &str) -> Option<Option<Model>> {
         self.with(|conn| {
             conn.prepare_cached(LATEST_COMPLETED)?
-                .query_row((image_id, UploadState::Completed.as_str()), model)
+                .query_row((image_id, UploadState::Completed.to_value()), model)
                 .optional()
         })
     }

@@ -103,13 +103,10 @@ pub async fn apply<C: ConnectionTrait>(txn: &C, id: Uuid, change: &Change) -> Re
 /// Records an upload that arrives completed (the legacy upload: the service stored and
 /// verified the bytes itself), inside `txn`.
 pub async fn insert_completed<C: ConnectionTrait>(txn: &C, row: ActiveModel) -> Result<(), DbErr> {
-    debug_assert!(matches!(
-        (&row.state, &row.method),
-        (
-            sea_orm::ActiveValue::Set(UploadState::Completed),
-            sea_orm::ActiveValue::Set(UploadMethod::Legacy)
-        )
-    ));
+    debug_assert!(
+        row.state.as_ref() == &UploadState::Completed
+            && row.method.as_ref() == &UploadMethod::Legacy
+    );
     Upload::insert(row).exec_without_returning(txn).await?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::transition::{Completion, Recorded};
+use super::transition::{Recorded, verified_object};
 use super::verify::{self, SNIFF_BYTES, SNIFF_BYTES_MAX, Sample, TAIL_BYTES, VerifiedImage};
 use super::{Rejection, Upload, UploadError, UploadMethod, UploadService, UploadState};
 use crate::db::{Change, UploadRow};
@@ -59,17 +59,15 @@ impl UploadService {
                     self.storage.delete(&landing).await?;
                 }
                 let s3_url = self.storage.object_url(&row.object_key).await?;
-                self.record_completed(Completion {
-                    id: row.id,
-                    image_id: row.image_id.clone(),
-                    size: head.size,
+                let object = verified_object(
                     image,
-                    etag: head.etag.clone(),
-                    checksum_sha256: row.checksum_sha256.clone(),
+                    head.size,
+                    head.etag.clone(),
+                    row.checksum_sha256.clone(),
                     s3_url,
-                    recorded: Recorded::Pending,
-                })
-                .await?;
+                );
+                self.record_completed(Recorded::Pending(row), object)
+                    .await?;
                 // Whoever won a race (another replica, the sweeper), the row now says
                 // what happened.
                 let row = self.fresh_row(row.id).await?;

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
-use super::transition::{Completion, Recorded, completed_row};
+use super::transition::{Recorded, completed, verified_object};
 use super::verify::{self, SNIFF_BYTES_MAX, Sample, VerifiedImage};
 use super::{PartPlan, Upload, UploadError, UploadMethod, UploadService, object_key, to_i64};
 use crate::db::{self, NewUpload};
@@ -318,30 +318,25 @@ impl UploadService {
             expires_at: OffsetDateTime::now_utc(),
             link_id,
         });
-        let recorded = self
-            .record_completed(Completion {
-                id: stored.id,
-                image_id: stored.image_id.to_string(),
-                size: stored.size,
-                image: stored.image,
-                etag: stored.etag.clone(),
-                checksum_sha256: Some(stored.checksum.as_str().to_owned()),
-                s3_url: s3_url.clone(),
-                recorded: Recorded::New(Box::new(row.clone())),
-            })
-            .await;
-        match recorded {
-            Ok(Some(object)) => {
-                let model = completed_row(row, &object)
-                    .try_into_model()
-                    .map_err(|err| UploadError::Db(err.into()))?;
-                Ok(Upload::from_row(model, Some(s3_url)))
+        let object = verified_object(
+            stored.image,
+            stored.size,
+            stored.etag.clone(),
+            Some(stored.checksum.as_str().to_owned()),
+            s3_url.clone(),
+        );
+        let row = match row.try_into_model() {
+            Ok(row) => row,
+            Err(err) => {
+                self.discard(stored).await;
+                return Err(UploadError::Db(err.into()));
             }
-            // A new id is never recorded by anyone else.
-            Ok(None) => Err(UploadError::Corrupt(format!(
-                "legacy upload {} was recorded twice",
-                stored.id
-            ))),
+        };
+        match self
+            .record_completed(Recorded::New(row.clone()), object.clone())
+            .await
+        {
+            Ok(_) => Ok(Upload::from_row(completed(row, &object), Some(s3_url))),
             Err(err) => {
                 self.discard(stored).await;
                 Err(err)

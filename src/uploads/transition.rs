@@ -11,24 +11,47 @@ use super::{UploadError, UploadService, UploadState};
 use crate::db::{Change, UploadRow, VerifiedObject};
 use crate::metrics;
 
-/// A verified object about to be counted, and how it is recorded.
-pub(super) struct Completion {
-    pub id: Uuid,
-    pub image_id: String,
-    pub size: u64,
-    pub image: VerifiedImage,
-    pub etag: Option<String>,
-    pub checksum_sha256: Option<String>,
-    pub s3_url: String,
-    pub recorded: Recorded,
+/// Where a completed upload's record comes from.
+pub(super) enum Recorded<'a> {
+    /// Its pending row moves to `completed` (confirm).
+    Pending(&'a UploadRow),
+    /// This row is written, completed (the legacy upload).
+    New(UploadRow),
 }
 
-/// Where a completed upload's record comes from.
-pub(super) enum Recorded {
-    /// Its pending row moves to `completed` (confirm).
-    Pending,
-    /// A row is written completed (the legacy upload), from this pending-shaped one.
-    New(Box<entity::upload::ActiveModel>),
+/// What verification and storage found, as it is recorded.
+pub(super) fn verified_object(
+    image: VerifiedImage,
+    size: u64,
+    etag: Option<String>,
+    checksum_sha256: Option<String>,
+    s3_url: String,
+) -> VerifiedObject {
+    VerifiedObject {
+        file_size: super::to_i64(size),
+        content_type: image.format.mime().to_owned(),
+        etag,
+        checksum_sha256,
+        width: image.width,
+        height: image.height,
+        s3_url,
+        uploaded_at: OffsetDateTime::now_utc(),
+    }
+}
+
+/// `row` as it reads once completed with `object`.
+pub(super) fn completed(mut row: UploadRow, object: &VerifiedObject) -> UploadRow {
+    row.state = UploadState::Completed;
+    row.file_size = Some(object.file_size);
+    row.content_type = object.content_type.clone();
+    row.etag = object.etag.clone();
+    row.checksum_sha256 = object.checksum_sha256.clone();
+    row.width = Some(object.width);
+    row.height = Some(object.height);
+    row.s3_url = Some(object.s3_url.clone());
+    row.uploaded_at = Some(object.uploaded_at);
+    row.updated_at = object.uploaded_at;
+    row
 }
 
 impl UploadService {
@@ -46,44 +69,33 @@ impl UploadService {
         Ok(changed)
     }
 
-    /// Records a verified object as completed, through whichever path it came. Returns what
-    /// was recorded, or `None` when another call got there first (a race of confirms).
+    /// Records a verified object as completed, through whichever path it came. Returns
+    /// whether this call recorded it (`false`: another confirm got there first).
     pub(super) async fn record_completed(
         &self,
-        done: Completion,
-    ) -> Result<Option<VerifiedObject>, UploadError> {
-        let uploaded_at = OffsetDateTime::now_utc();
-        let object = VerifiedObject {
-            file_size: super::to_i64(done.size),
-            content_type: done.image.format.mime().to_owned(),
-            etag: done.etag,
-            checksum_sha256: done.checksum_sha256,
-            width: done.image.width,
-            height: done.image.height,
-            s3_url: done.s3_url,
-            uploaded_at,
+        recorded: Recorded<'_>,
+        object: VerifiedObject,
+    ) -> Result<bool, UploadError> {
+        let row = match &recorded {
+            Recorded::Pending(row) => *row,
+            Recorded::New(row) => row,
         };
-        let recorded = match done.recorded {
-            Recorded::Pending => {
+        let (id, image_id) = (row.id, row.image_id.clone());
+        let done = match recorded {
+            Recorded::Pending(row) => {
                 let change = Change::Complete(Box::new(object.clone()));
-                self.db.change(done.id, &done.image_id, &change).await?
+                self.db.change(id, &row.image_id, &change).await?
             }
             Recorded::New(row) => {
-                self.db
-                    .insert_completed(completed_row(*row, &object))
-                    .await?;
+                self.db.insert_completed(completed(row, &object)).await?;
                 true
             }
         };
-        if !recorded {
-            return Ok(None);
+        if done {
+            let size = u64::try_from(object.file_size).ok();
+            self.changed(id, &image_id, &Change::Complete(Box::new(object)), size);
         }
-        let change = Change::Complete(Box::new(object));
-        self.changed(done.id, &done.image_id, &change, Some(done.size));
-        let Change::Complete(object) = change else {
-            return Ok(None);
-        };
-        Ok(Some(*object))
+        Ok(done)
     }
 
     /// One log line and the counters for a change that committed.
@@ -104,23 +116,4 @@ impl UploadService {
         }
         metrics::upload_transition(state);
     }
-}
-
-/// A legacy upload's row, completed with what verification found.
-pub(super) fn completed_row(
-    mut row: entity::upload::ActiveModel,
-    object: &VerifiedObject,
-) -> entity::upload::ActiveModel {
-    use sea_orm::Set;
-    row.state = Set(UploadState::Completed);
-    row.file_size = Set(Some(object.file_size));
-    row.content_type = Set(object.content_type.clone());
-    row.etag = Set(object.etag.clone());
-    row.checksum_sha256 = Set(object.checksum_sha256.clone());
-    row.width = Set(Some(object.width));
-    row.height = Set(Some(object.height));
-    row.s3_url = Set(Some(object.s3_url.clone()));
-    row.uploaded_at = Set(Some(object.uploaded_at));
-    row.updated_at = Set(object.uploaded_at);
-    row
 }
