@@ -333,7 +333,7 @@ impl UploadService {
             }
         };
         match self
-            .record_completed(Recorded::New(row.clone()), object.clone())
+            .record_completed(Recorded::New(Box::new(row.clone())), object.clone())
             .await
         {
             Ok(_) => Ok(Upload::from_row(completed(row, &object), Some(s3_url))),

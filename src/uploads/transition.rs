@@ -16,7 +16,7 @@ pub(super) enum Recorded<'a> {
     /// Its pending row moves to `completed` (confirm).
     Pending(&'a UploadRow),
     /// This row is written, completed (the legacy upload).
-    New(UploadRow),
+    New(Box<UploadRow>),
 }
 
 /// What verification and storage found, as it is recorded.
@@ -87,7 +87,7 @@ impl UploadService {
                 self.db.change(id, &row.image_id, &change).await?
             }
             Recorded::New(row) => {
-                self.db.insert_completed(completed(row, &object)).await?;
+                self.db.insert_completed(completed(*row, &object)).await?;
                 true
             }
         };
