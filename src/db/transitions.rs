@@ -68,10 +68,13 @@ impl Change {
 /// Applies `change` to upload `id` inside `txn`, only if the upload is still in the state
 /// the change starts from. Returns whether this call made the change.
 pub async fn apply<C: ConnectionTrait>(txn: &C, id: Uuid, change: &Change) -> Result<bool, DbErr> {
-    let now = OffsetDateTime::now_utc();
+    let updated_at = match change {
+        Change::Complete(object) => object.uploaded_at,
+        _ => OffsetDateTime::now_utc(),
+    };
     let mut update = Upload::update_many()
         .col_expr(Column::State, Expr::value(change.to()))
-        .col_expr(Column::UpdatedAt, Expr::value(now));
+        .col_expr(Column::UpdatedAt, Expr::value(updated_at));
     update = match change {
         Change::Complete(object) => update
             .col_expr(Column::FileSize, Expr::value(object.file_size))
@@ -87,8 +90,7 @@ pub async fn apply<C: ConnectionTrait>(txn: &C, id: Uuid, change: &Change) -> Re
             .col_expr(Column::Width, Expr::value(object.width))
             .col_expr(Column::Height, Expr::value(object.height))
             .col_expr(Column::S3Url, Expr::value(object.s3_url.clone()))
-            .col_expr(Column::UploadedAt, Expr::value(object.uploaded_at))
-            .col_expr(Column::UpdatedAt, Expr::value(object.uploaded_at)),
+            .col_expr(Column::UploadedAt, Expr::value(object.uploaded_at)),
         Change::Fail(code) => update.col_expr(Column::FailureCode, Expr::value(*code)),
         Change::Expire | Change::Abort | Change::Delete => update,
     };
