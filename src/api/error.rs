@@ -2,55 +2,18 @@
 //! detail is logged here and never sent.
 
 use poem::{Endpoint, IntoResponse, Request, Response};
+use poem_openapi::ApiResponse;
 use poem_openapi::payload::Json;
-use poem_openapi::types::Example;
-use poem_openapi::{ApiResponse, Object};
 
 use crate::db::DbError;
 use crate::domain::InputError;
 use crate::storage::StorageError;
 use crate::uploads::UploadError;
 
+pub use upload_broker_types::Error as ErrorBody;
+
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_SECS: u32 = 5;
-
-/// An error: a stable machine `code` and a human `message`.
-#[derive(Debug, Clone, Object)]
-#[oai(rename = "Error", example)]
-pub struct ErrorBody {
-    /// Stable, machine-readable: `invalid_image_id`, `unsupported_type`, `too_large`,
-    /// `not_found`, `not_uploaded`, `size_mismatch`, `type_mismatch`, `checksum_mismatch`,
-    /// `image_too_large`, `expired`, `storage_unavailable`, ...
-    pub code: String,
-    /// For people; never contains internals.
-    pub message: String,
-    /// For `incomplete_upload`: the part numbers still missing (or of the wrong size).
-    #[oai(skip_serializing_if_is_none)]
-    pub missing_parts: Option<Vec<i32>>,
-    /// For `too_large`: the largest size accepted, in bytes.
-    #[oai(skip_serializing_if_is_none)]
-    pub limit: Option<u64>,
-}
-
-impl Example for ErrorBody {
-    fn example() -> Self {
-        ErrorBody::new(
-            "unsupported_type",
-            "unsupported file type; allowed: png, jpg, jpeg, gif, webp, bmp, tiff",
-        )
-    }
-}
-
-impl ErrorBody {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self {
-            code: code.to_owned(),
-            message: message.into(),
-            missing_parts: None,
-            limit: None,
-        }
-    }
-}
 
 #[derive(Debug, ApiResponse)]
 pub enum ApiError {

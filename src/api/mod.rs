@@ -8,7 +8,6 @@ mod limits;
 mod pages;
 mod security;
 mod system;
-mod text;
 mod uploads;
 
 use poem_openapi::{OpenApiService, Tags};
