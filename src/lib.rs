@@ -2,7 +2,6 @@
 
 pub mod api;
 pub mod auth;
-pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;

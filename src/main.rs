@@ -2,15 +2,13 @@ use std::process::ExitCode;
 
 use upload_broker::config::Config;
 use upload_broker::{Application, shutdown, telemetry};
+use upload_broker_cli::Command;
 
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("healthcheck") => return healthcheck(),
-        Some("upload") => {
-            let args = std::iter::once("upload-broker upload".to_owned());
-            return upload_broker::cli::main(args.chain(std::env::args().skip(2)));
-        }
-        _ => {}
+    match upload_broker_cli::command() {
+        Command::Serve => {}
+        Command::Upload(args) => return upload_broker_cli::upload(args),
+        Command::Healthcheck => return upload_broker_cli::healthcheck(),
     }
     tune_allocator();
     match tokio::runtime::Builder::new_multi_thread()
@@ -99,38 +97,3 @@ async fn return_free_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 async fn return_free_memory() {}
-
-/// `upload-broker healthcheck`: asks the running service's `/health` on `PORT`, for a
-/// container's HEALTHCHECK without a curl in the image.
-fn healthcheck() -> ExitCode {
-    use std::io::{Read, Write};
-    let port = std::env::var("PORT").unwrap_or_else(|_| "5000".to_owned());
-    let answer = (|| -> std::io::Result<String> {
-        let addr = format!("127.0.0.1:{port}");
-        let timeout = std::time::Duration::from_secs(4);
-        let mut stream = std::net::TcpStream::connect_timeout(
-            &addr.parse().map_err(std::io::Error::other)?,
-            timeout,
-        )?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response)
-    })();
-    match answer {
-        Ok(response)
-            if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") =>
-        {
-            ExitCode::SUCCESS
-        }
-        Ok(response) => {
-            eprintln!("unhealthy: {}", response.lines().next().unwrap_or(""));
-            ExitCode::FAILURE
-        }
-        Err(err) => {
-            eprintln!("unhealthy: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}

@@ -5,50 +5,14 @@
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::payload::Json;
-use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object};
 
 use super::routes::{self, ErrorStyle, Family};
 use crate::domain::InputError;
 use crate::problem::{Problem, RETRY_AFTER_SECS};
 use crate::uploads::UploadError;
-/// An error: a stable machine `code` and a human `message`.
-#[derive(Debug, Clone, Object)]
-#[oai(rename = "Error", example)]
-pub struct ErrorBody {
-    /// Stable, machine-readable: `invalid_image_id`, `unsupported_type`, `too_large`,
-    /// `not_found`, `not_uploaded`, `size_mismatch`, `type_mismatch`, `checksum_mismatch`,
-    /// `image_too_large`, `expired`, `storage_unavailable`, ...
-    pub code: String,
-    /// For people; never contains internals.
-    pub message: String,
-    /// For `incomplete_upload`: the part numbers still missing (or of the wrong size).
-    #[oai(skip_serializing_if_is_none)]
-    pub missing_parts: Option<Vec<i32>>,
-    /// For `too_large`: the largest size accepted, in bytes.
-    #[oai(skip_serializing_if_is_none)]
-    pub limit: Option<u64>,
-}
 
-impl Example for ErrorBody {
-    fn example() -> Self {
-        ErrorBody::new(
-            "unsupported_type",
-            "unsupported file type; allowed: png, jpg, jpeg, gif, webp, bmp, tiff",
-        )
-    }
-}
-
-impl ErrorBody {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self {
-            code: code.to_owned(),
-            message: message.into(),
-            missing_parts: None,
-            limit: None,
-        }
-    }
-}
+pub use upload_broker_types::Error as ErrorBody;
 
 #[derive(Debug, ApiResponse)]
 pub enum ApiError {
@@ -222,7 +186,7 @@ fn legacy_message(problem: &Problem) -> String {
 /// Either renderer, for middleware: the problem's own status in the route's shape.
 pub fn render(style: ErrorStyle, problem: &Problem) -> Response {
     let body = match style {
-        ErrorStyle::V1 => ErrorBody::from(problem).to_json_value(),
+        ErrorStyle::V1 => v1_json(&ErrorBody::from(problem)),
         ErrorStyle::Legacy => {
             serde_json::json!({ "success": false, "error": legacy_message(problem) })
         }
@@ -243,18 +207,16 @@ pub fn render(style: ErrorStyle, problem: &Problem) -> Response {
     resp
 }
 
-impl ErrorBody {
-    /// The body as v1 JSON, without the fields that do not apply.
-    fn to_json_value(&self) -> serde_json::Value {
-        let mut body = serde_json::json!({ "code": self.code, "message": self.message });
-        if let Some(missing) = &self.missing_parts {
-            body["missing_parts"] = serde_json::json!(missing);
-        }
-        if let Some(limit) = self.limit {
-            body["limit"] = serde_json::json!(limit);
-        }
-        body
+/// A problem's body as v1 JSON, without the fields that do not apply.
+fn v1_json(body: &ErrorBody) -> serde_json::Value {
+    let mut json = serde_json::json!({ "code": body.code, "message": body.message });
+    if let Some(missing) = &body.missing_parts {
+        json["missing_parts"] = serde_json::json!(missing);
     }
+    if let Some(limit) = body.limit {
+        json["limit"] = serde_json::json!(limit);
+    }
+    json
 }
 
 /// Errors that never reached a handler (unknown route, wrong method, a body or parameter

@@ -2,12 +2,14 @@
 
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, OpenApi};
 
 use super::uploads::UploadRecord;
 use super::{ApiError, ApiTags};
 use crate::domain::ImageId;
 use crate::uploads::UploadService;
+
+pub use upload_broker_types::ImageList;
 
 pub struct ImagesApi {
     uploads: UploadService,
@@ -17,16 +19,6 @@ impl ImagesApi {
     pub fn new(uploads: UploadService) -> Self {
         Self { uploads }
     }
-}
-
-/// One page of an image_id's completed uploads, newest first.
-#[derive(Debug, Clone, Object)]
-pub struct ImageList {
-    pub image_id: String,
-    pub images: Vec<UploadRecord>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    #[oai(nullable)]
-    pub next_cursor: Option<String>,
 }
 
 #[derive(ApiResponse)]

@@ -10,7 +10,6 @@ mod pages;
 pub mod routes;
 mod security;
 mod system;
-mod text;
 mod uploads;
 
 use poem_openapi::{OpenApiService, Tags};
@@ -117,7 +116,6 @@ mod tests {
             ("routes.rs", include_str!("routes.rs")),
             ("security.rs", include_str!("security.rs")),
             ("system.rs", include_str!("system.rs")),
-            ("text.rs", include_str!("text.rs")),
             ("uploads.rs", include_str!("uploads.rs")),
         ];
         let forbidden = ["crate::db", "crate::storage", "entity::", "UploadRow"];

@@ -4,17 +4,21 @@ use std::collections::BTreeMap;
 
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::types::Example;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::{ApiResponse, OpenApi};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::text::Text;
 use super::{ApiError, ApiTags, Credentials};
 use crate::auth::Caller;
 use crate::domain::ImageId;
 use crate::uploads::{self, IssuedUpload, RawUploadRequest, Upload, UploadService};
 use poem::web::Data;
+
+pub use upload_broker_types::{
+    CreateLinkRequest, CreateUploadRequest, IssuedUpload as IssuedUploadBody, SignPartsRequest,
+    SignedPart, SignedPartList, Text, Upload as UploadRecord, UploadLink as UploadLinkBody,
+    UploadMethod, UploadState, UploadedPart, UploadedPartList,
+};
 
 pub struct UploadsApi {
     uploads: UploadService,
@@ -26,158 +30,16 @@ impl UploadsApi {
     }
 }
 
-/// Where an upload is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum UploadState {
-    Pending,
-    Completed,
-    Failed,
-    Expired,
-    Aborted,
-    Deleted,
-}
-
-impl From<uploads::UploadState> for UploadState {
-    fn from(state: uploads::UploadState) -> Self {
-        match state {
-            uploads::UploadState::Pending => UploadState::Pending,
-            uploads::UploadState::Completed => UploadState::Completed,
-            uploads::UploadState::Failed => UploadState::Failed,
-            uploads::UploadState::Expired => UploadState::Expired,
-            uploads::UploadState::Aborted => UploadState::Aborted,
-            uploads::UploadState::Deleted => UploadState::Deleted,
-        }
+/// An upload's state as the API names it.
+fn api_state(state: uploads::UploadState) -> UploadState {
+    match state {
+        uploads::UploadState::Pending => UploadState::Pending,
+        uploads::UploadState::Completed => UploadState::Completed,
+        uploads::UploadState::Failed => UploadState::Failed,
+        uploads::UploadState::Expired => UploadState::Expired,
+        uploads::UploadState::Aborted => UploadState::Aborted,
+        uploads::UploadState::Deleted => UploadState::Deleted,
     }
-}
-
-/// How the client sends the bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-pub enum UploadMethod {
-    /// One presigned PUT of the whole file.
-    #[oai(rename = "PUT")]
-    Put,
-    /// S3 multipart upload, parts signed through `/parts`.
-    #[oai(rename = "MULTIPART")]
-    Multipart,
-}
-
-/// A file the client wants to upload. Unknown fields are refused, so a misspelt
-/// `checksum_sha256` cannot silently skip a check.
-#[derive(Debug, Clone, Object)]
-#[oai(example, deny_unknown_fields)]
-pub struct CreateUploadRequest {
-    /// The caller's grouping key: 1-100 letters, digits, `_` or `-`.
-    pub image_id: Text,
-    /// The file's name; its extension must agree with `content_type`. Kept as
-    /// `original_filename`, never used in the object key.
-    pub filename: Text,
-    /// One of image/png, image/jpeg, image/gif, image/webp, image/bmp, image/tiff.
-    pub content_type: Text,
-    /// Exact size in bytes; the signed URL accepts no other length.
-    pub size: i64,
-    /// Base64 of the raw SHA-256 digest of the whole file. For a single PUT, storage
-    /// refuses other bytes; for a multipart upload, confirm checks it.
-    #[oai(nullable, skip_serializing_if_is_none)]
-    pub checksum_sha256: Option<Text>,
-    /// `SHA256`: for a multipart upload, every part URL is signed for the part's SHA-256,
-    /// given in `checksums_sha256` when signing parts.
-    #[oai(nullable, skip_serializing_if_is_none)]
-    pub checksum_algorithm: Option<Text>,
-    /// A flat string map kept with the record (at most 32 keys, 2 KiB).
-    #[oai(nullable, skip_serializing_if_is_none)]
-    pub metadata: Option<BTreeMap<String, Text>>,
-}
-
-impl Example for CreateUploadRequest {
-    fn example() -> Self {
-        Self {
-            image_id: "user123".into(),
-            filename: "photo.png".into(),
-            content_type: "image/png".into(),
-            size: 68,
-            checksum_sha256: None,
-            checksum_algorithm: None,
-            metadata: None,
-        }
-    }
-}
-
-/// A pending upload and how to send its bytes.
-#[derive(Debug, Clone, Object)]
-#[oai(rename = "IssuedUpload")]
-pub struct IssuedUploadBody {
-    pub upload_id: Uuid,
-    pub image_id: String,
-    /// The object key the bytes will have.
-    pub key: String,
-    pub state: UploadState,
-    /// When the signed URL stops working (RFC 3339).
-    pub expires_at: OffsetDateTime,
-    pub method: UploadMethod,
-    /// For `PUT`: the presigned URL.
-    #[oai(skip_serializing_if_is_none)]
-    pub url: Option<String>,
-    /// For `PUT`: headers to send verbatim with the PUT. `Content-Length` is signed as well
-    /// and must equal `size`; HTTP clients set it from the body.
-    #[oai(skip_serializing_if_is_none)]
-    pub headers: Option<BTreeMap<String, String>>,
-    /// For `MULTIPART`: every part but the last has exactly this many bytes.
-    #[oai(skip_serializing_if_is_none)]
-    pub part_size: Option<i64>,
-    /// For `MULTIPART`: the number of parts.
-    #[oai(skip_serializing_if_is_none)]
-    pub part_count: Option<i32>,
-    /// For `MULTIPART`: `SHA256` when each part must be signed with its checksum.
-    #[oai(skip_serializing_if_is_none)]
-    pub checksum_algorithm: Option<String>,
-}
-
-/// Parts to sign.
-#[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
-pub struct SignPartsRequest {
-    /// 1 to 100 part numbers of the plan (1 to `part_count`).
-    pub part_numbers: Vec<i64>,
-    /// Base64 SHA-256 of each part, keyed by part number; required for every part when
-    /// the upload declared `checksum_algorithm: "SHA256"`.
-    #[oai(nullable, skip_serializing_if_is_none)]
-    pub checksums_sha256: Option<BTreeMap<String, Text>>,
-}
-
-/// A presigned UploadPart request.
-#[derive(Debug, Clone, Object)]
-pub struct SignedPart {
-    pub part_number: i32,
-    /// The exact length the URL accepts.
-    pub size: i64,
-    pub url: String,
-    /// Headers to send verbatim with the PUT.
-    pub headers: BTreeMap<String, String>,
-}
-
-/// Presigned part URLs.
-#[derive(Debug, Clone, Object)]
-pub struct SignedPartList {
-    pub parts: Vec<SignedPart>,
-    /// When these URLs stop working (RFC 3339).
-    pub expires_at: OffsetDateTime,
-}
-
-/// A part storage holds.
-#[derive(Debug, Clone, Object)]
-pub struct UploadedPart {
-    pub part_number: i32,
-    pub etag: String,
-    pub size: i64,
-}
-
-/// The parts storage holds so far, from storage itself.
-#[derive(Debug, Clone, Object)]
-pub struct UploadedPartList {
-    pub parts: Vec<UploadedPart>,
-    pub part_size: i64,
-    pub part_count: i32,
 }
 
 impl From<IssuedUpload> for IssuedUploadBody {
@@ -187,7 +49,7 @@ impl From<IssuedUpload> for IssuedUploadBody {
             upload_id: upload.id,
             image_id: upload.image_id,
             key: upload.key,
-            state: upload.state.into(),
+            state: api_state(upload.state),
             expires_at: upload.expires_at,
             method: match upload.method {
                 uploads::UploadMethod::Multipart => UploadMethod::Multipart,
@@ -203,44 +65,11 @@ impl From<IssuedUpload> for IssuedUploadBody {
     }
 }
 
-/// The record of one upload.
-#[derive(Debug, Clone, Object)]
-#[oai(rename = "Upload")]
-pub struct UploadRecord {
-    pub upload_id: Uuid,
-    pub image_id: String,
-    pub state: UploadState,
-    pub key: String,
-    /// A URL that returns the object's bytes to a plain GET (null until completed).
-    #[oai(nullable)]
-    pub s3_url: Option<String>,
-    pub original_filename: String,
-    /// The verified type once completed; the declared one before.
-    pub content_type: String,
-    /// Verified size in bytes (null until completed).
-    #[oai(nullable)]
-    pub file_size: Option<i64>,
-    #[oai(nullable)]
-    pub checksum_sha256: Option<String>,
-    #[oai(nullable)]
-    pub etag: Option<String>,
-    #[oai(nullable)]
-    pub width: Option<i32>,
-    #[oai(nullable)]
-    pub height: Option<i32>,
-    #[oai(nullable)]
-    pub metadata: Option<BTreeMap<String, String>>,
-    pub created_at: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
-    #[oai(nullable)]
-    pub uploaded_at: Option<OffsetDateTime>,
-}
-
 impl From<Upload> for UploadRecord {
     fn from(upload: Upload) -> Self {
         Self {
             upload_id: upload.id,
-            state: upload.state.into(),
+            state: api_state(upload.state),
             key: upload.key,
             s3_url: upload.s3_url,
             original_filename: upload.original_filename,
@@ -485,40 +314,6 @@ impl UploadsApi {
             max_size: claims.max_size,
         })))
     }
-}
-
-/// An upload link to make.
-#[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
-pub struct CreateLinkRequest {
-    /// The only image_id the link may upload under.
-    pub image_id: Text,
-    /// Seconds the link lives, 1 to 604800 (7 days); 3600 when not given.
-    #[oai(nullable, skip_serializing_if_is_none)]
-    pub expires_in: Option<i64>,
-    /// At most this many uploads (pending or completed) with the link.
-    #[oai(nullable, skip_serializing_if_is_none)]
-    pub max_uploads: Option<u32>,
-    /// At most this many bytes per upload.
-    #[oai(nullable, skip_serializing_if_is_none)]
-    pub max_size: Option<u64>,
-}
-
-/// An upload link: give `token` (or `upload_page`) to a browser.
-#[derive(Debug, Clone, Object)]
-#[oai(rename = "UploadLink")]
-pub struct UploadLinkBody {
-    /// Send as `Authorization: Bearer <token>`, or as `?token=` to the page and the legacy
-    /// upload.
-    pub token: String,
-    pub image_id: String,
-    pub expires_at: OffsetDateTime,
-    #[oai(skip_serializing_if_is_none)]
-    pub max_uploads: Option<u32>,
-    #[oai(skip_serializing_if_is_none)]
-    pub max_size: Option<u64>,
-    /// The upload page's path with the token in it.
-    pub upload_page: String,
 }
 
 #[derive(ApiResponse)]

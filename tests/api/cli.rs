@@ -227,3 +227,146 @@ async fn with_api_keys_it_needs_one() {
     assert!(run.success, "stderr: {}", run.stderr);
     assert_eq!(fetch(run.stdout.trim()).await, PNG);
 }
+
+/// What `upload-broker ARGS...` did, run in an empty directory of its own.
+struct Answer {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    /// What the run left in its working directory.
+    left: Vec<String>,
+}
+
+/// Runs the binary with `args` in an empty directory. Were it to serve instead, it would
+/// serve on a free loopback port and be stopped by the time limit, which fails the test.
+async fn answer(args: &[&str]) -> Answer {
+    let dir = tempfile::tempdir().expect("dir");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_upload-broker"))
+        .args(args)
+        .current_dir(dir.path())
+        .env_remove("DATA_DIR")
+        .env_remove("DATABASE_URL")
+        .env("PORT", free_port().to_string())
+        .env("BIND_ADDR", "127.0.0.1")
+        .env("EMBEDDED_S3_PORT", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary runs");
+    let output = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`upload-broker {}` returns promptly", args.join(" ")))
+        .expect("the binary runs");
+    let left = std::fs::read_dir(dir.path())
+        .expect("read the directory")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    Answer {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        left,
+    }
+}
+
+#[tokio::test]
+async fn help_and_version_answer_at_every_level() {
+    let version = env!("CARGO_PKG_VERSION");
+    let cases: [(&[&str], &[&str]); 10] = [
+        (
+            &["--help"],
+            &[
+                "Usage: upload-broker [COMMAND]",
+                "serve",
+                "upload",
+                "healthcheck",
+            ],
+        ),
+        (
+            &["-h"],
+            &["Usage: upload-broker [COMMAND]", "upload", "healthcheck"],
+        ),
+        (
+            &["help"],
+            &["Usage: upload-broker [COMMAND]", "upload", "healthcheck"],
+        ),
+        (&["--version"], &["upload-broker "]),
+        (&["-V"], &["upload-broker "]),
+        (
+            &["upload", "--help"],
+            &["Usage: upload-broker upload", "--image-id", "--parallel"],
+        ),
+        (
+            &["help", "upload"],
+            &["Usage: upload-broker upload", "--image-id"],
+        ),
+        (&["upload", "--version"], &["upload-broker upload "]),
+        (
+            &["healthcheck", "--help"],
+            &["Usage: upload-broker healthcheck", "PORT"],
+        ),
+        (&["serve", "-h"], &["Usage: upload-broker serve"]),
+    ];
+    for (args, expected) in cases {
+        let run = answer(args).await;
+        assert_eq!(run.code, Some(0), "{args:?}: {}", run.stderr);
+        for text in expected {
+            assert!(
+                run.stdout.contains(text),
+                "{args:?} says {text:?}: {}",
+                run.stdout
+            );
+        }
+        if args
+            .iter()
+            .any(|a| a.starts_with("-V") || a.ends_with("version"))
+        {
+            assert!(run.stdout.trim_end().ends_with(version), "{}", run.stdout);
+        }
+        assert_eq!(run.stderr, "", "{args:?}");
+        assert!(run.left.is_empty(), "{args:?} left {:?}", run.left);
+    }
+}
+
+#[tokio::test]
+async fn unknown_arguments_are_usage_errors_and_never_serve() {
+    for args in [
+        &["--bogus"][..],
+        &["frobnicate"],
+        &["serve", "--bogus"],
+        &["healthcheck", "extra"],
+        &["upload", "a.png", "--image-id", "x", "--bogus"],
+    ] {
+        let run = answer(args).await;
+        assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+        let usage =
+            run.stderr.starts_with("error: ") && run.stderr.contains("Usage: upload-broker");
+        assert!(usage, "{args:?}: {}", run.stderr);
+        assert_eq!(run.stdout, "", "{args:?}");
+        assert!(run.left.is_empty(), "{args:?} left {:?}", run.left);
+    }
+}
+
+#[tokio::test]
+async fn json_prints_each_whole_record() {
+    let app = TestApp::spawn().await;
+    let files = tempfile::tempdir().expect("dir");
+    let file = write(files.path(), "a.png", PNG);
+
+    let run = app
+        .cli(files.path(), &[&file, "--image-id", "as-json", "--json"])
+        .await;
+    assert!(run.success, "stderr: {}", run.stderr);
+    let printed: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON line");
+    let records = app.completed("as-json").await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(printed, records[0], "the record the service keeps");
+}

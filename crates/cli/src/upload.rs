@@ -13,19 +13,20 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use clap::Parser;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, Semaphore};
+use upload_broker_types::{
+    CreateUploadRequest, ImageFormat, IssuedUpload, PartPlan, SignPartsRequest, SignedPartList,
+    Upload, UploadMethod, UploadState, UploadedPartList,
+};
+use uuid::Uuid;
 
-use crate::domain::ImageFormat;
-
-/// Upload files through a running upload-broker.
-#[derive(Debug, Parser)]
-#[command(name = "upload-broker upload", version)]
+/// `upload`'s arguments.
+#[derive(Debug, clap::Args)]
 pub struct UploadArgs {
     /// Image files to upload (png, jpg, jpeg, gif, webp, bmp, tif, tiff).
     #[arg(required = true, value_name = "FILE")]
@@ -57,19 +58,8 @@ pub struct UploadArgs {
     quiet: bool,
 }
 
-/// Runs the command; the first argument is the name it was called by.
-pub fn main(args: impl IntoIterator<Item = String>) -> ExitCode {
-    let args = match UploadArgs::try_parse_from(args) {
-        Ok(args) => args,
-        Err(err) => {
-            let _ = err.print();
-            return if err.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
+/// Runs the command.
+pub fn upload(args: UploadArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -110,7 +100,7 @@ async fn run(args: UploadArgs) -> ExitCode {
         bars: MultiProgress::with_draw_target(draw),
     });
 
-    let results: Vec<Result<Value, Failure>> = stream::iter(args.files.iter())
+    let results: Vec<Result<Upload, Failure>> = stream::iter(args.files.iter())
         .map(|path| {
             let ctx = Arc::clone(&ctx);
             async move { ctx.upload(path).await }
@@ -122,8 +112,15 @@ async fn run(args: UploadArgs) -> ExitCode {
     let mut failed = 0;
     for (path, result) in args.files.iter().zip(results) {
         match result {
-            Ok(record) if args.json => println!("{record}"),
-            Ok(record) => println!("{}", record["s3_url"].as_str().unwrap_or_default()),
+            // Through a `Value`, so the keys come sorted as they always have.
+            Ok(record) if args.json => match serde_json::to_value(&record) {
+                Ok(record) => println!("{record}"),
+                Err(err) => {
+                    failed += 1;
+                    eprintln!("{}: {err}", path.display());
+                }
+            },
+            Ok(record) => println!("{}", record.s3_url.unwrap_or_default()),
             Err(failure) => {
                 failed += 1;
                 eprintln!("{}: {failure}", path.display());
@@ -242,13 +239,14 @@ impl Api {
         Ok(Self { http, base, key })
     }
 
-    /// One JSON call, retried on transient failures. `None` for a 204.
+    /// One call, retried on transient failures: the answer's text, `None` for a 204.
+    /// `body` is JSON.
     async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<&Value>,
-    ) -> Result<Option<Value>, Failure> {
+        body: Option<&[u8]>,
+    ) -> Result<Option<String>, Failure> {
         retrying_transient(async || {
             let mut request = self
                 .http
@@ -258,7 +256,9 @@ impl Api {
                 request = request.bearer_auth(key);
             }
             if let Some(body) = body {
-                request = request.json(body);
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_vec());
             }
             match request.send().await {
                 Ok(resp) => read_answer(resp).await,
@@ -268,18 +268,23 @@ impl Api {
         .await
     }
 
-    async fn get(&self, path: &str) -> Result<Value, Failure> {
-        Ok(self
-            .call(reqwest::Method::GET, path, None)
-            .await?
-            .unwrap_or_default())
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+        typed(self.call(reqwest::Method::GET, path, None).await?)
     }
 
-    async fn post(&self, path: &str, body: Option<&Value>) -> Result<Value, Failure> {
-        Ok(self
-            .call(reqwest::Method::POST, path, body)
-            .await?
-            .unwrap_or_default())
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, Failure> {
+        let body = serde_json::to_vec(body).map_err(|e| Failure::Local(e.to_string()))?;
+        typed(self.call(reqwest::Method::POST, path, Some(&body)).await?)
+    }
+
+    /// Asks the service to check upload `id`'s object; its record once it passed.
+    async fn confirm(&self, id: Uuid) -> Result<Upload, Failure> {
+        let path = format!("/api/v1/uploads/{id}/confirm");
+        typed(self.call(reqwest::Method::POST, &path, None).await?)
     }
 
     async fn delete(&self, path: &str) -> Result<(), Failure> {
@@ -319,24 +324,42 @@ impl Api {
     }
 }
 
-/// The service's answer: JSON on success, its `{code, message}` error otherwise.
-async fn read_answer(resp: reqwest::Response) -> Result<Option<Value>, Failure> {
+/// The service's answer: its text on success, its `{code, message}` error otherwise.
+async fn read_answer(resp: reqwest::Response) -> Result<Option<String>, Failure> {
     let status = resp.status();
     if status == reqwest::StatusCode::NO_CONTENT {
         return Ok(None);
     }
     let text = resp.text().await?;
-    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     if status.is_success() {
-        return Ok(Some(body));
+        return Ok(Some(text));
     }
-    let field = |name: &str| body[name].as_str().map(str::to_owned);
+    let refusal: Refusal = serde_json::from_str(&text).unwrap_or_default();
     Err(Failure::Refused {
         status: status.as_u16(),
-        code: field("code").unwrap_or_else(|| "http_error".to_owned()),
-        message: field("message")
-            .or_else(|| field("error"))
+        code: refusal.code.unwrap_or_else(|| "http_error".to_owned()),
+        message: refusal
+            .message
+            .or(refusal.error)
             .unwrap_or_else(|| format!("the service answered {status}")),
+    })
+}
+
+/// A refusal's body, whatever answered: the service's `Error`, the legacy API's
+/// `{success: false, error}`, or something else in front of the service.
+#[derive(Debug, Default, Deserialize)]
+struct Refusal {
+    code: Option<String>,
+    message: Option<String>,
+    error: Option<String>,
+}
+
+/// A successful answer as the type it should be.
+fn typed<T: DeserializeOwned>(answer: Option<String>) -> Result<T, Failure> {
+    serde_json::from_str(answer.as_deref().unwrap_or_default()).map_err(|err| {
+        Failure::Transport(format!(
+            "the service's answer is not the one expected: {err}"
+        ))
     })
 }
 
@@ -372,15 +395,44 @@ struct Local {
 /// An upload of the service's, as the command left it in the resume file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Started {
-    upload_id: String,
-    method: String,
+    upload_id: Uuid,
+    method: UploadMethod,
     part_size: Option<u64>,
     part_count: Option<u64>,
     checksum_algorithm: Option<String>,
 }
 
+impl Started {
+    fn new(issued: &IssuedUpload) -> Self {
+        Self {
+            upload_id: issued.upload_id,
+            method: issued.method,
+            part_size: issued.part_size.and_then(|n| u64::try_from(n).ok()),
+            part_count: issued.part_count.and_then(|n| u64::try_from(n).ok()),
+            checksum_algorithm: issued.checksum_algorithm.clone(),
+        }
+    }
+
+    /// How the service cut a file of `size` bytes into parts.
+    fn plan(&self, size: u64) -> Result<PartPlan, Failure> {
+        let (Some(part_size), Some(part_count)) = (self.part_size, self.part_count) else {
+            return Err(Failure::Local("the service planned no parts".to_owned()));
+        };
+        if part_size == 0 || size.div_ceil(part_size) != part_count {
+            return Err(Failure::Local(format!(
+                "the service's plan of {part_count} parts of {part_size} bytes does not fit the file"
+            )));
+        }
+        Ok(PartPlan {
+            size,
+            part_size,
+            part_count: i32::try_from(part_count).map_err(|e| Failure::Local(e.to_string()))?,
+        })
+    }
+}
+
 impl Ctx {
-    async fn upload(&self, path: &Path) -> Result<Value, Failure> {
+    async fn upload(&self, path: &Path) -> Result<Upload, Failure> {
         let bar = self.bars.add(ProgressBar::no_length());
         bar.set_style(
             ProgressStyle::with_template(
@@ -402,7 +454,7 @@ impl Ctx {
         result
     }
 
-    async fn upload_with(&self, path: &Path, bar: &ProgressBar) -> Result<Value, Failure> {
+    async fn upload_with(&self, path: &Path, bar: &ProgressBar) -> Result<Upload, Failure> {
         bar.set_message("reading");
         let local = self.inspect(path).await?;
         bar.set_length(local.size);
@@ -410,39 +462,28 @@ impl Ctx {
             return Ok(record);
         }
         bar.set_message("starting");
-        let issued = self
-            .api
-            .post(
-                "/api/v1/uploads",
-                Some(&json!({
-                    "image_id": self.image_id,
-                    "filename": local.filename,
-                    "content_type": local.format.mime(),
-                    "size": local.size,
-                    "checksum_sha256": local.checksum,
-                    "checksum_algorithm": "SHA256",
-                })),
-            )
-            .await?;
-        let started = Started {
-            upload_id: text(&issued, "upload_id")?,
-            method: text(&issued, "method")?,
-            part_size: issued["part_size"].as_u64(),
-            part_count: issued["part_count"].as_u64(),
-            checksum_algorithm: issued["checksum_algorithm"].as_str().map(str::to_owned),
+        let request = CreateUploadRequest {
+            image_id: self.image_id.as_str().into(),
+            filename: local.filename.as_str().into(),
+            content_type: local.format.mime().into(),
+            size: i64::try_from(local.size).map_err(|e| Failure::Local(e.to_string()))?,
+            checksum_sha256: Some(local.checksum.as_str().into()),
+            checksum_algorithm: Some("SHA256".into()),
+            metadata: None,
         };
+        let issued: IssuedUpload = self.api.post("/api/v1/uploads", &request).await?;
+        let started = Started::new(&issued);
         self.remember(&local, Some(&started)).await;
         bar.set_message("uploading");
-        if started.method == "MULTIPART" {
+        if started.method == UploadMethod::Multipart {
             self.send_parts(&local, &started, &BTreeSet::new(), bar)
                 .await?;
         } else {
-            let url = text(&issued, "url")?;
-            let headers: BTreeMap<String, String> =
-                serde_json::from_value(issued["headers"].clone()).unwrap_or_default();
+            let url = issued.url.ok_or_else(|| missing("url"))?;
+            let headers = issued.headers.unwrap_or_default();
             self.send_whole(&local, &url, &headers, bar).await?;
         }
-        self.finish(&local, &started.upload_id, bar).await
+        self.finish(&local, started.upload_id, bar).await
     }
 
     /// Reads the file once: its size, type (from the name, checked against the bytes) and
@@ -496,15 +537,19 @@ impl Ctx {
 
     /// Goes on with an upload an earlier run started, when the service still has it.
     /// `None`: there was none, or it cannot go on, so start anew.
-    async fn try_resume(&self, local: &Local, bar: &ProgressBar) -> Result<Option<Value>, Failure> {
+    async fn try_resume(
+        &self,
+        local: &Local,
+        bar: &ProgressBar,
+    ) -> Result<Option<Upload>, Failure> {
         let Some(resume) = &self.resume else {
             return Ok(None);
         };
         let Some(started) = resume.lock().await.get(&local.key) else {
             return Ok(None);
         };
-        let id = &started.upload_id;
-        let record = match self.api.get(&format!("/api/v1/uploads/{id}")).await {
+        let id = started.upload_id;
+        let record: Upload = match self.api.get(&format!("/api/v1/uploads/{id}")).await {
             Ok(record) => record,
             Err(Failure::Refused { status: 404, .. }) => {
                 self.remember(local, None).await;
@@ -512,19 +557,19 @@ impl Ctx {
             }
             Err(failure) => return Err(failure),
         };
-        match record["state"].as_str() {
-            Some("completed") => {
+        match record.state {
+            UploadState::Completed => {
                 self.remember(local, None).await;
                 bar.set_position(local.size);
                 return Ok(Some(record));
             }
-            Some("pending") => {}
+            UploadState::Pending => {}
             _ => {
                 self.remember(local, None).await;
                 return Ok(None);
             }
         }
-        if started.method != "MULTIPART" {
+        if started.method != UploadMethod::Multipart {
             // The PUT may have gone through before the run stopped; otherwise its URL is
             // not kept, so that upload is dropped and a new one made.
             return match self.finish(local, id, bar).await {
@@ -536,28 +581,25 @@ impl Ctx {
                 other => other.map(Some),
             };
         }
-        let listed = self.api.get(&format!("/api/v1/uploads/{id}/parts")).await?;
-        let held: BTreeSet<u64> = listed["parts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|part| {
-                let number = part["part_number"].as_u64()?;
-                (part["size"].as_u64() == Some(part_len(&started, local.size, number)))
-                    .then_some(number)
-            })
-            .collect();
-        let held_bytes: u64 = held
+        let plan = started.plan(local.size)?;
+        let listed: UploadedPartList = self.api.get(&format!("/api/v1/uploads/{id}/parts")).await?;
+        let held: BTreeSet<i32> = listed
+            .parts
             .iter()
-            .map(|n| part_len(&started, local.size, *n))
-            .sum();
+            .filter(|part| {
+                (1..=plan.part_count).contains(&part.part_number)
+                    && u64::try_from(part.size).ok() == Some(plan.part_len(part.part_number))
+            })
+            .map(|part| part.part_number)
+            .collect();
+        let held_bytes: u64 = held.iter().map(|n| plan.part_len(*n)).sum();
         bar.set_position(held_bytes);
         self.bars.suspend(|| {
             eprintln!(
                 "resuming {}: {} of {} parts already stored",
                 local.filename,
                 held.len(),
-                started.part_count.unwrap_or(0)
+                plan.part_count
             );
         });
         bar.set_message("uploading");
@@ -573,12 +615,9 @@ impl Ctx {
     }
 
     /// Confirms: the service checks the object and answers with the record.
-    async fn finish(&self, local: &Local, id: &str, bar: &ProgressBar) -> Result<Value, Failure> {
+    async fn finish(&self, local: &Local, id: Uuid, bar: &ProgressBar) -> Result<Upload, Failure> {
         bar.set_message("verifying");
-        let result = self
-            .api
-            .post(&format!("/api/v1/uploads/{id}/confirm"), None)
-            .await;
+        let result = self.api.confirm(id).await;
         match &result {
             // Not there yet: the upload can still go on, so it stays in the resume file.
             Err(Failure::Refused { status: 409, .. }) => {}
@@ -614,15 +653,15 @@ impl Ctx {
         &self,
         local: &Local,
         started: &Started,
-        held: &BTreeSet<u64>,
+        held: &BTreeSet<i32>,
         bar: &ProgressBar,
     ) -> Result<(), Failure> {
-        let count = started
-            .part_count
-            .ok_or_else(|| Failure::Local("the service planned no parts".to_owned()))?;
-        let missing: Vec<u64> = (1..=count).filter(|n| !held.contains(n)).collect();
+        let plan = started.plan(local.size)?;
+        let missing: Vec<i32> = (1..=plan.part_count)
+            .filter(|n| !held.contains(n))
+            .collect();
         stream::iter(missing)
-            .map(|number| self.send_part(local, started, number, bar))
+            .map(|number| self.send_part(local, started, &plan, number, bar))
             .buffer_unordered(self.parallel)
             .try_collect::<()>()
             .await
@@ -632,35 +671,35 @@ impl Ctx {
         &self,
         local: &Local,
         started: &Started,
-        number: u64,
+        plan: &PartPlan,
+        number: i32,
         bar: &ProgressBar,
     ) -> Result<(), Failure> {
         let _permit = self.transfers.acquire().await.map_err(|_| closed())?;
-        let part_size = started.part_size.unwrap_or(local.size);
-        let len = part_len(started, local.size, number);
+        let len = plan.part_len(number);
         let path = local.path.clone();
-        let offset = (number - 1) * part_size;
+        let offset = u64::try_from(number - 1).unwrap_or(0) * plan.part_size;
         let bytes = tokio::task::spawn_blocking(move || read_at(&path, offset, len))
             .await
             .map_err(|e| Failure::Local(e.to_string()))??;
-        let mut request = json!({ "part_numbers": [number] });
-        if started.checksum_algorithm.as_deref() == Some("SHA256") {
+        let checksums = (started.checksum_algorithm.as_deref() == Some("SHA256")).then(|| {
             let digest = BASE64.encode(Sha256::digest(&bytes));
-            request["checksums_sha256"] = json!({ number.to_string(): digest });
-        }
+            BTreeMap::from([(number.to_string(), digest.into())])
+        });
+        let request = SignPartsRequest {
+            part_numbers: vec![i64::from(number)],
+            checksums_sha256: checksums,
+        };
         let bytes = bytes::Bytes::from(bytes);
         let path = format!("/api/v1/uploads/{}/parts", started.upload_id);
         let mut attempt = 1;
         loop {
             // Signed afresh for each try, so an expired URL is never reused.
-            let signed = self.api.post(&path, Some(&request)).await?;
-            let part = &signed["parts"][0];
-            let url = text(part, "url")?;
-            let headers: BTreeMap<String, String> =
-                serde_json::from_value(part["headers"].clone()).unwrap_or_default();
+            let signed: SignedPartList = self.api.post(&path, &request).await?;
+            let part = signed.parts.first().ok_or_else(|| missing("part"))?;
             let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let body = counted_chunks(bytes.clone(), bar.clone(), Arc::clone(&sent));
-            let outcome = self.api.put(&url, &headers, body, len).await;
+            let outcome = self.api.put(&part.url, &part.headers, body, len).await;
             if outcome.is_err() {
                 // What this try sent is sent again by the next.
                 let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
@@ -718,17 +757,8 @@ fn closed() -> Failure {
     Failure::Local("stopped".to_owned())
 }
 
-fn text(value: &Value, field: &str) -> Result<String, Failure> {
-    value[field]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| Failure::Transport(format!("the service's answer has no {field}")))
-}
-
-/// Bytes of part `number` (1-based): `part_size`, less for the last one.
-fn part_len(started: &Started, size: u64, number: u64) -> u64 {
-    let part_size = started.part_size.unwrap_or(size);
-    size.saturating_sub((number - 1) * part_size).min(part_size)
+fn missing(field: &str) -> Failure {
+    Failure::Transport(format!("the service's answer has no {field}"))
 }
 
 /// The file's size, first bytes and SHA-256.
@@ -819,17 +849,37 @@ impl ResumeFile {
 mod tests {
     use super::*;
 
+    fn started(part_size: u64, part_count: u64) -> Started {
+        Started {
+            upload_id: Uuid::nil(),
+            method: UploadMethod::Multipart,
+            part_size: Some(part_size),
+            part_count: Some(part_count),
+            checksum_algorithm: None,
+        }
+    }
+
     #[test]
     fn parts_split_the_file_exactly() {
-        let started = Started {
-            upload_id: String::new(),
-            method: "MULTIPART".to_owned(),
-            part_size: Some(10),
-            part_count: Some(3),
-            checksum_algorithm: None,
-        };
-        let lens: Vec<u64> = (1..=3).map(|n| part_len(&started, 25, n)).collect();
+        let plan = started(10, 3).plan(25).expect("a plan");
+        let lens: Vec<u64> = (1..=3).map(|n| plan.part_len(n)).collect();
         assert_eq!(lens, [10, 10, 5]);
+    }
+
+    #[test]
+    fn a_plan_that_does_not_fit_the_file_is_refused() {
+        assert!(started(10, 2).plan(25).is_err());
+        assert!(started(0, 3).plan(25).is_err());
+    }
+
+    #[test]
+    fn the_resume_file_keeps_its_shape() {
+        let entry = serde_json::json!({
+            "upload_id": "0190d5e6-8a5e-7c41-9a3e-6f1d2b3c4d5e", "method": "MULTIPART",
+            "part_size": 5, "part_count": 2, "checksum_algorithm": "SHA256",
+        });
+        let read: Started = serde_json::from_value(entry.clone()).expect("an entry");
+        assert_eq!(serde_json::to_value(&read).expect("json"), entry);
     }
 
     #[test]

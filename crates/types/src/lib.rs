@@ -1,0 +1,18 @@
+//! What upload-broker's service and its command-line uploader share: the v1 API's requests
+//! and answers (serde always; poem-openapi's `Object` and `Enum` with the `openapi`
+//! feature, for the service's OpenAPI document), the image formats the service accepts, and
+//! how a multipart upload's file is cut into parts.
+
+mod api;
+mod format;
+mod plan;
+mod text;
+
+pub use api::{
+    CreateLinkRequest, CreateUploadRequest, Error, ImageList, IssuedUpload, SignPartsRequest,
+    SignedPart, SignedPartList, Upload, UploadLink, UploadMethod, UploadState, UploadedPart,
+    UploadedPartList,
+};
+pub use format::{ImageFormat, InputError};
+pub use plan::PartPlan;
+pub use text::Text;
