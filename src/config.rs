@@ -1,4 +1,5 @@
-//! Configuration: one struct, loaded once from the environment (and `.env`), validated at start.
+//! Configuration: one struct of sections, loaded once from the environment (and `.env`),
+//! validated at start; each section reads its own variables.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -62,19 +63,44 @@ pub enum StorageConfig {
     },
 }
 
+/// The whole configuration, one section per concern.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// `DATA_DIR`: where the default SQLite file and the embedded store live.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub storage: StorageSettings,
+    pub limits: LimitsConfig,
+    pub access: AccessConfig,
+    pub sweeper: SweeperConfig,
+}
+
+/// The listener, the process and its logs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
     pub bind_addr: IpAddr,
     pub port: u16,
     pub environment: String,
     pub log_level: String,
-    pub secret_key: Option<Secret>,
-    /// `API_KEYS`: when set, the v1 write endpoints need one of them (or a link token).
-    pub api_keys: Vec<Secret>,
-    pub database_url: String,
-    pub data_dir: PathBuf,
-    pub aws_region: String,
-    pub storage: StorageConfig,
+    pub shutdown_grace: Duration,
+    /// Serve the page's files from this folder instead of the binary (development).
+    pub frontend_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DatabaseConfig {
+    pub url: String,
+    /// `DB_TIMEOUT`
+    pub timeout: Duration,
+}
+
+/// The object store and how its objects are addressed.
+#[derive(Clone, Debug)]
+pub struct StorageSettings {
+    pub backend: StorageConfig,
+    /// `AWS_REGION` / `AWS_DEFAULT_REGION`
+    pub region: String,
     pub public_base_url: Option<String>,
     /// The store refuses a PUT over an existing object when asked (`If-None-Match: *`);
     /// without it, PUTs land on a staging key that confirm copies from.
@@ -87,18 +113,15 @@ pub struct Config {
     /// `OBJECT_URL_EXPIRES`: how long a presigned `s3_url` (private buckets, the embedded
     /// store) works.
     pub object_url_expires: Duration,
-    /// `CORS_ORIGINS`: the browser origins other than the service's own that may call the
-    /// API (none by default).
-    pub cors_origins: Vec<String>,
-    /// `RATE_LIMIT`: requests per second each client address, and each key or link, may
-    /// make to the write endpoints (0: no limit), with bursts up to `RATE_LIMIT_BURST`.
-    pub rate_limit: u32,
-    pub rate_limit_burst: u32,
-    /// `TRUSTED_PROXIES`: addresses (or CIDR ranges) whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<IpNet>,
-    /// At most this many pending uploads, and bytes declared by them, per image_id (0: no cap).
-    pub max_pending_per_image: u64,
-    pub max_pending_bytes_per_image: u64,
+    /// `S3_CONNECT_TIMEOUT`
+    pub connect_timeout: Duration,
+    /// `S3_OPERATION_TIMEOUT`
+    pub operation_timeout: Duration,
+}
+
+/// Sizes, counts, lifetimes and rates an upload must stay within.
+#[derive(Clone, Debug)]
+pub struct LimitsConfig {
     /// Largest legacy (server-streamed) upload.
     pub max_file_size: u64,
     /// Largest declared size of a direct upload.
@@ -111,16 +134,35 @@ pub struct Config {
     pub multipart_expires: Duration,
     pub max_image_dimension: u32,
     pub max_image_pixels: u64,
-    pub s3_connect_timeout: Duration,
-    pub s3_operation_timeout: Duration,
-    pub db_timeout: Duration,
-    pub shutdown_grace: Duration,
-    /// How often the sweeper runs; 0 turns it off.
-    pub sweep_interval: Duration,
+    /// At most this many pending uploads, and bytes declared by them, per image_id (0: no cap).
+    pub max_pending_per_image: u64,
+    pub max_pending_bytes_per_image: u64,
+    /// `RATE_LIMIT`: requests per second each client address, and each key or link, may
+    /// make to the write endpoints (0: no limit), with bursts up to `RATE_LIMIT_BURST`.
+    pub rate_limit: u32,
+    pub rate_limit_burst: u32,
+}
+
+/// Who may call the API, and from where.
+#[derive(Clone, Debug)]
+pub struct AccessConfig {
+    /// `API_KEYS`: when set, the v1 write endpoints need one of them (or a link token).
+    pub api_keys: Vec<Secret>,
+    pub secret_key: Option<Secret>,
+    /// `CORS_ORIGINS`: the browser origins other than the service's own that may call the
+    /// API (none by default).
+    pub cors_origins: Vec<String>,
+    /// `TRUSTED_PROXIES`: addresses (or CIDR ranges) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// The background sweep of expired uploads.
+#[derive(Clone, Debug)]
+pub struct SweeperConfig {
+    /// `SWEEP_INTERVAL`: how often the sweeper runs; 0 turns it off.
+    pub interval: Duration,
     /// Allowance for clocks that disagree, added to every expiry the sweeper acts on.
     pub clock_skew_margin: Duration,
-    /// Serve the page's files from this folder instead of the binary (development).
-    pub frontend_dir: Option<PathBuf>,
 }
 
 /// A start-up refusal: names the variable, never echoes a secret.
@@ -271,36 +313,78 @@ impl Config {
 
     fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Vars { get };
+        let data_dir = PathBuf::from(vars.text("DATA_DIR").unwrap_or_else(|| "data".to_owned()));
+        Ok(Self {
+            server: ServerConfig::read(&vars)?,
+            database: DatabaseConfig::read(&vars, &data_dir)?,
+            storage: StorageSettings::read(&vars, &data_dir)?,
+            limits: LimitsConfig::read(&vars)?,
+            access: AccessConfig::read(&vars)?,
+            sweeper: SweeperConfig::read(&vars)?,
+            data_dir,
+        })
+    }
 
+    pub fn is_production(&self) -> bool {
+        self.server.is_production()
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database.is_sqlite()
+    }
+}
+
+impl ServerConfig {
+    fn read(vars: &Vars<'_>) -> Result<Self, ConfigError> {
         let environment = vars
             .text("ENVIRONMENT")
             .unwrap_or_else(|| "development".to_owned());
-        let log_level = match vars.text("LOG_LEVEL") {
-            None => "info".to_owned(),
-            Some(level) => match level.to_ascii_uppercase().as_str() {
-                "TRACE" => "trace".to_owned(),
-                "DEBUG" => "debug".to_owned(),
-                "INFO" => "info".to_owned(),
-                "WARN" | "WARNING" => "warn".to_owned(),
-                "ERROR" | "CRITICAL" => "error".to_owned(),
-                _ => {
-                    return Err(invalid(
-                        "LOG_LEVEL",
-                        "expected DEBUG, INFO, WARNING, ERROR or CRITICAL",
-                    ));
-                }
-            },
-        };
+        let log_level = log_level(vars)?;
         let bind_addr = match vars.text("BIND_ADDR") {
             None => IpAddr::from([0, 0, 0, 0]),
             Some(addr) => addr
                 .parse()
                 .map_err(|_| invalid("BIND_ADDR", "expected an IP address"))?,
         };
-        let port = vars.number("PORT", 5000u16, (0, u16::MAX))?;
-        let data_dir = PathBuf::from(vars.text("DATA_DIR").unwrap_or_else(|| "data".to_owned()));
+        Ok(Self {
+            environment,
+            log_level,
+            bind_addr,
+            port: vars.number("PORT", 5000u16, (0, u16::MAX))?,
+            shutdown_grace: vars.seconds("SHUTDOWN_GRACE", 10, (0, 600))?,
+            frontend_dir: vars.text("FRONTEND_DIR").map(PathBuf::from),
+        })
+    }
 
-        let database_url = match (vars.text("DATABASE_URL"), vars.text("DATABASE_PATH")) {
+    pub fn is_production(&self) -> bool {
+        self.environment.eq_ignore_ascii_case("production")
+    }
+}
+
+/// `LOG_LEVEL`, in the seed's Python spelling, as a tracing level.
+fn log_level(vars: &Vars<'_>) -> Result<String, ConfigError> {
+    let Some(level) = vars.text("LOG_LEVEL") else {
+        return Ok("info".to_owned());
+    };
+    let level = match level.to_ascii_uppercase().as_str() {
+        "TRACE" => "trace",
+        "DEBUG" => "debug",
+        "INFO" => "info",
+        "WARN" | "WARNING" => "warn",
+        "ERROR" | "CRITICAL" => "error",
+        _ => {
+            return Err(invalid(
+                "LOG_LEVEL",
+                "expected DEBUG, INFO, WARNING, ERROR or CRITICAL",
+            ));
+        }
+    };
+    Ok(level.to_owned())
+}
+
+impl DatabaseConfig {
+    fn read(vars: &Vars<'_>, data_dir: &std::path::Path) -> Result<Self, ConfigError> {
+        let url = match (vars.text("DATABASE_URL"), vars.text("DATABASE_PATH")) {
             (Some(url), _) => {
                 if !(url.starts_with("sqlite:")
                     || url.starts_with("postgres://")
@@ -323,61 +407,98 @@ impl Config {
             (None, Some(path)) => sqlite_url(&PathBuf::from(path)),
             (None, None) => sqlite_url(&data_dir.join("images.db")),
         };
+        Ok(Self {
+            url,
+            timeout: vars.seconds("DB_TIMEOUT", 5, (1, 300))?,
+        })
+    }
 
-        let aws_region = vars
+    pub fn is_sqlite(&self) -> bool {
+        self.url.starts_with("sqlite:")
+    }
+}
+
+impl StorageSettings {
+    fn read(vars: &Vars<'_>, data_dir: &std::path::Path) -> Result<Self, ConfigError> {
+        let region = vars
             .text("AWS_REGION")
             .or_else(|| vars.text("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|| "us-east-1".to_owned());
+        Ok(Self {
+            region,
+            backend: StorageConfig::read(vars, data_dir)?,
+            public_base_url: vars.url("PUBLIC_BASE_URL")?,
+            private_bucket: vars.flag("PRIVATE_BUCKET", false)?,
+            conditional_writes: vars.flag("S3_CONDITIONAL_WRITES", true)?,
+            s3_public_endpoint: vars.url("S3_PUBLIC_ENDPOINT_URL")?,
+            object_url_expires: vars.seconds(
+                "OBJECT_URL_EXPIRES",
+                MAX_PRESIGN_SECS,
+                (60, MAX_PRESIGN_SECS),
+            )?,
+            connect_timeout: vars.seconds("S3_CONNECT_TIMEOUT", 3, (1, 300))?,
+            operation_timeout: vars.seconds("S3_OPERATION_TIMEOUT", 30, (1, 3600))?,
+        })
+    }
+}
+
+impl StorageConfig {
+    /// An external bucket when `AWS_BUCKET_NAME` is set, else the embedded store.
+    fn read(vars: &Vars<'_>, data_dir: &std::path::Path) -> Result<Self, ConfigError> {
         let endpoint_url = match vars.url("AWS_ENDPOINT_URL_S3")? {
             Some(url) => Some(url),
             None => vars.url("AWS_ENDPOINT_URL")?,
         };
-        let storage = match vars.text("AWS_BUCKET_NAME") {
-            Some(bucket) => {
-                if !valid_bucket_name(&bucket) {
-                    return Err(invalid(
-                        "AWS_BUCKET_NAME",
-                        "expected 3-63 lowercase letters, digits, dots or hyphens",
-                    ));
-                }
-                // Self-hosted stores (MinIO, Garage) rarely have wildcard DNS for buckets.
-                let force_path_style = vars.flag("S3_FORCE_PATH_STYLE", endpoint_url.is_some())?;
-                let credentials = match (
-                    vars.text("AWS_ACCESS_KEY_ID"),
-                    vars.text("AWS_SECRET_ACCESS_KEY"),
-                ) {
-                    (Some(access_key_id), Some(secret)) => Some(StaticCredentials {
-                        access_key_id,
-                        secret_access_key: Secret::new(secret),
-                        session_token: vars.text("AWS_SESSION_TOKEN").map(Secret::new),
-                    }),
-                    (None, None) => None,
-                    (Some(_), None) => {
-                        return Err(invalid(
-                            "AWS_SECRET_ACCESS_KEY",
-                            "must be set together with AWS_ACCESS_KEY_ID",
-                        ));
-                    }
-                    (None, Some(_)) => {
-                        return Err(invalid(
-                            "AWS_ACCESS_KEY_ID",
-                            "must be set together with AWS_SECRET_ACCESS_KEY",
-                        ));
-                    }
-                };
-                StorageConfig::External {
-                    bucket,
-                    endpoint_url,
-                    force_path_style,
-                    credentials,
-                }
-            }
-            None => StorageConfig::Embedded {
+        let Some(bucket) = vars.text("AWS_BUCKET_NAME") else {
+            return Ok(Self::Embedded {
                 port: vars.number("EMBEDDED_S3_PORT", 9000u16, (0, u16::MAX))?,
                 root: data_dir.join("s3"),
-            },
+            });
         };
+        if !valid_bucket_name(&bucket) {
+            return Err(invalid(
+                "AWS_BUCKET_NAME",
+                "expected 3-63 lowercase letters, digits, dots or hyphens",
+            ));
+        }
+        // Self-hosted stores (MinIO, Garage) rarely have wildcard DNS for buckets.
+        let force_path_style = vars.flag("S3_FORCE_PATH_STYLE", endpoint_url.is_some())?;
+        Ok(Self::External {
+            bucket,
+            endpoint_url,
+            force_path_style,
+            credentials: StaticCredentials::read(vars)?,
+        })
+    }
+}
 
+impl StaticCredentials {
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, both or neither.
+    fn read(vars: &Vars<'_>) -> Result<Option<Self>, ConfigError> {
+        match (
+            vars.text("AWS_ACCESS_KEY_ID"),
+            vars.text("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            (Some(access_key_id), Some(secret)) => Ok(Some(Self {
+                access_key_id,
+                secret_access_key: Secret::new(secret),
+                session_token: vars.text("AWS_SESSION_TOKEN").map(Secret::new),
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(invalid(
+                "AWS_SECRET_ACCESS_KEY",
+                "must be set together with AWS_ACCESS_KEY_ID",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "AWS_ACCESS_KEY_ID",
+                "must be set together with AWS_SECRET_ACCESS_KEY",
+            )),
+        }
+    }
+}
+
+impl LimitsConfig {
+    fn read(vars: &Vars<'_>) -> Result<Self, ConfigError> {
         // A legacy upload waits on local disk before it is stored: 50 GiB is plenty.
         let max_file_size = vars.number(
             "MAX_FILE_SIZE",
@@ -399,51 +520,8 @@ impl Config {
             ));
         }
         let presign_expires = vars.seconds("PRESIGN_EXPIRES", 900, (1, MAX_PRESIGN_SECS))?;
-        let public_base_url = vars.url("PUBLIC_BASE_URL")?;
-        let secret_key = vars.text("SECRET_KEY").map(Secret::new);
         let rate_limit = vars.number("RATE_LIMIT", 0u32, (0, 1_000_000))?;
-        let api_keys: Vec<Secret> = vars.list("API_KEYS").into_iter().map(Secret::new).collect();
-        if !api_keys.is_empty() && secret_key.as_ref().is_none_or(|s| s.expose().len() < 16) {
-            return Err(invalid(
-                "SECRET_KEY",
-                "must be set, at least 16 characters, when API_KEYS is (it signs upload links)",
-            ));
-        }
-
         Ok(Self {
-            bind_addr,
-            port,
-            environment,
-            log_level,
-            secret_key,
-            api_keys,
-            database_url,
-            data_dir,
-            aws_region,
-            storage,
-            public_base_url,
-            private_bucket: vars.flag("PRIVATE_BUCKET", false)?,
-            conditional_writes: vars.flag("S3_CONDITIONAL_WRITES", true)?,
-            s3_public_endpoint: vars.url("S3_PUBLIC_ENDPOINT_URL")?,
-            cors_origins: vars.origins("CORS_ORIGINS")?,
-            object_url_expires: vars.seconds(
-                "OBJECT_URL_EXPIRES",
-                MAX_PRESIGN_SECS,
-                (60, MAX_PRESIGN_SECS),
-            )?,
-            rate_limit,
-            rate_limit_burst: vars.number(
-                "RATE_LIMIT_BURST",
-                rate_limit.saturating_mul(2).max(1),
-                (1, 1_000_000),
-            )?,
-            trusted_proxies: vars.networks("TRUSTED_PROXIES")?,
-            max_pending_per_image: vars.number("MAX_PENDING_PER_IMAGE", 0u64, (0, u64::MAX))?,
-            max_pending_bytes_per_image: vars.number(
-                "MAX_PENDING_BYTES_PER_IMAGE",
-                0u64,
-                (0, u64::MAX),
-            )?,
             max_file_size,
             max_upload_size,
             multipart_threshold,
@@ -453,22 +531,47 @@ impl Config {
             multipart_expires: vars.seconds("MULTIPART_EXPIRES", 86_400, (1, 30 * 86_400))?,
             max_image_dimension: vars.number("MAX_IMAGE_DIMENSION", 30_000u32, (1, 1 << 20))?,
             max_image_pixels: vars.number("MAX_IMAGE_PIXELS", 200_000_000u64, (1, 1 << 40))?,
-            s3_connect_timeout: vars.seconds("S3_CONNECT_TIMEOUT", 3, (1, 300))?,
-            s3_operation_timeout: vars.seconds("S3_OPERATION_TIMEOUT", 30, (1, 3600))?,
-            db_timeout: vars.seconds("DB_TIMEOUT", 5, (1, 300))?,
-            shutdown_grace: vars.seconds("SHUTDOWN_GRACE", 10, (0, 600))?,
-            frontend_dir: vars.text("FRONTEND_DIR").map(PathBuf::from),
-            sweep_interval: vars.seconds("SWEEP_INTERVAL", 300, (0, 7 * 86_400))?,
-            clock_skew_margin: vars.seconds("CLOCK_SKEW_MARGIN", 300, (0, 86_400))?,
+            max_pending_per_image: vars.number("MAX_PENDING_PER_IMAGE", 0u64, (0, u64::MAX))?,
+            max_pending_bytes_per_image: vars.number(
+                "MAX_PENDING_BYTES_PER_IMAGE",
+                0u64,
+                (0, u64::MAX),
+            )?,
+            rate_limit,
+            rate_limit_burst: vars.number(
+                "RATE_LIMIT_BURST",
+                rate_limit.saturating_mul(2).max(1),
+                (1, 1_000_000),
+            )?,
         })
     }
+}
 
-    pub fn is_production(&self) -> bool {
-        self.environment.eq_ignore_ascii_case("production")
+impl AccessConfig {
+    fn read(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        let secret_key = vars.text("SECRET_KEY").map(Secret::new);
+        let api_keys: Vec<Secret> = vars.list("API_KEYS").into_iter().map(Secret::new).collect();
+        if !api_keys.is_empty() && secret_key.as_ref().is_none_or(|s| s.expose().len() < 16) {
+            return Err(invalid(
+                "SECRET_KEY",
+                "must be set, at least 16 characters, when API_KEYS is (it signs upload links)",
+            ));
+        }
+        Ok(Self {
+            api_keys,
+            secret_key,
+            cors_origins: vars.origins("CORS_ORIGINS")?,
+            trusted_proxies: vars.networks("TRUSTED_PROXIES")?,
+        })
     }
+}
 
-    pub fn is_sqlite(&self) -> bool {
-        self.database_url.starts_with("sqlite:")
+impl SweeperConfig {
+    fn read(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            interval: vars.seconds("SWEEP_INTERVAL", 300, (0, 7 * 86_400))?,
+            clock_skew_margin: vars.seconds("CLOCK_SKEW_MARGIN", 300, (0, 86_400))?,
+        })
     }
 }
 
@@ -539,13 +642,13 @@ mod tests {
     #[test]
     fn defaults_run_embedded_on_port_5000() {
         let config = load(&[]).expect("defaults load");
-        assert_eq!(config.port, 5000);
-        assert_eq!(config.max_file_size, 10 * MIB);
-        assert_eq!(config.multipart_threshold, 64 * MIB);
-        assert_eq!(config.presign_expires, Duration::from_secs(900));
-        assert_eq!(config.database_url, "sqlite://data/images.db?mode=rwc");
+        assert_eq!(config.server.port, 5000);
+        assert_eq!(config.limits.max_file_size, 10 * MIB);
+        assert_eq!(config.limits.multipart_threshold, 64 * MIB);
+        assert_eq!(config.limits.presign_expires, Duration::from_secs(900));
+        assert_eq!(config.database.url, "sqlite://data/images.db?mode=rwc");
         assert!(matches!(
-            config.storage,
+            config.storage.backend,
             StorageConfig::Embedded { port: 9000, .. }
         ));
     }
@@ -563,11 +666,11 @@ mod tests {
             ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI"),
         ])
         .expect("seed config loads");
-        assert_eq!(config.database_url, "sqlite://images.db?mode=rwc");
-        assert_eq!(config.log_level, "warn");
-        assert_eq!(config.aws_region, "eu-west-1");
+        assert_eq!(config.database.url, "sqlite://images.db?mode=rwc");
+        assert_eq!(config.server.log_level, "warn");
+        assert_eq!(config.storage.region, "eu-west-1");
         assert!(matches!(
-            config.storage,
+            config.storage.backend,
             StorageConfig::External { ref bucket, force_path_style: false, .. } if bucket == "my-bucket"
         ));
         let printed = format!("{config:?}");
@@ -580,7 +683,11 @@ mod tests {
         let config = load(&[("TRUSTED_PROXIES", "10.0.0.0/8, ::1, 192.168.1.7")]).expect("nets");
         let trusted = |ip: &str| {
             let ip: IpAddr = ip.parse().expect("ip");
-            config.trusted_proxies.iter().any(|net| net.contains(ip))
+            config
+                .access
+                .trusted_proxies
+                .iter()
+                .any(|net| net.contains(ip))
         };
         assert!(trusted("10.200.3.4") && trusted("::1") && trusted("192.168.1.7"));
         assert!(
@@ -594,14 +701,14 @@ mod tests {
 
     #[test]
     fn cors_origins_are_a_list_of_origins() {
-        assert!(load(&[]).expect("defaults").cors_origins.is_empty());
+        assert!(load(&[]).expect("defaults").access.cors_origins.is_empty());
         let config = load(&[(
             "CORS_ORIGINS",
             " https://app.example.com,http://localhost:3000 ,",
         )])
         .expect("origins");
         assert_eq!(
-            config.cors_origins,
+            config.access.cors_origins,
             ["https://app.example.com", "http://localhost:3000"]
         );
     }
@@ -615,9 +722,9 @@ mod tests {
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:3900/"),
         ])
         .expect("loads");
-        assert_eq!(config.database_url, "postgres://u@localhost/db");
+        assert_eq!(config.database.url, "postgres://u@localhost/db");
         assert!(matches!(
-            config.storage,
+            config.storage.backend,
             StorageConfig::External { force_path_style: true, endpoint_url: Some(ref url), .. }
                 if url == "http://127.0.0.1:3900"
         ));

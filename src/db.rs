@@ -82,7 +82,7 @@ const GROUP_MAX: usize = 128;
 impl Db {
     pub async fn connect(config: &Config) -> Result<Self, DbError> {
         if config.is_sqlite() {
-            ensure_sqlite_parent(&config.database_url)?;
+            ensure_sqlite_parent(&config.database.url)?;
             let write = connect_pool(config, 1, None).await?;
             // Migrations first, so the readers open a database that has its schema.
             Migrator::up(&write, None).await?;
@@ -98,7 +98,7 @@ impl Db {
                 read,
                 write,
                 inserts: Some(inserts),
-                direct: sqlite_path(&config.database_url)
+                direct: sqlite_path(&config.database.url)
                     .map(|path| std::sync::Arc::new(SqliteReads::new(path))),
                 latest: Some(std::sync::Arc::default()),
             })
@@ -439,17 +439,17 @@ async fn connect_pool(
     max: u32,
     cache_kib: Option<i64>,
 ) -> Result<DatabaseConnection, DbError> {
-    let mut options = ConnectOptions::new(config.database_url.clone());
+    let mut options = ConnectOptions::new(config.database.url.clone());
     options
         .max_connections(max)
         .min_connections(if config.is_sqlite() { 1 } else { 0 })
-        .acquire_timeout(config.db_timeout)
-        .connect_timeout(config.db_timeout)
+        .acquire_timeout(config.database.timeout)
+        .connect_timeout(config.database.timeout)
         // A SQLite connection is a file in this process: pinging it before each use only
         // costs a round trip to its thread. A server connection can drop, so it is checked.
         .test_before_acquire(!config.is_sqlite())
         .sqlx_logging(false);
-    let busy_timeout = config.db_timeout;
+    let busy_timeout = config.database.timeout;
     options.map_sqlx_sqlite_opts(move |opts| {
         let opts = opts
             .journal_mode(SqliteJournalMode::Wal)

@@ -31,7 +31,7 @@ async fn serve() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    telemetry::init(&config.log_level, config.is_production());
+    telemetry::init(&config.server.log_level, config.is_production());
 
     let (trigger, stop) = shutdown::channel();
     tokio::spawn(async move {

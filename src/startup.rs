@@ -49,8 +49,8 @@ impl Application {
         let storage = Storage::connect(&config, store_shutdown).await?;
         let db = Db::connect(&config).await?;
         let access = Arc::new(Access::new(
-            config.api_keys.clone(),
-            config.secret_key.clone(),
+            config.access.api_keys.clone(),
+            config.access.secret_key.clone(),
         ));
         let uploads = UploadService::new(
             db.clone(),
@@ -60,7 +60,7 @@ impl Application {
             shutdown.clone(),
         );
 
-        let addr = SocketAddr::new(config.bind_addr, config.port);
+        let addr = SocketAddr::new(config.server.bind_addr, config.server.port);
         let acceptor = TcpListener::bind(addr)
             .into_acceptor()
             .await
@@ -74,28 +74,28 @@ impl Application {
             .and_then(|a| a.as_socket_addr().copied())
             .unwrap_or(addr);
 
-        if !config.sweep_interval.is_zero() {
+        if !config.sweeper.interval.is_zero() {
             spawn_sweeper(
                 uploads.clone(),
-                config.sweep_interval,
-                config.clock_skew_margin,
+                config.sweeper.interval,
+                config.sweeper.clock_skew_margin,
                 shutdown.clone(),
             );
         }
         let app = routes(
             uploads.clone(),
             access,
-            Assets::new(config.frontend_dir.clone()),
+            Assets::new(config.server.frontend_dir.clone()),
             &config,
         );
-        let grace = config.shutdown_grace;
+        let grace = config.server.shutdown_grace;
         let mut stop = shutdown;
         let server = Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
             app,
             async move { stop.wait().await },
             Some(grace),
         );
-        tracing::info!(%address, environment = %config.environment, "upload-broker listening");
+        tracing::info!(%address, environment = %config.server.environment, "upload-broker listening");
         Ok(Self {
             address,
             uploads,
@@ -145,14 +145,14 @@ pub fn routes(
     assets: Assets,
     config: &Config,
 ) -> impl poem::Endpoint + 'static {
-    let cors_origins = &config.cors_origins;
+    let cors_origins = &config.access.cors_origins;
     let limits = api::RateLimits::from_config(config);
     // Swagger UI is a 3 MiB page (its script inlined) that few ever open: it is made when
     // asked for, from an instance of the API kept for that, not held in memory.
-    let docs_api = api::service(uploads.clone(), assets.clone(), &config.environment);
-    let api = api::service(uploads, assets.clone(), &config.environment);
+    let docs_api = api::service(uploads.clone(), assets.clone(), &config.server.environment);
+    let api = api::service(uploads, assets.clone(), &config.server.environment);
     let raw = std::sync::Arc::new(api.spec());
-    let spec = std::sync::Arc::new(api::document(&raw, config.max_upload_size));
+    let spec = std::sync::Arc::new(api::document(&raw, config.limits.max_upload_size));
     let served = std::sync::Arc::clone(&spec);
     let spec_endpoint = poem::endpoint::make_sync(move |_| {
         poem::Response::builder()

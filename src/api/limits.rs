@@ -37,13 +37,13 @@ pub struct RateLimits {
 impl RateLimits {
     /// `None` when `RATE_LIMIT` is 0.
     pub fn from_config(config: &Config) -> Option<Self> {
-        let rate = NonZeroU32::new(config.rate_limit)?;
-        let burst = NonZeroU32::new(config.rate_limit_burst).unwrap_or(rate);
+        let rate = NonZeroU32::new(config.limits.rate_limit)?;
+        let burst = NonZeroU32::new(config.limits.rate_limit_burst).unwrap_or(rate);
         Some(Self {
             limiter: Arc::new(DefaultKeyedRateLimiter::keyed(
                 Quota::per_second(rate).allow_burst(burst),
             )),
-            trusted: config.trusted_proxies.clone().into(),
+            trusted: config.access.trusted_proxies.clone().into(),
             checks: Arc::default(),
         })
     }

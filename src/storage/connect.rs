@@ -35,7 +35,7 @@ impl Storage {
     /// Connects to the configured store, starting the embedded one when no bucket is set.
     pub async fn connect(config: &Config, shutdown: Shutdown) -> Result<Self, EmbeddedStoreError> {
         let timeouts = timeouts(config);
-        let connected = match &config.storage {
+        let connected = match &config.storage.backend {
             StorageConfig::Embedded { port, root } => {
                 let store = embedded::start(root, *port, shutdown).await?;
                 connect_embedded(config, &store, root, timeouts).await?
@@ -62,9 +62,9 @@ impl Storage {
             presigner: connected.presigner,
             bucket: connected.bucket,
             endpoint: connected.endpoint,
-            presign_expires: config.presign_expires,
-            object_url_expires: config.object_url_expires,
-            object_urls: match &config.public_base_url {
+            presign_expires: config.limits.presign_expires,
+            object_url_expires: config.storage.object_url_expires,
+            object_urls: match &config.storage.public_base_url {
                 Some(base) => ObjectUrls::BaseUrl(base.clone()),
                 None => connected.urls,
             },
@@ -77,9 +77,9 @@ impl Storage {
 /// for a whole operation with its retries.
 fn timeouts(config: &Config) -> TimeoutConfig {
     TimeoutConfig::builder()
-        .connect_timeout(config.s3_connect_timeout)
-        .operation_attempt_timeout(config.s3_operation_timeout)
-        .operation_timeout(config.s3_operation_timeout * 2)
+        .connect_timeout(config.storage.connect_timeout)
+        .operation_attempt_timeout(config.storage.operation_timeout)
+        .operation_timeout(config.storage.operation_timeout * 2)
         .build()
 }
 
@@ -102,7 +102,7 @@ async fn connect_embedded(
     let s3_config = with_service_defaults(
         aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(config.aws_region.clone()))
+            .region(Region::new(config.storage.region.clone()))
             .endpoint_url(&store.endpoint)
             .force_path_style(true)
             .credentials_provider(embedded_credentials(store))
@@ -119,7 +119,7 @@ async fn connect_embedded(
     let presigner = presigner_for(
         &client,
         EMBEDDED_BUCKET,
-        &config.aws_region,
+        &config.storage.region,
         SharedCredentialsProvider::new(embedded_credentials(store)),
     )
     .await?;
@@ -156,21 +156,21 @@ async fn connect_external(
     tracing::info!(
         bucket = %bucket,
         endpoint = endpoint_url.unwrap_or("AWS"),
-        region = %config.aws_region,
+        region = %config.storage.region,
         "using S3 bucket"
     );
     let client = Client::from_conf(builder.clone().build());
-    let signer = match &config.s3_public_endpoint {
+    let signer = match &config.storage.s3_public_endpoint {
         Some(public) => Client::from_conf(builder.endpoint_url(public).build()),
         None => client.clone(),
     };
-    let presigner = presigner_for(&signer, bucket, &config.aws_region, credentials).await?;
+    let presigner = presigner_for(&signer, bucket, &config.storage.region, credentials).await?;
     Ok(Connected {
         client,
         presigner,
         bucket: bucket.to_owned(),
         endpoint: endpoint_url.map(str::to_owned),
-        urls: if config.private_bucket {
+        urls: if config.storage.private_bucket {
             ObjectUrls::Presigned
         } else {
             ObjectUrls::Direct
@@ -187,7 +187,7 @@ async fn load_aws_config(
     timeouts: TimeoutConfig,
 ) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(config.aws_region.clone()))
+        .region(Region::new(config.storage.region.clone()))
         .timeout_config(timeouts);
     if let Some(keys) = keys {
         loader = loader.credentials_provider(Credentials::new(

@@ -53,8 +53,8 @@ impl UploadService {
             Caller::Link(LinkClaims {
                 max_size: Some(max),
                 ..
-            }) => (*max).min(self.config.max_file_size),
-            _ => self.config.max_file_size,
+            }) => (*max).min(self.config.limits.max_file_size),
+            _ => self.config.limits.max_file_size,
         }
     }
 

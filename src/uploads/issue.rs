@@ -53,9 +53,9 @@ impl UploadService {
             .ok()
             .filter(|s| *s >= 1)
             .ok_or(UploadError::EmptyFile)?;
-        if size > self.config.max_upload_size {
+        if size > self.config.limits.max_upload_size {
             return Err(UploadError::TooLarge {
-                limit: self.config.max_upload_size,
+                limit: self.config.limits.max_upload_size,
             });
         }
         let part_checksums = match raw.checksum_algorithm.as_deref() {
@@ -127,8 +127,12 @@ impl UploadService {
             expires_at: self.url_expiry(now),
             link_id,
         };
-        let put = if size > self.config.multipart_threshold {
-            let plan = PartPlan::new(size, self.config.part_size, self.config.max_parts);
+        let put = if size > self.config.limits.multipart_threshold {
+            let plan = PartPlan::new(
+                size,
+                self.config.limits.part_size,
+                self.config.limits.max_parts,
+            );
             let upload_id = self
                 .storage
                 .create_multipart(&key, format.mime(), part_checksums)
@@ -138,10 +142,10 @@ impl UploadService {
             fields.part_size = Some(to_i64(plan.part_size));
             fields.part_count = Some(plan.part_count);
             fields.checksum_algorithm = part_checksums.then(|| "SHA256".to_owned());
-            fields.expires_at = now + self.config.multipart_expires;
+            fields.expires_at = now + self.config.limits.multipart_expires;
             None
         } else {
-            let target = if self.config.conditional_writes {
+            let target = if self.config.storage.conditional_writes {
                 key.clone()
             } else {
                 staging_key(&key)
@@ -175,8 +179,8 @@ impl UploadService {
     /// bytes must fit beside the image_id's pending ones.
     async fn check_pending_caps(&self, image_id: &ImageId, size: u64) -> Result<(), UploadError> {
         let (max_uploads, max_bytes) = (
-            self.config.max_pending_per_image,
-            self.config.max_pending_bytes_per_image,
+            self.config.limits.max_pending_per_image,
+            self.config.limits.max_pending_bytes_per_image,
         );
         if max_uploads == 0 && max_bytes == 0 {
             return Ok(());

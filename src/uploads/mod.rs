@@ -93,8 +93,8 @@ impl UploadService {
     /// The pixel limits verification applies.
     fn image_limits(&self) -> ImageLimits {
         ImageLimits {
-            max_side: self.config.max_image_dimension,
-            max_pixels: self.config.max_image_pixels,
+            max_side: self.config.limits.max_image_dimension,
+            max_pixels: self.config.limits.max_image_pixels,
         }
     }
 
@@ -103,7 +103,7 @@ impl UploadService {
     pub(crate) fn url_expiry(&self, now: OffsetDateTime) -> OffsetDateTime {
         // A microsecond short of the whole second: SQLite keeps timestamps as text with
         // trailing zeros trimmed, and a bare `...:05Z` would sort after `...:05.3Z`.
-        now.replace_nanosecond(0).unwrap_or(now) + self.config.presign_expires
+        now.replace_nanosecond(0).unwrap_or(now) + self.config.limits.presign_expires
             - Duration::from_micros(1)
     }
 
@@ -111,7 +111,9 @@ impl UploadService {
     /// cannot refuse an overwrite (`S3_CONDITIONAL_WRITES=false`) and the upload is a PUT.
     fn landing_key(&self, row: &UploadRow) -> String {
         match row.method {
-            UploadMethod::Put if !self.config.conditional_writes => staging_key(&row.object_key),
+            UploadMethod::Put if !self.config.storage.conditional_writes => {
+                staging_key(&row.object_key)
+            }
             UploadMethod::Put | UploadMethod::Multipart | UploadMethod::Legacy => {
                 row.object_key.clone()
             }

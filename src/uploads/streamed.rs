@@ -232,11 +232,15 @@ impl UploadService {
         file: Arc<File>,
         size: u64,
     ) -> Result<Option<String>, UploadError> {
-        if size <= self.config.multipart_threshold {
+        if size <= self.config.limits.multipart_threshold {
             let body = Payload::file_range(file, 0, size);
             return Ok(self.storage.put(key, format.mime(), body).await?);
         }
-        let plan = PartPlan::new(size, self.config.part_size, self.config.max_parts);
+        let plan = PartPlan::new(
+            size,
+            self.config.limits.part_size,
+            self.config.limits.max_parts,
+        );
         let upload_id = self
             .storage
             .create_multipart(key, format.mime(), false)

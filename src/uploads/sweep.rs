@@ -49,7 +49,7 @@ impl UploadService {
         self.expire_pending(margin, &mut report).await?;
         // Objects and multipart uploads younger than a URL's lifetime may still be on
         // their way to being recorded (a PUT before its confirm, a streamed upload).
-        let grace = self.config.presign_expires + margin;
+        let grace = self.config.limits.presign_expires + margin;
         let cutoff = SystemTime::now()
             .checked_sub(grace)
             .unwrap_or(SystemTime::UNIX_EPOCH);
