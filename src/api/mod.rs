@@ -104,31 +104,19 @@ mod tests {
     /// never sees a database row.
     #[test]
     fn api_uses_neither_the_database_nor_the_store() {
-        let files = [
-            ("auth.rs", include_str!("auth.rs")),
-            ("document.rs", include_str!("document.rs")),
-            ("error.rs", include_str!("error.rs")),
-            ("images.rs", include_str!("images.rs")),
-            ("legacy.rs", include_str!("legacy.rs")),
-            ("limits.rs", include_str!("limits.rs")),
-            ("mod.rs", include_str!("mod.rs")),
-            ("pages.rs", include_str!("pages.rs")),
-            ("routes.rs", include_str!("routes.rs")),
-            ("security.rs", include_str!("security.rs")),
-            ("system.rs", include_str!("system.rs")),
-            ("uploads.rs", include_str!("uploads.rs")),
-        ];
+        let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/src/api");
         let forbidden = ["crate::db", "crate::storage", "entity::", "UploadRow"];
-        for (name, text) in files {
-            // This test names what it forbids; only the code above it counts here.
-            let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+        let mut checked = 0;
+        for entry in std::fs::read_dir(folder).expect("api folder") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("source");
+            // This test names what it forbids; only the code before any tests counts.
+            let code = text.split("#[cfg(test)]").next().unwrap_or(&text);
             for word in forbidden {
-                assert!(!code.contains(word), "api/{name} uses {word}");
+                assert!(!code.contains(word), "{} uses {word}", path.display());
             }
+            checked += 1;
         }
-        let listed = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api"))
-            .expect("api folder")
-            .count();
-        assert_eq!(listed, files.len(), "a file in src/api is not checked here");
+        assert!(checked >= 10, "only {checked} files read");
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
@@ -55,24 +56,25 @@ pub struct ReadinessBody {
     pub bucket_cors: String,
 }
 
+/// The answer of a check, in the same body either way.
 #[derive(ApiResponse)]
-enum ReadinessResponse {
-    /// Ready to serve.
-    #[oai(status = 200)]
-    Ready(Json<ReadinessBody>),
-    /// The database or the bucket cannot be reached.
-    #[oai(status = 503)]
-    NotReady(Json<ReadinessBody>),
-}
-
-#[derive(ApiResponse)]
-enum HealthResponse {
+enum CheckResponse<T: ToJSON> {
     /// The database and the bucket answer.
     #[oai(status = 200)]
-    Healthy(Json<Health>),
+    Passed(Json<T>),
     /// The database or the bucket cannot be reached.
     #[oai(status = 503)]
-    Unhealthy(Json<Health>),
+    Failed(Json<T>),
+}
+
+impl<T: ToJSON> CheckResponse<T> {
+    fn of(passed: bool, body: T) -> Self {
+        if passed {
+            Self::Passed(Json(body))
+        } else {
+            Self::Failed(Json(body))
+        }
+    }
 }
 
 #[OpenApi(tag = "ApiTags::System")]
@@ -81,20 +83,17 @@ impl SystemApi {
     ///
     /// `healthy` when the database and the bucket both answer within two seconds.
     #[oai(path = "/health", method = "get", operation_id = "health")]
-    async fn health(&self) -> HealthResponse {
+    async fn health(&self) -> CheckResponse<Health> {
         let healthy = self.uploads.healthy(HEALTH_LIMIT).await;
-        let body = |status: &str| {
-            Json(Health {
+        let status = if healthy { "healthy" } else { "unhealthy" };
+        CheckResponse::of(
+            healthy,
+            Health {
                 status: status.to_owned(),
                 timestamp: seed_timestamp(OffsetDateTime::now_utc()),
                 environment: self.environment.clone(),
-            })
-        };
-        if healthy {
-            HealthResponse::Healthy(body("healthy"))
-        } else {
-            HealthResponse::Unhealthy(body("unhealthy"))
-        }
+            },
+        )
     }
 
     /// Readiness check
@@ -103,21 +102,19 @@ impl SystemApi {
     /// within two seconds, and what the bucket's CORS rules let a browser do (a warning
     /// is logged when the page's uploads could not work).
     #[oai(path = "/health/ready", method = "get", operation_id = "readiness")]
-    async fn readiness(&self) -> ReadinessResponse {
+    async fn readiness(&self) -> CheckResponse<ReadinessBody> {
         let found = self.uploads.readiness(HEALTH_LIMIT).await;
         let state = |ok: bool| if ok { "ok" } else { "unavailable" }.to_owned();
         let ready = found.database && found.bucket;
-        let body = Json(ReadinessBody {
-            status: if ready { "ready" } else { "not_ready" }.to_owned(),
-            database: state(found.database),
-            bucket: state(found.bucket),
-            bucket_cors: found.cors.map_or("unknown", |c| c.as_str()).to_owned(),
-        });
-        if ready {
-            ReadinessResponse::Ready(body)
-        } else {
-            ReadinessResponse::NotReady(body)
-        }
+        CheckResponse::of(
+            ready,
+            ReadinessBody {
+                status: if ready { "ready" } else { "not_ready" }.to_owned(),
+                database: state(found.database),
+                bucket: state(found.bucket),
+                bucket_cors: found.cors.map_or("unknown", |c| c.as_str()).to_owned(),
+            },
+        )
     }
 
     /// Metrics

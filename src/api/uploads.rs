@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{ApiError, ApiTags, Credentials};
 use crate::auth::Caller;
 use crate::domain::ImageId;
-use crate::uploads::{self, IssuedUpload, RawUploadRequest, Upload, UploadService};
+use crate::uploads::{self, IssuedUpload, Upload, UploadService};
 use poem::web::Data;
 
 pub use upload_broker_types::{
@@ -147,16 +147,7 @@ impl UploadsApi {
         caller: Data<&Caller>,
         body: Json<CreateUploadRequest>,
     ) -> Result<CreateUploadResponse, ApiError> {
-        let body = body.0;
-        let request = self.uploads.parse_upload(RawUploadRequest {
-            image_id: body.image_id.into_inner(),
-            filename: body.filename.into_inner(),
-            content_type: body.content_type.into_inner(),
-            size: body.size,
-            checksum_sha256: body.checksum_sha256.map(Text::into_inner),
-            checksum_algorithm: body.checksum_algorithm.map(Text::into_inner),
-            metadata: body.metadata.map(strings),
-        })?;
+        let request = self.uploads.parse_upload(&body.0)?;
         let link_id = self
             .uploads
             .authorize_new(&caller, &request.image_id, Some(request.size))

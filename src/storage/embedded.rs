@@ -146,13 +146,15 @@ async fn with_cors(
         *resp.status_mut() = StatusCode::NO_CONTENT;
         let h = resp.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers);
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, HEAD, PUT, POST, DELETE"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("3600"),
+        insert_static(
+            h,
+            &[
+                (
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    "GET, HEAD, PUT, POST, DELETE",
+                ),
+                (header::ACCESS_CONTROL_MAX_AGE, "3600"),
+            ],
         );
         add_cors_headers(h, origin);
         return resp;
@@ -174,14 +176,22 @@ fn add_cors_headers(h: &mut http::HeaderMap, origin: Option<HeaderValue>) {
     if origin.is_none() {
         return;
     }
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
+    insert_static(
+        h,
+        &[
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                "ETag, x-amz-checksum-sha256, x-amz-request-id",
+            ),
+        ],
     );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("ETag, x-amz-checksum-sha256, x-amz-request-id"),
-    );
+}
+
+fn insert_static(h: &mut http::HeaderMap, pairs: &[(header::HeaderName, &'static str)]) {
+    for (name, value) in pairs {
+        h.insert(name.clone(), HeaderValue::from_static(value));
+    }
 }
 
 /// The key pair lives beside the store, so URLs signed before a restart still work after it.

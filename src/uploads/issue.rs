@@ -1,17 +1,16 @@
 //! Issuing: a request is parsed into validated values, then signed and recorded as pending.
 
-use std::collections::BTreeMap;
-
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    IssuedUpload, PartPlan, Upload, UploadError, UploadMethod, UploadService, UploadState,
-    object_key, staging_key, to_i64,
+    IssuedUpload, Upload, UploadError, UploadMethod, UploadService, UploadState, object_key,
+    staging_key, to_i64,
 };
 use crate::db::{self, NewUpload};
 use crate::domain::{ImageFormat, ImageId, InputError, Metadata, OriginalFilename, Sha256Checksum};
 use crate::metrics;
+use upload_broker_types::CreateUploadRequest;
 
 /// A file a client wants to upload directly, parsed: once one exists, it is valid.
 #[derive(Debug, Clone)]
@@ -26,22 +25,10 @@ pub struct UploadRequest {
     pub metadata: Option<Metadata>,
 }
 
-/// The request as the client sent it.
-#[derive(Debug, Clone, Default)]
-pub struct RawUploadRequest {
-    pub image_id: String,
-    pub filename: String,
-    pub content_type: String,
-    pub size: i64,
-    pub checksum_sha256: Option<String>,
-    pub checksum_algorithm: Option<String>,
-    pub metadata: Option<BTreeMap<String, String>>,
-}
-
 impl UploadService {
     /// Checks every field, in the order the refusals have always come: image_id, type,
     /// file name, size, checksums, metadata.
-    pub fn parse_upload(&self, raw: RawUploadRequest) -> Result<UploadRequest, UploadError> {
+    pub fn parse_upload(&self, raw: &CreateUploadRequest) -> Result<UploadRequest, UploadError> {
         let image_id = ImageId::parse(&raw.image_id)?;
         let format = ImageFormat::from_mime(&raw.content_type)?;
         let filename = OriginalFilename::clean(&raw.filename)?;
@@ -74,6 +61,12 @@ impl UploadService {
             .transpose()?;
         let metadata = raw
             .metadata
+            .as_ref()
+            .map(|map| {
+                map.iter()
+                    .map(|(k, v)| (k.clone(), v.to_string()))
+                    .collect()
+            })
             .map(Metadata::parse)
             .transpose()?
             .filter(|m| !m.is_empty());
@@ -96,30 +89,22 @@ impl UploadService {
         request: UploadRequest,
         link_id: Option<Uuid>,
     ) -> Result<IssuedUpload, UploadError> {
-        let UploadRequest {
-            image_id,
-            filename,
-            format,
-            size,
-            checksum,
-            part_checksums,
-            metadata,
-        } = request;
-        self.check_pending_caps(&image_id, size).await?;
+        let (image_id, format, size) = (&request.image_id, request.format, request.size);
+        self.check_pending_caps(image_id, size).await?;
 
         let id = Uuid::now_v7();
-        let key = object_key(&image_id, id, format);
+        let key = object_key(image_id, id, format);
         let now = OffsetDateTime::now_utc();
         let mut fields = NewUpload {
             id,
             image_id: image_id.to_string(),
             method: UploadMethod::Put,
             object_key: key.clone(),
-            original_filename: filename.as_str().to_owned(),
+            original_filename: request.filename.as_str().to_owned(),
             content_type: format.mime().to_owned(),
             declared_size: to_i64(size),
-            checksum_sha256: checksum.as_ref().map(|c| c.as_str().to_owned()),
-            metadata: metadata.map(|m| m.to_json()),
+            checksum_sha256: request.checksum.as_ref().map(|c| c.as_str().to_owned()),
+            metadata: request.metadata.map(|m| m.to_json()),
             multipart_upload_id: None,
             part_size: None,
             part_count: None,
@@ -127,21 +112,16 @@ impl UploadService {
             expires_at: self.url_expiry(now),
             link_id,
         };
-        let put = if size > self.config.limits.multipart_threshold {
-            let plan = PartPlan::new(
-                size,
-                self.config.limits.part_size,
-                self.config.limits.max_parts,
-            );
+        let put = if let Some(plan) = self.part_plan(size) {
             let upload_id = self
                 .storage
-                .create_multipart(&key, format.mime(), part_checksums)
+                .create_multipart(&key, format.mime(), request.part_checksums)
                 .await?;
             fields.method = UploadMethod::Multipart;
             fields.multipart_upload_id = Some(upload_id);
             fields.part_size = Some(to_i64(plan.part_size));
             fields.part_count = Some(plan.part_count);
-            fields.checksum_algorithm = part_checksums.then(|| "SHA256".to_owned());
+            fields.checksum_algorithm = request.part_checksums.then(|| "SHA256".to_owned());
             fields.expires_at = now + self.config.limits.multipart_expires;
             None
         } else {
@@ -152,7 +132,7 @@ impl UploadService {
             };
             Some(
                 self.storage
-                    .presign_put(&target, format.mime(), size, checksum.as_ref())
+                    .presign_put(&target, format.mime(), size, request.checksum.as_ref())
                     .await?,
             )
         };

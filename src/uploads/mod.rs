@@ -21,7 +21,7 @@ pub mod verify;
 pub use access::UploadLink;
 pub use error::{Rejection, UploadError};
 pub use health::Readiness;
-pub use issue::{RawUploadRequest, UploadRequest};
+pub use issue::UploadRequest;
 pub use multipart::{MAX_PARTS_PER_CALL, PartPlan, SignedParts};
 pub use record::{
     BucketCors, ImagePage, IssuedUpload, SignedRequest, StoredPart, Upload, UploadMethod,
@@ -96,6 +96,14 @@ impl UploadService {
             max_side: self.config.limits.max_image_dimension,
             max_pixels: self.config.limits.max_image_pixels,
         }
+    }
+
+    /// How a file of `size` bytes is cut into parts, or `None` when it goes up whole (at
+    /// most `MULTIPART_THRESHOLD`): one rule for direct and legacy uploads.
+    fn part_plan(&self, size: u64) -> Option<PartPlan> {
+        let limits = &self.config.limits;
+        (size > limits.multipart_threshold)
+            .then(|| PartPlan::new(size, limits.part_size, limits.max_parts))
     }
 
     /// When a URL signed now stops working. Signatures carry whole seconds, so the expiry

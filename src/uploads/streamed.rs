@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::transition::{Recorded, completed, verified_object};
 use super::verify::{self, SNIFF_BYTES_MAX, Sample, VerifiedImage};
-use super::{PartPlan, Upload, UploadError, UploadMethod, UploadService, object_key, to_i64};
+use super::{Upload, UploadError, UploadMethod, UploadService, object_key, to_i64};
 use crate::db::{self, NewUpload};
 use crate::domain::{ImageFormat, ImageId, OriginalFilename, Sha256Checksum};
 use crate::shutdown::Shutdown;
@@ -232,15 +232,10 @@ impl UploadService {
         file: Arc<File>,
         size: u64,
     ) -> Result<Option<String>, UploadError> {
-        if size <= self.config.limits.multipart_threshold {
+        let Some(plan) = self.part_plan(size) else {
             let body = Payload::file_range(file, 0, size);
             return Ok(self.storage.put(key, format.mime(), body).await?);
-        }
-        let plan = PartPlan::new(
-            size,
-            self.config.limits.part_size,
-            self.config.limits.max_parts,
-        );
+        };
         let upload_id = self
             .storage
             .create_multipart(key, format.mime(), false)
