@@ -101,6 +101,42 @@ def prepare_uploaded(target, count):
     return ids
 
 
+def first_confirms(target, ids, threads):
+    """Confirms every id in `ids` exactly once, from `threads` keep-alive connections:
+    each request is a first confirm (the object is read and verified, the row moves to
+    completed), never the idempotent repeat. Returns (requests/s, p50 ms, p99 ms, errors)."""
+    pending, lock = list(ids), threading.Lock()
+    latencies, errors = [], [0]
+
+    def work():
+        conn = http.client.HTTPConnection(target.host, target.port, timeout=60)
+        while True:
+            with lock:
+                if not pending:
+                    break
+                upload_id = pending.pop()
+            started = _now()
+            conn.request("POST", f"/api/v1/uploads/{upload_id}/confirm")
+            resp = conn.getresponse()
+            body = json.loads(resp.read())
+            took = _now() - started
+            with lock:
+                latencies.append(took)
+                if resp.status != 200 or body.get("state") != "completed":
+                    errors[0] += 1
+        conn.close()
+
+    started = _now()
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = _now() - started
+    return (len(latencies) / elapsed, legacy_upload.pct(latencies, 50),
+            legacy_upload.pct(latencies, 99), errors[0])
+
+
 class _Reader:
     def __init__(self, data):
         self.data, self.pos = data, 0
@@ -133,7 +169,7 @@ def http_rows(target, seconds, connections):
          lua(post + "wrk.body = '" + json.dumps(issue_body("bench-issue", 123456)) + "'\n")),
         ("POST .../parts (sign one part)", f"/api/v1/uploads/{multipart['upload_id']}/parts",
          lua(post + "wrk.body = '{\"part_numbers\":[7]}'\n")),
-        ("POST .../confirm", "/",
+        ("POST .../confirm (repeat: already completed)", "/",
          lua('local ids = {}\nfor line in io.lines("' + ids_file + '") do ids[#ids + 1] = line end\n'
              'math.randomseed(os.time())\n'
              'request = function()\n'
@@ -148,6 +184,12 @@ def http_rows(target, seconds, connections):
         (rps, p50, p99, errors), rss, cpu = target.measure(
             lambda: common.wrk(target.base + path, seconds, connections, script))
         rows.append((name, connections, rps, p50, p99, errors, rss, cpu))
+    # The wrk row above confirms its 4,000 uploads in its first second and repeats them
+    # after; a first confirm is measured here, each of its uploads confirmed once.
+    fresh = prepare_uploaded(target, 4000)
+    (rps, p50, p99, errors), rss, cpu = target.measure(lambda: first_confirms(target, fresh, 16))
+    rows.append(("POST .../confirm (first: 4,000 uploads, each once)", 16, rps, p50, p99,
+                 errors, rss, cpu))
     return rows
 
 

@@ -64,7 +64,7 @@ impl UploadService {
     ) -> Result<bool, UploadError> {
         let changed = self.db.change(row.id, &row.image_id, &change).await?;
         if changed {
-            self.changed(row.id, &row.image_id, &change, None);
+            self.changed(row.id, &row.image_id, &change);
         }
         Ok(changed)
     }
@@ -76,39 +76,36 @@ impl UploadService {
         recorded: Recorded<'_>,
         object: VerifiedObject,
     ) -> Result<bool, UploadError> {
-        let row = match &recorded {
-            Recorded::Pending(row) => *row,
-            Recorded::New(row) => row,
-        };
-        let (id, image_id) = (row.id, row.image_id.clone());
-        let done = match recorded {
+        let (id, image_id, done) = match recorded {
             Recorded::Pending(row) => {
                 let change = Change::Complete(Box::new(object.clone()));
-                self.db.change(id, &row.image_id, &change).await?
+                let done = self.db.change(row.id, &row.image_id, &change).await?;
+                (row.id, row.image_id.clone(), done)
             }
             Recorded::New(row) => {
+                let (id, image_id) = (row.id, row.image_id.clone());
                 self.db.insert_completed(completed(*row, &object)).await?;
-                true
+                (id, image_id, true)
             }
         };
         if done {
-            let size = u64::try_from(object.file_size).ok();
-            self.changed(id, &image_id, &Change::Complete(Box::new(object)), size);
+            self.changed(id, &image_id, &Change::Complete(Box::new(object)));
         }
         Ok(done)
     }
 
     /// One log line and the counters for a change that committed.
-    fn changed(&self, id: Uuid, image_id: &str, change: &Change, size: Option<u64>) {
+    fn changed(&self, id: Uuid, image_id: &str, change: &Change) {
         let state = change.to();
         match change {
             Change::Fail(code) => {
                 tracing::info!(upload_id = %id, image_id, %state, code, "upload failed verification");
                 metrics::verification_failure(code);
             }
-            Change::Complete(_) => {
+            Change::Complete(object) => {
+                let size = u64::try_from(object.file_size).unwrap_or(0);
                 tracing::info!(upload_id = %id, image_id, %state, size, "upload completed");
-                metrics::bytes_confirmed(size.unwrap_or(0));
+                metrics::bytes_confirmed(size);
             }
             Change::Expire | Change::Abort | Change::Delete => {
                 tracing::info!(upload_id = %id, image_id, %state, "upload {state}");
