@@ -57,6 +57,10 @@ pub enum AuthError {
     KeyRequired,
     #[error("the upload link is for another image_id")]
     OtherImage,
+    #[error("the upload link did not make this upload")]
+    OtherUpload,
+    #[error("an upload link may only abort the pending uploads it made")]
+    LinkCannotDelete,
     #[error("the upload link allows no more uploads")]
     Exhausted,
     #[error("the file is larger than the upload link allows")]
@@ -73,6 +77,7 @@ impl AuthError {
             AuthError::Expired => "token_expired",
             AuthError::KeyRequired => "api_key_required",
             AuthError::OtherImage => "forbidden_image_id",
+            AuthError::OtherUpload | AuthError::LinkCannotDelete => "forbidden_upload",
             AuthError::Exhausted => "link_exhausted",
             AuthError::TooLarge => "link_size_exceeded",
             AuthError::NoSecret => "links_unavailable",

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{ApiError, ApiTags, Credentials};
 use crate::auth::Caller;
 use crate::domain::ImageId;
-use crate::uploads::{self, IssuedUpload, Upload, UploadService};
+use crate::uploads::{self, Action, IssuedUpload, Upload, UploadService};
 use poem::web::Data;
 
 pub use upload_broker_types::{
@@ -172,7 +172,9 @@ impl UploadsApi {
         upload_id: Path<String>,
     ) -> Result<UploadResponse, ApiError> {
         let id = parse_upload_id(&upload_id)?;
-        self.uploads.authorize_existing(&caller, id).await?;
+        self.uploads
+            .authorize_existing(&caller, id, Action::Finish)
+            .await?;
         let view = self.uploads.confirm(id).await?;
         Ok(UploadResponse::Ok(Json(view.into())))
     }
@@ -194,7 +196,9 @@ impl UploadsApi {
         body: Json<SignPartsRequest>,
     ) -> Result<SignPartsResponse, ApiError> {
         let id = parse_upload_id(&upload_id)?;
-        self.uploads.authorize_existing(&caller, id).await?;
+        self.uploads
+            .authorize_existing(&caller, id, Action::Finish)
+            .await?;
         let checksums = strings(body.0.checksums_sha256.unwrap_or_default());
         let signed = self
             .uploads
@@ -268,7 +272,9 @@ impl UploadsApi {
         upload_id: Path<String>,
     ) -> Result<DeleteResponse, ApiError> {
         let id = parse_upload_id(&upload_id)?;
-        self.uploads.authorize_existing(&caller, id).await?;
+        self.uploads
+            .authorize_existing(&caller, id, Action::Remove)
+            .await?;
         self.uploads.delete(id).await?;
         Ok(DeleteResponse::Deleted)
     }

@@ -4,9 +4,18 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{UploadError, UploadService};
+use super::{UploadError, UploadService, UploadState};
 use crate::auth::{AuthError, Caller, LinkClaims, MAX_LINK_SECS};
 use crate::domain::ImageId;
+
+/// What a caller wants to do to an existing upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send its bytes and confirm it: sign parts, confirm.
+    Finish,
+    /// Abort or delete it.
+    Remove,
+}
 
 /// A minted upload link.
 #[derive(Debug, Clone)]
@@ -38,13 +47,37 @@ impl UploadService {
         Ok(Some(claims.link_id))
     }
 
-    /// May `caller` act on the existing upload `id` (sign parts, confirm, delete)?
-    pub async fn authorize_existing(&self, caller: &Caller, id: Uuid) -> Result<(), UploadError> {
+    /// May `caller` do `action` to the existing upload `id`? A key may do anything; an
+    /// upload link may finish (sign parts, confirm) only the uploads it made, and abort only
+    /// those of them still pending.
+    pub async fn authorize_existing(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        action: Action,
+    ) -> Result<(), UploadError> {
         if !self.access.enabled() {
             return Ok(());
         }
         let row = self.row(id).await?;
-        Ok(self.access.allow_upload(caller, &row.image_id, None)?)
+        self.access.allow_upload(caller, &row.image_id, None)?;
+        let Caller::Link(claims) = caller else {
+            return Ok(());
+        };
+        if row.link_id != Some(claims.link_id) {
+            return Err(AuthError::OtherUpload.into());
+        }
+        match (action, row.state) {
+            (Action::Finish, _) | (Action::Remove, UploadState::Pending) => Ok(()),
+            (
+                Action::Remove,
+                UploadState::Completed
+                | UploadState::Failed
+                | UploadState::Expired
+                | UploadState::Aborted
+                | UploadState::Deleted,
+            ) => Err(AuthError::LinkCannotDelete.into()),
+        }
     }
 
     /// The largest streamed upload `caller` may send.

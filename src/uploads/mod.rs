@@ -18,7 +18,7 @@ mod sweep;
 mod transition;
 pub mod verify;
 
-pub use access::UploadLink;
+pub use access::{Action, UploadLink};
 pub use error::{Rejection, UploadError};
 pub use health::Readiness;
 pub use issue::UploadRequest;

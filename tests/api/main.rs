@@ -1,6 +1,7 @@
 //! The integration suite: one binary, every test on its own service, database and store.
 
 mod access;
+mod access_table;
 mod browser;
 mod cli;
 mod clients;
