@@ -11,8 +11,8 @@ use sea_orm::sea_query::{Expr, Query};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
-    DatabaseConnection, DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait, TryIntoModel,
+    DatabaseConnection, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, Set, Statement, TransactionTrait, TryIntoModel,
 };
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -240,13 +240,15 @@ impl Db {
         ))
     }
 
-    /// Uploads made with an upload link that still count against its limit.
-    pub async fn count_link_uploads(&self, link_id: Uuid) -> Result<u64, DbError> {
-        Ok(Upload::find()
-            .filter(Column::LinkId.eq(link_id))
-            .filter(Column::State.is_in([UploadState::Pending, UploadState::Completed]))
-            .count(&self.read)
-            .await?)
+    /// Takes one of an upload link's `max` uses, in one conditional statement, so that
+    /// parallel requests never take more than there are. Returns whether one was free.
+    pub async fn reserve_link_use(&self, link_id: Uuid, max: u32) -> Result<bool, DbError> {
+        Ok(transitions::reserve_link_use(&self.write, link_id, max).await?)
+    }
+
+    /// Gives back a use taken by `reserve_link_use` for an upload that was never recorded.
+    pub async fn release_link_use(&self, link_id: Uuid) -> Result<(), DbError> {
+        Ok(transitions::release_link_use(&self.write, link_id).await?)
     }
 
     /// The newest completed upload of one image_id.

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::{EndpointExt, Route, Server};
+use poem::{Endpoint, EndpointExt, Route, Server};
 
 use crate::api;
 use crate::auth::Access;
@@ -12,8 +12,8 @@ use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::frontend::{self, Assets};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
-use crate::storage::Storage;
 use crate::storage::embedded::EmbeddedStoreError;
+use crate::storage::{self, Storage};
 use crate::telemetry;
 use crate::uploads::{UploadService, spawn_sweeper};
 
@@ -146,6 +146,7 @@ pub fn routes(
     config: &Config,
 ) -> impl poem::Endpoint + 'static {
     let cors_origins = &config.access.cors_origins;
+    let storage_budget = config.storage.operation_timeout;
     let limits = api::RateLimits::from_config(config);
     // Swagger UI is a 3 MiB page (its script inlined) that few ever open: it is made when
     // asked for, from an instance of the API kept for that, not held in memory.
@@ -174,6 +175,10 @@ pub fn routes(
         .nest("/", api)
         .around(frontend::root_redirect)
         .data(assets)
+        .around(move |next, req| async move {
+            // Every request waits on storage for S3_OPERATION_TIMEOUT at most, in all.
+            storage::with_budget(storage_budget, next.call(req)).await
+        })
         .around(api::limit_json_body)
         .around(api::authenticate)
         .data(access)

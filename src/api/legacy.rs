@@ -371,11 +371,14 @@ impl LegacyApi {
             .get(poem::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let stored = match self.read_form(&image_id, form, size_hint, limit).await {
-            Ok(stored) => stored,
-            Err(err) => return err.into(),
+        let recorded = match self.read_form(&image_id, form, size_hint, limit).await {
+            Ok(stored) => self.uploads.record_streamed(stored, link).await,
+            Err(err) => Err(err),
         };
-        match self.uploads.record_streamed(stored, link).await {
+        if recorded.is_err() {
+            self.uploads.release_link(link).await;
+        }
+        match recorded {
             Ok(upload) => {
                 let image = LegacyImage::from(upload);
                 LegacyUploadResponse::Ok(Json(LegacyUploaded {

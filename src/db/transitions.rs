@@ -3,10 +3,11 @@
 //! inside a transaction it is handed, so whatever must commit with the change (an event, a
 //! job, a counter) is written beside it in the same transaction, on SQLite and Postgres.
 
+use entity::link_use::{self, Entity as LinkUse};
 use entity::upload::{ActiveModel, Column, Entity as Upload};
 use entity::{UploadMethod, UploadState};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{ActiveValue, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -99,7 +100,69 @@ pub async fn apply<C: ConnectionTrait>(txn: &C, id: Uuid, change: &Change) -> Re
         .filter(Column::State.eq(change.from()))
         .exec(txn)
         .await?;
-    Ok(result.rows_affected == 1)
+    let changed = result.rows_affected == 1;
+    if changed && change.to() != UploadState::Completed {
+        // It no longer counts against the link it was made with.
+        release_link_use_of(txn, id).await?;
+    }
+    Ok(changed)
+}
+
+/// Takes one of link `link_id`'s `max` uses if one is free: an insert of its first use, or
+/// an increment only while below `max`, in one statement.
+pub async fn reserve_link_use<C: ConnectionTrait>(
+    conn: &C,
+    link_id: Uuid,
+    max: u32,
+) -> Result<bool, DbErr> {
+    let first = link_use::ActiveModel {
+        link_id: ActiveValue::Set(link_id),
+        used: ActiveValue::Set(1),
+    };
+    let used = Expr::col((LinkUse, link_use::Column::Used));
+    let taken = LinkUse::insert(first)
+        .on_conflict(
+            OnConflict::column(link_use::Column::LinkId)
+                .value(link_use::Column::Used, used.clone().add(1))
+                .action_and_where(used.lt(i64::from(max)))
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(taken == 1 && max > 0)
+}
+
+/// Gives back one use of link `link_id`.
+pub async fn release_link_use<C: ConnectionTrait>(conn: &C, link_id: Uuid) -> Result<(), DbErr> {
+    LinkUse::update_many()
+        .col_expr(
+            link_use::Column::Used,
+            Expr::col(link_use::Column::Used).sub(1),
+        )
+        .filter(link_use::Column::LinkId.eq(link_id))
+        .filter(link_use::Column::Used.gt(0))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Gives back the use that upload `id` took of its link, if it was made with one.
+async fn release_link_use_of<C: ConnectionTrait>(txn: &C, id: Uuid) -> Result<(), DbErr> {
+    let link_of_upload = Query::select()
+        .column(Column::LinkId)
+        .from(Upload)
+        .and_where(Column::Id.eq(id))
+        .to_owned();
+    LinkUse::update_many()
+        .col_expr(
+            link_use::Column::Used,
+            Expr::col(link_use::Column::Used).sub(1),
+        )
+        .filter(link_use::Column::LinkId.in_subquery(link_of_upload))
+        .filter(link_use::Column::Used.gt(0))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 /// Records an upload that arrives completed (the legacy upload: the service stored and

@@ -64,6 +64,7 @@ impl Storage {
             endpoint: connected.endpoint,
             presign_expires: config.limits.presign_expires,
             object_url_expires: config.storage.object_url_expires,
+            operation_timeout: config.storage.operation_timeout,
             object_urls: match &config.storage.public_base_url {
                 Some(base) => ObjectUrls::BaseUrl(base.clone()),
                 None => connected.urls,
@@ -73,13 +74,12 @@ impl Storage {
     }
 }
 
-/// `S3_CONNECT_TIMEOUT` per connection, `S3_OPERATION_TIMEOUT` per attempt, and twice that
-/// for a whole operation with its retries.
+/// `S3_CONNECT_TIMEOUT` per connection, and `S3_OPERATION_TIMEOUT` for a whole operation
+/// with its retries (a request's calls together are held to it as well: `budget`).
 fn timeouts(config: &Config) -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(config.storage.connect_timeout)
-        .operation_attempt_timeout(config.storage.operation_timeout)
-        .operation_timeout(config.storage.operation_timeout * 2)
+        .operation_timeout(config.storage.operation_timeout)
         .build()
 }
 

@@ -36,43 +36,48 @@ impl Storage {
     /// Whether a browser on another origin can PUT to the bucket and read each part's
     /// `ETag`, which multipart uploads from the page need.
     pub async fn browser_cors(&self) -> Result<BucketCors, StorageError> {
-        if self.embedded {
-            return Ok(BucketCors::ServedByService);
-        }
-        let rules = match self
-            .client
-            .get_bucket_cors()
-            .bucket(&self.bucket)
-            .send()
-            .await
-        {
-            Ok(out) => out.cors_rules.unwrap_or_default(),
-            Err(SdkError::ServiceError(e)) if e.err().code() == Some("NoSuchCORSConfiguration") => {
-                return Ok(BucketCors::NoRules);
+        self.bounded(async {
+            if self.embedded {
+                return Ok(BucketCors::ServedByService);
             }
-            // A refusal means the store does not say (no GetBucketCors, or no permission
-            // for it); what `classify` calls unavailable is an outage.
-            Err(err @ SdkError::ServiceError(_)) => {
-                return match classify(err) {
-                    StorageError::Unavailable(detail) => Err(StorageError::Unavailable(detail)),
-                    _ => Ok(BucketCors::Unknown),
-                };
-            }
-            Err(err) => return Err(classify(err)),
-        };
-        let lets_browsers_upload = rules.iter().any(|rule| {
-            rule.allowed_methods()
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case("PUT"))
-                && rule
-                    .expose_headers()
+            let rules = match self
+                .client
+                .get_bucket_cors()
+                .bucket(&self.bucket)
+                .send()
+                .await
+            {
+                Ok(out) => out.cors_rules.unwrap_or_default(),
+                Err(SdkError::ServiceError(e))
+                    if e.err().code() == Some("NoSuchCORSConfiguration") =>
+                {
+                    return Ok(BucketCors::NoRules);
+                }
+                // A refusal means the store does not say (no GetBucketCors, or no permission
+                // for it); what `classify` calls unavailable is an outage.
+                Err(err @ SdkError::ServiceError(_)) => {
+                    return match classify(err) {
+                        StorageError::Unavailable(detail) => Err(StorageError::Unavailable(detail)),
+                        _ => Ok(BucketCors::Unknown),
+                    };
+                }
+                Err(err) => return Err(classify(err)),
+            };
+            let lets_browsers_upload = rules.iter().any(|rule| {
+                rule.allowed_methods()
                     .iter()
-                    .any(|h| h.eq_ignore_ascii_case("etag") || h == "*")
-        });
-        Ok(if lets_browsers_upload {
-            BucketCors::Ok
-        } else {
-            BucketCors::EtagNotExposed
+                    .any(|m| m.eq_ignore_ascii_case("PUT"))
+                    && rule
+                        .expose_headers()
+                        .iter()
+                        .any(|h| h.eq_ignore_ascii_case("etag") || h == "*")
+            });
+            Ok(if lets_browsers_upload {
+                BucketCors::Ok
+            } else {
+                BucketCors::EtagNotExposed
+            })
         })
+        .await
     }
 }

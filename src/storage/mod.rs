@@ -5,6 +5,7 @@
 //! uploads, `listing` what the bucket holds and `cors` its CORS rules; `error` says how
 //! the SDK's errors are classified.
 
+mod budget;
 mod connect;
 mod cors;
 pub mod embedded;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::Client;
 
+pub use budget::with_budget;
 pub use cors::BucketCors;
 pub use error::StorageError;
 use error::classify;
@@ -55,6 +57,8 @@ pub struct Storage {
     endpoint: Option<String>,
     presign_expires: Duration,
     object_url_expires: Duration,
+    /// `S3_OPERATION_TIMEOUT`: the storage budget of one request (`budget`).
+    operation_timeout: Duration,
     object_urls: ObjectUrls,
     embedded: bool,
 }
@@ -77,12 +81,15 @@ impl Storage {
 
     /// Whether the bucket answers (for `/health`).
     pub async fn check(&self) -> Result<(), StorageError> {
-        self.client
-            .head_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(())
+        self.bounded(async {
+            self.client
+                .head_bucket()
+                .bucket(&self.bucket)
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -25,19 +25,22 @@ impl Storage {
         content_type: &str,
         part_checksums: bool,
     ) -> Result<String, StorageError> {
-        let out = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .set_checksum_algorithm(part_checksums.then_some(ChecksumAlgorithm::Sha256))
-            .send()
-            .await
-            .map_err(classify)?;
-        out.upload_id().map(str::to_owned).ok_or_else(|| {
-            StorageError::Refused("CreateMultipartUpload returned no upload id".to_owned())
+        self.bounded(async {
+            let out = self
+                .client
+                .create_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type(content_type)
+                .set_checksum_algorithm(part_checksums.then_some(ChecksumAlgorithm::Sha256))
+                .send()
+                .await
+                .map_err(classify)?;
+            out.upload_id().map(str::to_owned).ok_or_else(|| {
+                StorageError::Refused("CreateMultipartUpload returned no upload id".to_owned())
+            })
         })
+        .await
     }
 
     /// Uploads one part (not signed, as `put`); returns its ETag.
@@ -93,34 +96,37 @@ impl Storage {
         key: &str,
         upload_id: &str,
     ) -> Result<Vec<StoredPart>, StorageError> {
-        let mut parts = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = self
-                .client
-                .list_parts()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(upload_id)
-                .set_part_number_marker(marker.take())
-                .send()
-                .await
-                .map_err(classify_multipart)?;
-            parts.extend(out.parts().iter().filter_map(|p| {
-                Some(StoredPart {
-                    part_number: p.part_number()?,
-                    etag: p.e_tag()?.to_owned(),
-                    size: p.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
-                    checksum_sha256: p.checksum_sha256().map(str::to_owned),
-                })
-            }));
-            match (out.is_truncated(), out.next_part_number_marker()) {
-                (Some(true), Some(next)) => marker = Some(next.to_owned()),
-                _ => break,
+        self.bounded(async {
+            let mut parts = Vec::new();
+            let mut marker: Option<String> = None;
+            loop {
+                let out = self
+                    .client
+                    .list_parts()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .set_part_number_marker(marker.take())
+                    .send()
+                    .await
+                    .map_err(classify_multipart)?;
+                parts.extend(out.parts().iter().filter_map(|p| {
+                    Some(StoredPart {
+                        part_number: p.part_number()?,
+                        etag: p.e_tag()?.to_owned(),
+                        size: p.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                        checksum_sha256: p.checksum_sha256().map(str::to_owned),
+                    })
+                }));
+                match (out.is_truncated(), out.next_part_number_marker()) {
+                    (Some(true), Some(next)) => marker = Some(next.to_owned()),
+                    _ => break,
+                }
             }
-        }
-        parts.sort_by_key(|p| p.part_number);
-        Ok(parts)
+            parts.sort_by_key(|p| p.part_number);
+            Ok(parts)
+        })
+        .await
     }
 
     /// Completes a multipart upload from the given parts, in order.
@@ -130,49 +136,55 @@ impl Storage {
         upload_id: &str,
         parts: &[StoredPart],
     ) -> Result<Option<String>, StorageError> {
-        let parts = parts
-            .iter()
-            .map(|p| {
-                CompletedPart::builder()
-                    .part_number(p.part_number)
-                    .e_tag(&p.etag)
-                    .set_checksum_sha256(p.checksum_sha256.clone())
-                    .build()
-            })
-            .collect();
-        let out = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(classify_multipart)?;
-        Ok(out.e_tag().map(str::to_owned))
+        self.bounded(async {
+            let parts = parts
+                .iter()
+                .map(|p| {
+                    CompletedPart::builder()
+                        .part_number(p.part_number)
+                        .e_tag(&p.etag)
+                        .set_checksum_sha256(p.checksum_sha256.clone())
+                        .build()
+                })
+                .collect();
+            let out = self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(classify_multipart)?;
+            Ok(out.e_tag().map(str::to_owned))
+        })
+        .await
     }
 
     /// Aborts a multipart upload; its parts are discarded. Aborting one that is already
     /// gone succeeds.
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StorageError> {
-        let result = self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-            .map_err(classify_multipart);
-        match result {
-            Ok(_) | Err(StorageError::NoSuchUpload) => Ok(()),
-            Err(err) => Err(err),
-        }
+        self.bounded(async {
+            let result = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .send()
+                .await
+                .map_err(classify_multipart);
+            match result {
+                Ok(_) | Err(StorageError::NoSuchUpload) => Ok(()),
+                Err(err) => Err(err),
+            }
+        })
+        .await
     }
 }
 

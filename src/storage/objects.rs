@@ -105,26 +105,29 @@ impl Storage {
 
     /// HeadObject; `None` when there is no such object.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectHead>, StorageError> {
-        let result = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .checksum_mode(ChecksumMode::Enabled)
-            .send()
-            .await;
-        match result {
-            Ok(out) => Ok(Some(ObjectHead {
-                size: out
-                    .content_length()
-                    .map_or(0, |n| u64::try_from(n).unwrap_or(0)),
-                content_type: out.content_type().map(str::to_owned),
-                etag: out.e_tag().map(str::to_owned),
-                checksum_sha256: out.checksum_sha256().map(str::to_owned),
-            })),
-            Err(SdkError::ServiceError(err)) if err.raw().status().as_u16() == 404 => Ok(None),
-            Err(err) => Err(classify(err)),
-        }
+        self.bounded(async {
+            let result = self
+                .client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .checksum_mode(ChecksumMode::Enabled)
+                .send()
+                .await;
+            match result {
+                Ok(out) => Ok(Some(ObjectHead {
+                    size: out
+                        .content_length()
+                        .map_or(0, |n| u64::try_from(n).unwrap_or(0)),
+                    content_type: out.content_type().map(str::to_owned),
+                    etag: out.e_tag().map(str::to_owned),
+                    checksum_sha256: out.checksum_sha256().map(str::to_owned),
+                })),
+                Err(SdkError::ServiceError(err)) if err.raw().status().as_u16() == 404 => Ok(None),
+                Err(err) => Err(classify(err)),
+            }
+        })
+        .await
     }
 
     /// The first `len` bytes of an object (fewer if it is shorter).
@@ -139,21 +142,24 @@ impl Storage {
     }
 
     async fn read_range(&self, key: &str, range: String) -> Result<Bytes, StorageError> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .range(range)
-            .send()
-            .await
-            .map_err(classify)?;
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
-        Ok(body.into_bytes())
+        self.bounded(async {
+            let out = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .range(range)
+                .send()
+                .await
+                .map_err(classify)?;
+            let body = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+            Ok(body.into_bytes())
+        })
+        .await
     }
 
     /// Streams the whole object through SHA-256.
@@ -180,27 +186,33 @@ impl Storage {
 
     /// Copies an object within the bucket (server-side, up to 5 GiB).
     pub async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
-        self.client
-            .copy_object()
-            .bucket(&self.bucket)
-            .copy_source(format!("{}/{from}", self.bucket))
-            .key(to)
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(())
+        self.bounded(async {
+            self.client
+                .copy_object()
+                .bucket(&self.bucket)
+                .copy_source(format!("{}/{from}", self.bucket))
+                .key(to)
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Deletes an object; deleting a missing object succeeds.
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(())
+        self.bounded(async {
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Stores a whole object, its payload not signed (see `send_unsigned`).

@@ -26,8 +26,9 @@ pub struct UploadLink {
 
 impl UploadService {
     /// May `caller` start an upload under `image_id` of `size` bytes (unknown for a
-    /// streamed upload)? Returns the link it is made with, whose upload limit it counts
-    /// against.
+    /// streamed upload)? Returns the link it is made with, one of whose uses is now taken:
+    /// `issue` and `record_streamed` keep it, and give it back if they fail (as the caller
+    /// must, through `release_link`, if it gives up before calling them).
     pub async fn authorize_new(
         &self,
         caller: &Caller,
@@ -38,11 +39,10 @@ impl UploadService {
         let Caller::Link(claims) = caller else {
             return Ok(None);
         };
-        if let Some(max) = claims.max_uploads {
-            let used = self.db.count_link_uploads(claims.link_id).await?;
-            if used >= u64::from(max) {
-                return Err(AuthError::Exhausted.into());
-            }
+        if let Some(max) = claims.max_uploads
+            && !self.db.reserve_link_use(claims.link_id, max).await?
+        {
+            return Err(AuthError::Exhausted.into());
         }
         Ok(Some(claims.link_id))
     }
@@ -77,6 +77,16 @@ impl UploadService {
                 | UploadState::Aborted
                 | UploadState::Deleted,
             ) => Err(AuthError::LinkCannotDelete.into()),
+        }
+    }
+
+    /// Gives back the use of `link_id` that `authorize_new` took, for an upload that will
+    /// not be recorded. A failure is only logged: the link is then stricter, never looser.
+    pub async fn release_link(&self, link_id: Option<Uuid>) {
+        if let Some(link_id) = link_id
+            && let Err(err) = self.db.release_link_use(link_id).await
+        {
+            tracing::warn!(%link_id, error = %err, "could not give back an upload link's use");
         }
     }
 

@@ -89,6 +89,18 @@ impl UploadService {
         request: UploadRequest,
         link_id: Option<Uuid>,
     ) -> Result<IssuedUpload, UploadError> {
+        let issued = self.sign_and_record(request, link_id).await;
+        if issued.is_err() {
+            self.release_link(link_id).await;
+        }
+        issued
+    }
+
+    async fn sign_and_record(
+        &self,
+        request: UploadRequest,
+        link_id: Option<Uuid>,
+    ) -> Result<IssuedUpload, UploadError> {
         let (image_id, format, size) = (&request.image_id, request.format, request.size);
         self.check_pending_caps(image_id, size).await?;
 

@@ -329,3 +329,70 @@ async fn logs_carry_no_key_secret_or_signature() {
         assert!(!log.contains(needle), "{what} is in the log:\n{log}");
     }
 }
+
+/// A link's `max_uploads` holds under parallel requests: of 20 at once, exactly 5 get
+/// through, on the v1 API and on the seed's upload; a use comes back when an upload is
+/// aborted.
+#[tokio::test]
+async fn a_links_upload_limit_holds_under_parallel_requests() {
+    use futures_util::StreamExt;
+    let app = TestApp::spawn_with(KEYS).await;
+    let link = app.link(json!({"image_id": "cat", "max_uploads": 5})).await;
+    let statuses: Vec<StatusCode> = futures_util::stream::iter(0..20)
+        .map(|_| async { app.issue_as(Some(&link), "cat", PNG.len()).await.status() })
+        .buffer_unordered(20)
+        .collect()
+        .await;
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::FORBIDDEN)
+        .count();
+    assert_eq!((created, refused), (5, 15), "{statuses:?}");
+
+    let legacy = app.link(json!({"image_id": "cat", "max_uploads": 5})).await;
+    let statuses: Vec<StatusCode> = futures_util::stream::iter(0..20)
+        .map(|_| async { app.legacy_post("cat", "", Some(&legacy)).await.status() })
+        .buffer_unordered(20)
+        .collect()
+        .await;
+    let stored = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(stored, 5, "{statuses:?}");
+    assert_eq!(app.completed("cat").await.len(), 5);
+
+    // An aborted upload gives its use back; a refused file never takes one.
+    let again = app.link(json!({"image_id": "cat", "max_uploads": 1})).await;
+    let resp = app.issue_as(Some(&again), "cat", PNG.len()).await;
+    let issued: Value = resp.json().await.expect("issued");
+    let id = issued["upload_id"].as_str().expect("id");
+    assert_eq!(
+        app.issue_as(Some(&again), "cat", PNG.len()).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/v1/uploads/{id}")))
+        .bearer_auth(&again)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (content_type, body) = form_body(&[("file", Some("a.png"), b"not a png")]);
+    let resp = app
+        .client
+        .post(app.url("/upload/cat"))
+        .bearer_auth(&again)
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.issue_as(Some(&again), "cat", PNG.len()).await.status(),
+        StatusCode::CREATED
+    );
+}

@@ -731,3 +731,64 @@ async fn without_conditional_writes_puts_are_staged_and_copied_on_confirm() {
     );
     assert!(app.object(liar_key).await.is_none());
 }
+
+/// `S3_OPERATION_TIMEOUT` bounds all of a request's waiting on storage, retries included:
+/// against a store that never answers, every route that needs storage gives its 503 with
+/// `Retry-After` within the timeout (and a little for the answer to travel).
+#[tokio::test]
+async fn a_silent_store_is_waited_on_for_the_timeout_at_most() {
+    let (silent, _task) = silent_endpoint().await;
+    let app = TestApp::spawn_with(&[
+        ("AWS_BUCKET_NAME", "media"),
+        ("AWS_ENDPOINT_URL", &silent),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("S3_CONNECT_TIMEOUT", "1"),
+        ("S3_OPERATION_TIMEOUT", "2"),
+        ("MULTIPART_THRESHOLD", "5242880"),
+    ])
+    .await;
+    let bound = Duration::from_millis(2900);
+    let issued = app.issue("down", "a.png", "image/png", PNG).await;
+    let id = issued["upload_id"].as_str().expect("id").to_owned();
+    let (content_type, form) = form_body(&[("file", Some("a.png"), PNG)]);
+    let requests = [
+        (
+            "confirm",
+            app.client
+                .post(app.url(&format!("/api/v1/uploads/{id}/confirm"))),
+        ),
+        (
+            "multipart upload",
+            app.client.post(app.url("/api/v1/uploads")).json(
+                &json!({"image_id": "down", "filename": "b.png", "content_type": "image/png",
+                        "size": 6 * MIB}),
+            ),
+        ),
+        (
+            "legacy upload",
+            app.client
+                .post(app.url("/upload/down"))
+                .header("Content-Type", content_type)
+                .body(form),
+        ),
+        (
+            "delete",
+            app.client.delete(app.url(&format!("/api/v1/uploads/{id}"))),
+        ),
+    ];
+    for (what, request) in requests {
+        let started = Instant::now();
+        let resp = request.send().await.expect("request");
+        let took = started.elapsed();
+        assert!(took < bound, "{what} took {took:?}");
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{what}");
+        assert!(resp.headers().contains_key("retry-after"), "{what}");
+        let body: Value = resp.json().await.expect("JSON");
+        let code = body["code"].as_str().map(str::to_owned);
+        assert!(
+            code.as_deref() == Some("storage_unavailable") || body["success"] == false,
+            "{what}: {body}"
+        );
+    }
+}
