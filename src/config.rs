@@ -102,8 +102,9 @@ pub struct StorageSettings {
     /// `AWS_REGION` / `AWS_DEFAULT_REGION`
     pub region: String,
     pub public_base_url: Option<String>,
-    /// The store refuses a PUT over an existing object when asked (`If-None-Match: *`);
-    /// without it, PUTs land on a staging key that confirm copies from.
+    /// The store honours `If-None-Match: *`, so PUT URLs carry it and a staged object
+    /// cannot be replaced; without it they do not, and confirm's copy is conditional on
+    /// the verified ETag alone.
     pub conditional_writes: bool,
     /// The bucket is private: every `s3_url` is a presigned GET.
     pub private_bucket: bool,

@@ -65,6 +65,7 @@ impl Storage {
             presign_expires: config.limits.presign_expires,
             object_url_expires: config.storage.object_url_expires,
             operation_timeout: config.storage.operation_timeout,
+            conditional_writes: config.storage.conditional_writes,
             object_urls: match &config.storage.public_base_url {
                 Some(base) => ObjectUrls::BaseUrl(base.clone()),
                 None => connected.urls,

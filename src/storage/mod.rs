@@ -59,6 +59,8 @@ pub struct Storage {
     object_url_expires: Duration,
     /// `S3_OPERATION_TIMEOUT`: the storage budget of one request (`budget`).
     operation_timeout: Duration,
+    /// `S3_CONDITIONAL_WRITES`: PUT URLs carry `If-None-Match: *`.
+    conditional_writes: bool,
     object_urls: ObjectUrls,
     embedded: bool,
 }

@@ -45,8 +45,8 @@ pub(super) use send_unsigned;
 
 impl Storage {
     /// A PUT URL that only accepts exactly `size` bytes of `content_type` (and, when given,
-    /// a body with this SHA-256), and only while no object has the key: the store itself
-    /// refuses anything else.
+    /// a body with this SHA-256), and only while no object has the key (unless the store
+    /// is said not to honour `If-None-Match`): the store itself refuses anything else.
     pub async fn presign_put(
         &self,
         key: &str,
@@ -55,7 +55,10 @@ impl Storage {
         checksum: Option<&Sha256Checksum>,
     ) -> Result<SignedRequest, StorageError> {
         let length = size.to_string();
-        let headers = put_object_headers(&length, content_type, checksum);
+        let mut headers = put_object_headers(&length, content_type, checksum);
+        if !self.conditional_writes {
+            headers.retain(|(name, _)| *name != "if-none-match");
+        }
         self.presign_upload(&Unsigned {
             method: "PUT",
             key,
@@ -185,17 +188,31 @@ impl Storage {
     }
 
     /// Copies an object within the bucket (server-side, up to 5 GiB).
-    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+    /// With `if_etag`, only while the source still has that ETag: a source replaced since
+    /// it was read is `NoSuchKey`, as if it had gone, so the caller looks again.
+    pub async fn copy(
+        &self,
+        from: &str,
+        to: &str,
+        if_etag: Option<&str>,
+    ) -> Result<(), StorageError> {
         self.bounded(async {
-            self.client
+            let result = self
+                .client
                 .copy_object()
                 .bucket(&self.bucket)
                 .copy_source(format!("{}/{from}", self.bucket))
+                .set_copy_source_if_match(if_etag.map(str::to_owned))
                 .key(to)
                 .send()
-                .await
-                .map_err(classify)?;
-            Ok(())
+                .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(SdkError::ServiceError(err)) if err.raw().status().as_u16() == 412 => {
+                    Err(StorageError::NoSuchKey)
+                }
+                Err(err) => Err(classify(err)),
+            }
         })
         .await
     }

@@ -54,8 +54,11 @@ impl UploadService {
         match self.verify_stored(row, &landing, &head).await? {
             Ok(image) => {
                 if landing != row.object_key {
-                    // Out of reach of the URL that put it there, so it cannot be replaced.
-                    self.storage.copy(&landing, &row.object_key).await?;
+                    // Out of reach of the URL that put it there: the key it is served at is
+                    // only ever written here, with exactly the bytes just verified.
+                    self.storage
+                        .copy(&landing, &row.object_key, head.etag.as_deref())
+                        .await?;
                     self.storage.delete(&landing).await?;
                 }
                 let s3_url = self.storage.object_url(&row.object_key).await?;

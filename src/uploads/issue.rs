@@ -137,11 +137,7 @@ impl UploadService {
             fields.expires_at = now + self.config.limits.multipart_expires;
             None
         } else {
-            let target = if self.config.storage.conditional_writes {
-                key.clone()
-            } else {
-                staging_key(&key)
-            };
+            let target = staging_key(&key);
             Some(
                 self.storage
                     .presign_put(&target, format.mime(), size, request.checksum.as_ref())

@@ -115,16 +115,15 @@ impl UploadService {
             - Duration::from_micros(1)
     }
 
-    /// Where a client's bytes land: the object key, or its staging key when the store
-    /// cannot refuse an overwrite (`S3_CONDITIONAL_WRITES=false`) and the upload is a PUT.
+    /// Where a client's bytes land. A single PUT's URL writes a staging key, never the key
+    /// the object is served at: after a delete, an abort, a failure or an expiry, whatever
+    /// the URL still writes is never served or counted, and the sweeper removes it. A
+    /// multipart upload's parts land in the store's upload, which ends with it; the legacy
+    /// upload is written by the service itself.
     fn landing_key(&self, row: &UploadRow) -> String {
         match row.method {
-            UploadMethod::Put if !self.config.storage.conditional_writes => {
-                staging_key(&row.object_key)
-            }
-            UploadMethod::Put | UploadMethod::Multipart | UploadMethod::Legacy => {
-                row.object_key.clone()
-            }
+            UploadMethod::Put => staging_key(&row.object_key),
+            UploadMethod::Multipart | UploadMethod::Legacy => row.object_key.clone(),
         }
     }
 

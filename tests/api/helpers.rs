@@ -242,14 +242,9 @@ impl TestApp {
         refusal_as_status(req.send().await)
     }
 
-    /// Where the bytes of a PUT land before confirm: the key, or its staging key when
-    /// the store cannot refuse overwrites.
+    /// Where the bytes of a single PUT land before confirm: its staging key.
     pub fn landing(&self, key: &str) -> String {
-        if on_external_store() {
-            upload_broker::uploads::staging_key(key)
-        } else {
-            key.to_owned()
-        }
+        upload_broker::uploads::staging_key(key)
     }
 
     pub async fn confirm(&self, upload_id: &str) -> Response {

@@ -19,16 +19,17 @@ async fn a_confirmed_object_cannot_be_replaced_through_its_url() {
 
     let mut other = PNG.to_vec();
     other[40] ^= 0xff;
-    let again = app.put(&issued, &other).await;
-    if !on_external_store() {
-        // The embedded store honours If-None-Match; others get staged PUTs instead.
-        assert_eq!(again.status(), StatusCode::PRECONDITION_FAILED);
-    }
+    // The URL writes only its staging key, never the key the object is served at.
+    let _ = app.put(&issued, &other).await;
     let key = issued["key"].as_str().expect("key");
     assert_eq!(
         app.object(key).await.expect("object"),
         PNG,
         "the verified bytes stay"
+    );
+    assert_eq!(
+        app.get_json(&format!("/api/v1/uploads/{id}")).await["file_size"],
+        PNG.len()
     );
 }
 
@@ -791,4 +792,89 @@ async fn a_silent_store_is_waited_on_for_the_timeout_at_most() {
             "{what}: {body}"
         );
     }
+}
+
+/// A signed PUT URL outlives the upload it was made for. After a delete, an abort, a
+/// failure or an expiry, whatever it still writes is never served at the object's key,
+/// never counted, and gone after the sweep that follows the URL's lifetime.
+#[tokio::test]
+async fn an_old_put_url_writes_nothing_that_is_served_or_kept() {
+    let app = TestApp::spawn_with(&[("PRESIGN_EXPIRES", "3"), ("CLOCK_SKEW_MARGIN", "0")]).await;
+    let forged = vec![b'A'; PNG.len()];
+
+    // Deleted after it completed.
+    let deleted = app.issue("reuse", "a.png", "image/png", PNG).await;
+    assert_eq!(app.put(&deleted, PNG).await.status(), StatusCode::OK);
+    let record = app
+        .confirm_stored(deleted["upload_id"].as_str().expect("id"), PNG)
+        .await;
+    let s3_url = record["s3_url"].as_str().expect("s3_url").to_owned();
+    assert_eq!(
+        app.delete(deleted["upload_id"].as_str().expect("id"))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    // Aborted while pending.
+    let aborted = app.issue("reuse", "b.png", "image/png", PNG).await;
+    assert_eq!(
+        app.delete(aborted["upload_id"].as_str().expect("id"))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    // Failed verification.
+    let failed = app.issue("reuse", "c.png", "image/png", PNG).await;
+    assert_eq!(app.put(&failed, &forged).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.confirm(failed["upload_id"].as_str().expect("id"))
+            .await
+            .status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    for (what, issued) in [
+        ("deleted", &deleted),
+        ("aborted", &aborted),
+        ("failed", &failed),
+    ] {
+        // The URL still works for a while; it may write, but only its staging key.
+        let _ = app.put(issued, &forged).await;
+        let key = issued["key"].as_str().expect("key");
+        assert!(
+            app.object(key).await.is_none(),
+            "{what}: nothing at the key"
+        );
+        let id = issued["upload_id"].as_str().expect("id");
+        assert_ne!(app.confirm(id).await.status(), StatusCode::OK, "{what}");
+        assert_ne!(
+            app.row(id).await.expect("row").state,
+            upload_broker::uploads::UploadState::Completed,
+            "{what}"
+        );
+    }
+    let served = app.client.get(&s3_url).send().await.expect("GET");
+    assert_ne!(
+        served.status(),
+        StatusCode::OK,
+        "the deleted upload's URL serves nothing"
+    );
+    assert!(
+        app.get_json("/api/v1/images/reuse").await["images"]
+            .as_array()
+            .expect("images")
+            .is_empty()
+    );
+
+    // Expired: its URL has run out, and the sweep takes whatever the URLs wrote.
+    let expired = app.issue("reuse", "d.png", "image/png", PNG).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_ne!(app.put(&expired, &forged).await.status(), StatusCode::OK);
+    let report = app.uploads.sweep(Duration::ZERO).await.expect("sweep");
+    assert_eq!(report.expired, 1, "{report:?}");
+    assert_eq!(
+        files_in_store(&app).await,
+        Vec::<String>::new(),
+        "nothing the old URLs wrote is left"
+    );
 }
