@@ -12,7 +12,34 @@ pub use upload_broker_types::{ImageFormat, InputError};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ImageId(String);
 
+/// Names of the service's own paths, and the embedded store's bucket: never a page, never
+/// the image_id of a new upload or link (rows made before stay readable and deletable).
+pub const RESERVED_IMAGE_IDS: [&str; 9] = [
+    "health",
+    "docs",
+    "openapi.json",
+    "metrics",
+    "api",
+    "upload",
+    "static",
+    "admin",
+    "upload-broker",
+];
+
 impl ImageId {
+    /// An image_id for a new upload or link: valid, and not reserved.
+    pub fn parse_new(raw: &str) -> Result<Self, InputError> {
+        let image_id = Self::parse(raw)?;
+        if image_id.is_reserved() {
+            return Err(InputError::ReservedImageId);
+        }
+        Ok(image_id)
+    }
+
+    pub fn is_reserved(&self) -> bool {
+        RESERVED_IMAGE_IDS.contains(&self.0.as_str())
+    }
+
     pub fn parse(raw: &str) -> Result<Self, InputError> {
         let ok = (1..=100).contains(&raw.len())
             && raw

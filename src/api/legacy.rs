@@ -354,7 +354,7 @@ impl LegacyApi {
         request: &Request,
         form: LegacyUploadForm,
     ) -> LegacyUploadResponse {
-        let image_id = match ImageId::parse(&image_id) {
+        let image_id = match ImageId::parse_new(&image_id) {
             Ok(image_id) => image_id,
             Err(err) => return UploadError::from(err).into(),
         };

@@ -6,19 +6,8 @@ use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
 use super::error::LegacyError;
-use crate::domain::ImageId;
+use crate::domain::{ImageId, RESERVED_IMAGE_IDS};
 use crate::frontend::Assets;
-
-/// Names that belong to other routes and are never an upload page.
-pub const RESERVED_NAMES: [&str; 7] = [
-    "health",
-    "docs",
-    "openapi.json",
-    "metrics",
-    "api",
-    "upload",
-    "static",
-];
 
 pub struct PagesApi {
     assets: Assets,
@@ -48,7 +37,7 @@ impl PagesApi {
     /// Upload page for an image_id
     #[oai(path = "/:image_id", method = "get", operation_id = "upload_page")]
     async fn upload_page(&self, image_id: Path<String>) -> PageResponse {
-        if RESERVED_NAMES.contains(&image_id.as_str()) {
+        if RESERVED_IMAGE_IDS.contains(&image_id.as_str()) {
             return PageResponse::NotFound(LegacyError::new("Not found"));
         }
         match ImageId::parse(&image_id) {

@@ -292,7 +292,7 @@ impl UploadsApi {
         caller: Data<&Caller>,
         body: Json<CreateLinkRequest>,
     ) -> Result<CreateLinkResponse, ApiError> {
-        let image_id = ImageId::parse(&body.image_id)?;
+        let image_id = ImageId::parse_new(&body.image_id)?;
         let link = self.uploads.mint_link(
             &caller,
             &image_id,

@@ -181,3 +181,8 @@ async fn urls_match_the_sdk_presigner_for_every_request_we_sign() {
         assert_eq!(query(&ours.url), query(sdk.uri()), "GET via {endpoint}");
     }
 }
+
+#[test]
+fn the_embedded_bucket_is_a_reserved_image_id() {
+    assert!(crate::domain::RESERVED_IMAGE_IDS.contains(&super::embedded::EMBEDDED_BUCKET));
+}

@@ -201,6 +201,9 @@ fn input_problem(input: &InputError) -> Problem {
         InputError::InvalidImageId => {
             Problem::bad_request("invalid_image_id", message).legacy("Invalid image ID")
         }
+        InputError::ReservedImageId => {
+            Problem::bad_request("reserved_image_id", message).legacy("Reserved image ID")
+        }
         InputError::UnsupportedType => Problem::new(415, "unsupported_type", message)
             .legacy("File type not allowed. Allowed types: png, jpg, jpeg, gif, webp, bmp, tiff"),
         InputError::MissingFilename => {

@@ -29,7 +29,7 @@ impl UploadService {
     /// Checks every field, in the order the refusals have always come: image_id, type,
     /// file name, size, checksums, metadata.
     pub fn parse_upload(&self, raw: &CreateUploadRequest) -> Result<UploadRequest, UploadError> {
-        let image_id = ImageId::parse(&raw.image_id)?;
+        let image_id = ImageId::parse_new(&raw.image_id)?;
         let format = ImageFormat::from_mime(&raw.content_type)?;
         let filename = OriginalFilename::clean(&raw.filename)?;
         match filename.format()? {

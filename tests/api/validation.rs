@@ -317,3 +317,55 @@ async fn the_page_is_served_for_valid_ids_only() {
     assert_eq!(root.status(), StatusCode::OK);
     assert_eq!(root.url().path(), "/docs");
 }
+
+/// The service's own names are refused for new uploads and links on every API, and stay
+/// readable for lookups.
+#[tokio::test]
+async fn reserved_image_ids_are_refused_for_new_uploads() {
+    let app = TestApp::spawn_with(&[
+        ("API_KEYS", "key-alpha"),
+        ("SECRET_KEY", "a-long-enough-secret-for-links"),
+    ])
+    .await;
+    for name in [
+        "api",
+        "health",
+        "docs",
+        "upload",
+        "metrics",
+        "static",
+        "admin",
+        "upload-broker",
+    ] {
+        let resp = app.issue_as(Some("key-alpha"), name, PNG.len()).await;
+        assert_eq!(
+            error_code(resp).await,
+            (StatusCode::BAD_REQUEST, "reserved_image_id".to_owned()),
+            "{name}"
+        );
+        let resp = app
+            .post_as(
+                Some("key-alpha"),
+                "/api/v1/links",
+                &json!({"image_id": name}),
+            )
+            .await;
+        assert_eq!(
+            error_code(resp).await,
+            (StatusCode::BAD_REQUEST, "reserved_image_id".to_owned()),
+            "link for {name}"
+        );
+        let resp = app.legacy_post(name, "", Some("key-alpha")).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "legacy {name}");
+        assert_eq!(
+            resp.json::<Value>().await.expect("JSON")["error"],
+            "Reserved image ID"
+        );
+        assert_eq!(
+            app.get(&format!("/api/v1/images/{name}")).await.status(),
+            StatusCode::OK,
+            "lookups accept {name}"
+        );
+    }
+    assert_eq!(app.count_rows().await, 0);
+}

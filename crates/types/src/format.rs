@@ -5,6 +5,8 @@
 pub enum InputError {
     #[error("image_id must be 1-100 characters of letters, digits, '_' or '-'")]
     InvalidImageId,
+    #[error("this image_id is reserved for the service's own paths")]
+    ReservedImageId,
     #[error("unsupported file type; allowed: png, jpg, jpeg, gif, webp, bmp, tiff")]
     UnsupportedType,
     #[error("the file name's extension does not match the content type")]
