@@ -40,8 +40,9 @@ export function sniff(bytes) {
  *   name and the type agree, else what the browser says).
  * - concern: a reason the service will probably refuse it at creation ({code, ...}), or null.
  *   The page still asks the service, whose answer decides.
- * - mismatch: the bytes are clearly another image format than the name says; uploading
- *   them could only fail verification, so the page stops before sending.
+ * - mismatch: the bytes are another image format than the name says, or no image at all
+ *   (`actual` is null); uploading them could only fail verification, so the page stops
+ *   before sending anything.
  */
 export async function inspectFile(file) {
   const ext = extensionOf(file.name);
@@ -60,7 +61,7 @@ export async function inspectFile(file) {
   if (!concern) {
     const head = new Uint8Array(await file.slice(0, 16).arrayBuffer());
     const actual = sniff(head);
-    if (actual && actual !== contentType) {
+    if (actual !== contentType) {
       mismatch = { declared: contentType, actual };
     }
   }

@@ -90,6 +90,12 @@ export function explainRefusal(code, { file, contentType, message } = {}) {
 
 /** The file's bytes are a different image format than its name says (found by the page). */
 export function explainMismatch({ declared, actual }, file) {
+  if (!actual) {
+    return {
+      title: "The file isn't an image",
+      detail: `${file.name} is named as ${withArticle(typeLabel(declared))} but its contents are not an image of any type this service takes, so nothing was sent.`,
+    };
+  }
   return {
     title: "The file's contents don't match its name",
     detail: `${file.name} is named as ${withArticle(typeLabel(declared))} but holds ${withArticle(typeLabel(actual))} image. Rename it to .${suggestExtension(actual)} and choose it again.`,

@@ -174,7 +174,7 @@ describe('single-PUT uploads', () => {
     await context.close();
   });
 
-  test('an upload that fails verification is shown as such', async () => {
+  test('a file that is not an image is refused before any byte is sent', async () => {
     await ready();
     const id = imageId('badimage');
     const fake = await writeBytes(dir, 'notes.png', Buffer.from('These are meeting notes, not a picture.\n'.repeat(40)));
@@ -183,14 +183,14 @@ describe('single-PUT uploads', () => {
     await page.goto(`${service.baseUrl}/${id}`);
     await page.setInputFiles('#file-input', fake.path);
 
-    assert.equal(await waitForRow(page, fake.name, ['rejected', 'completed', 'failed', 'refused']), 'rejected');
+    assert.equal(await waitForRow(page, fake.name, ['rejected', 'completed', 'failed', 'refused']), 'refused');
     const row = await rowInfo(page, fake.name);
-    assert.equal(row.title, 'Verification failed: not a readable image');
-    assert.match(row.detail, /could not be read as an image/);
-    assert.equal(storageRequests(requests, service.storePort).filter((r) => r.method === 'PUT').length, 1, 'the bytes were sent');
+    assert.equal(row.title, "The file isn't an image");
+    assert.match(row.detail, /nothing was sent/);
+    assert.deepEqual(storageRequests(requests, service.storePort).map((r) => `${r.method} ${r.url}`), [], 'no byte went to storage');
+    const creates = requests.filter((r) => r.method === 'POST' && r.url.endsWith('/api/v1/uploads'));
+    assert.equal(creates.length, 0, 'no upload was even started');
 
-    const { body: record } = await getJson(`${service.baseUrl}/api/v1/uploads/${row.uploadId}`);
-    assert.equal(record.state, 'failed');
     const list = await getJson(`${service.baseUrl}/api/v1/images/${id}`);
     assert.deepEqual(list.body.images, []);
     assert.deepEqual(problems, []);
