@@ -15,3 +15,4 @@ mod openapi;
 mod replicas;
 mod security;
 mod validation;
+mod verification;

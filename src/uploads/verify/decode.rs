@@ -82,7 +82,7 @@ mod tests {
             (
                 "png with a corrupt IDAT",
                 ImageFormat::Png,
-                fixtures::png_with_corrupt_idat(),
+                fixtures::PNG_CORRUPT_IDAT.to_vec(),
                 Rejection::InvalidImage,
             ),
             (

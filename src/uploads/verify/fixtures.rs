@@ -28,13 +28,4 @@ pub fn edit(fixture: &[u8], at: usize, with: &[u8]) -> Vec<u8> {
 
 /// The PNG fixture whose IDAT holds garbage after its zlib header, under a correct CRC:
 /// every chunk is well formed, the pixels are not.
-pub fn png_with_corrupt_idat() -> Vec<u8> {
-    let (start, len) = (33, 0xEC);
-    assert_eq!(&PNG[start + 4..start + 8], b"IDAT");
-    let mut bytes = PNG.to_vec();
-    let data = start + 8;
-    bytes[data + 2..data + len].fill(0xFF);
-    let crc = crc32fast::hash(&bytes[start + 4..data + len]);
-    bytes[data + len..data + len + 4].copy_from_slice(&crc.to_be_bytes());
-    bytes
-}
+pub const PNG_CORRUPT_IDAT: &[u8] = include_bytes!("../../../tests/fixtures/corrupt-idat.png");
