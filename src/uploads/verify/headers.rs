@@ -373,266 +373,154 @@ mod tests {
         }
     }
 
-    #[test]
-    fn malformed_headers_are_invalid_images() {
-        let sof = jpeg_sof();
-        let gif_image = GIF.iter().position(|&b| b == 0x2C).expect("an image");
-        let tiff_entries = 10usize;
-        let cases: Vec<(&str, ImageFormat, Vec<u8>)> = vec![
-            // PNG
-            ("png crc", ImageFormat::Png, edit(PNG, 29, &[0, 0, 0, 0])),
-            (
-                "png crc of other data",
-                ImageFormat::Png,
-                edit(PNG, 16, &[0, 0, 1, 0]),
-            ),
-            (
-                "png ihdr length",
-                ImageFormat::Png,
-                edit(PNG, 8, &[0, 0, 0, 12]),
-            ),
-            ("png first chunk", ImageFormat::Png, edit(PNG, 12, b"IDAT")),
-            ("png width 0", ImageFormat::Png, png_ihdr(0, &[0, 0, 0, 0])),
-            (
-                "png height 2^31",
-                ImageFormat::Png,
-                png_ihdr(4, &[0x80, 0, 0, 0]),
-            ),
-            ("png rgb depth 4", ImageFormat::Png, png_ihdr(8, &[4, 2])),
-            (
-                "png palette depth 16",
-                ImageFormat::Png,
-                png_ihdr(8, &[16, 3]),
-            ),
-            ("png grey depth 3", ImageFormat::Png, png_ihdr(8, &[3, 0])),
-            ("png colour type 5", ImageFormat::Png, png_ihdr(8, &[8, 5])),
-            ("png compression", ImageFormat::Png, png_ihdr(10, &[1])),
-            ("png filter", ImageFormat::Png, png_ihdr(11, &[1])),
-            ("png interlace", ImageFormat::Png, png_ihdr(12, &[2])),
-            ("png cut in ihdr", ImageFormat::Png, PNG[..30].to_vec()),
-            // JPEG: the three, and the one that read as too large.
-            (
-                "jpeg sof length 2",
-                ImageFormat::Jpeg,
-                jpeg_frame(2, &[0, 2]),
-            ),
-            (
-                "jpeg sof length 65535",
-                ImageFormat::Jpeg,
-                jpeg_frame(2, &[0xFF, 0xFF]),
-            ),
-            ("jpeg 0 components", ImageFormat::Jpeg, jpeg_frame(9, &[0])),
-            (
-                "jpeg sof length 2 before huge numbers",
-                ImageFormat::Jpeg,
-                jpeg_frame(2, &[0, 2, 0xFF, 0xFF, 0xFF, 0xFF]),
-            ),
-            (
-                "jpeg sof length 9",
-                ImageFormat::Jpeg,
-                jpeg_frame(2, &[0, 9]),
-            ),
-            ("jpeg precision 7", ImageFormat::Jpeg, jpeg_frame(4, &[7])),
-            (
-                "jpeg precision 16 baseline",
-                ImageFormat::Jpeg,
-                jpeg_frame(4, &[16]),
-            ),
-            ("jpeg height 0", ImageFormat::Jpeg, jpeg_frame(5, &[0, 0])),
-            ("jpeg width 0", ImageFormat::Jpeg, jpeg_frame(7, &[0, 0])),
-            ("jpeg 2 components", ImageFormat::Jpeg, jpeg_frame(9, &[2])),
-            (
-                "jpeg sampling 0",
-                ImageFormat::Jpeg,
-                jpeg_frame(11, &[0x01]),
-            ),
-            (
-                "jpeg sampling 5",
-                ImageFormat::Jpeg,
-                jpeg_frame(11, &[0x51]),
-            ),
-            (
-                "jpeg quant table 4",
-                ImageFormat::Jpeg,
-                jpeg_frame(12, &[4]),
-            ),
-            (
-                "jpeg segment length 1",
-                ImageFormat::Jpeg,
-                edit(JPEG, 4, &[0, 1]),
-            ),
-            (
-                "jpeg segment past the end",
-                ImageFormat::Jpeg,
-                edit(JPEG, 4, &[0xFF, 0xF0]),
-            ),
-            ("jpeg no marker", ImageFormat::Jpeg, edit(JPEG, 2, &[0x00])),
-            ("jpeg sos first", ImageFormat::Jpeg, edit(JPEG, 3, &[0xDA])),
-            ("jpeg eoi first", ImageFormat::Jpeg, edit(JPEG, 3, &[0xD9])),
-            (
-                "jpeg cut before sof",
-                ImageFormat::Jpeg,
-                JPEG[..sof + 5].to_vec(),
-            ),
-            // GIF
-            ("gif version", ImageFormat::Gif, edit(GIF, 3, b"90a")),
-            ("gif width 0", ImageFormat::Gif, edit(GIF, 6, &[0, 0])),
-            ("gif height 0", ImageFormat::Gif, edit(GIF, 8, &[0, 0])),
-            (
-                "gif colour table past the end",
-                ImageFormat::Gif,
-                edit(GIF[..40].as_ref(), 10, &[0x87]),
-            ),
-            (
-                "gif image wider than the screen",
-                ImageFormat::Gif,
-                edit(GIF, gif_image + 5, &[65, 0]),
-            ),
-            (
-                "gif image below the screen",
-                ImageFormat::Gif,
-                edit(GIF, gif_image + 3, &[1, 0]),
-            ),
-            (
-                "gif trailer first",
-                ImageFormat::Gif,
-                edit(GIF, gif_image, &[0x3B]),
-            ),
-            (
-                "gif unknown block",
-                ImageFormat::Gif,
-                edit(GIF, gif_image, &[0x00]),
-            ),
-            // WebP
-            ("webp form", ImageFormat::Webp, edit(WEBP, 8, b"WEBX")),
-            ("webp chunk", ImageFormat::Webp, edit(WEBP, 12, b"VP9 ")),
-            (
-                "webp chunk past the riff",
-                ImageFormat::Webp,
-                edit(WEBP, 16, &[0xF0, 0x01]),
-            ),
-            (
-                "webp start code",
-                ImageFormat::Webp,
-                edit(WEBP, 23, &[0x9D, 0x01, 0x2B]),
-            ),
-            (
-                "webp inter frame",
-                ImageFormat::Webp,
-                edit(WEBP, 20, &[0xD1]),
-            ),
-            (
-                "webp hidden frame",
-                ImageFormat::Webp,
-                edit(WEBP, 20, &[0xC0]),
-            ),
-            (
-                "webp width 0",
-                ImageFormat::Webp,
-                edit(WEBP, 26, &[0, 0xC0]),
-            ),
-            ("webp height 0", ImageFormat::Webp, edit(WEBP, 28, &[0, 0])),
-            (
-                "webp lossless signature",
-                ImageFormat::Webp,
-                webp_lossless(0x2E, 0),
-            ),
-            (
-                "webp lossless version",
-                ImageFormat::Webp,
-                webp_lossless(0x2F, 1 << 29),
-            ),
-            (
-                "webp extended size",
-                ImageFormat::Webp,
-                webp_extended(9, 0, [1, 1]),
-            ),
-            (
-                "webp extended reserved",
-                ImageFormat::Webp,
-                webp_extended(10, 1, [1, 1]),
-            ),
-            (
-                "webp extended canvas",
-                ImageFormat::Webp,
-                webp_extended(10, 0, [1 << 24, 1 << 24]),
-            ),
-            // BMP
-            ("bmp signature", ImageFormat::Bmp, edit(BMP, 0, b"BA")),
-            ("bmp header size", ImageFormat::Bmp, edit(BMP, 14, &[41])),
-            (
-                "bmp pixels inside the header",
-                ImageFormat::Bmp,
-                edit(BMP, 10, &[20]),
-            ),
-            (
-                "bmp width 0",
-                ImageFormat::Bmp,
-                edit(BMP, 18, &[0, 0, 0, 0]),
-            ),
-            (
-                "bmp width negative",
-                ImageFormat::Bmp,
-                edit(BMP, 18, &[0xFF, 0xFF, 0xFF, 0xFF]),
-            ),
-            (
-                "bmp height 0",
-                ImageFormat::Bmp,
-                edit(BMP, 22, &[0, 0, 0, 0]),
-            ),
-            ("bmp planes", ImageFormat::Bmp, edit(BMP, 26, &[2])),
-            ("bmp bits", ImageFormat::Bmp, edit(BMP, 28, &[12])),
-            ("bmp compression", ImageFormat::Bmp, edit(BMP, 30, &[7])),
-            ("bmp rle8 at 24 bits", ImageFormat::Bmp, edit(BMP, 30, &[1])),
-            (
-                "bmp cut in its header",
-                ImageFormat::Bmp,
-                BMP[..40].to_vec(),
-            ),
-            // TIFF
-            ("tiff signature", ImageFormat::Tiff, edit(TIFF, 2, &[0x2B])),
-            (
-                "tiff ifd in the header",
-                ImageFormat::Tiff,
-                edit(TIFF, 4, &[4]),
-            ),
-            (
-                "tiff ifd past the end",
-                ImageFormat::Tiff,
-                edit(TIFF, 4, &[0, 0, 1, 0]),
-            ),
-            ("tiff no entries", ImageFormat::Tiff, edit(TIFF, 8, &[0, 0])),
-            (
-                "tiff entries past the end",
-                ImageFormat::Tiff,
-                edit(TIFF, 8, &[0xFF, 0xFF]),
-            ),
-            (
-                "tiff no width",
-                ImageFormat::Tiff,
-                edit(TIFF, 10, &[0x10, 0x01]),
-            ),
-            (
-                "tiff no height",
-                ImageFormat::Tiff,
-                edit(TIFF, 22, &[0x10, 0x01]),
-            ),
-            ("tiff width 0", ImageFormat::Tiff, edit(TIFF, 18, &[0, 0])),
-            (
-                "tiff width as text",
-                ImageFormat::Tiff,
-                edit(TIFF, 12, &[2]),
-            ),
-            ("tiff two widths", ImageFormat::Tiff, edit(TIFF, 14, &[2])),
-            (
-                "tiff cut in its ifd",
-                ImageFormat::Tiff,
-                TIFF[..8 + 2 + 12 * tiff_entries].to_vec(),
-            ),
-        ];
-        for (what, format, bytes) in cases {
-            assert_eq!(read(format, &bytes), Err(Rejection::InvalidImage), "{what}");
+    /// Each case, a fixture edited one way, is refused as `InvalidImage`.
+    fn assert_invalid(format: ImageFormat, cases: Vec<(&str, Vec<u8>)>) {
+        for (what, bytes) in cases {
+            assert_eq!(
+                read(format, &bytes),
+                Err(Rejection::InvalidImage),
+                "{format:?}: {what}"
+            );
         }
+    }
+
+    #[test]
+    fn malformed_png_headers_are_invalid() {
+        assert_invalid(
+            ImageFormat::Png,
+            vec![
+                ("crc", edit(PNG, 29, &[0, 0, 0, 0])),
+                ("crc of other data", edit(PNG, 16, &[0, 0, 1, 0])),
+                ("ihdr length", edit(PNG, 8, &[0, 0, 0, 12])),
+                ("first chunk", edit(PNG, 12, b"IDAT")),
+                ("width 0", png_ihdr(0, &[0, 0, 0, 0])),
+                ("height 2^31", png_ihdr(4, &[0x80, 0, 0, 0])),
+                ("rgb depth 4", png_ihdr(8, &[4, 2])),
+                ("palette depth 16", png_ihdr(8, &[16, 3])),
+                ("grey depth 3", png_ihdr(8, &[3, 0])),
+                ("colour type 5", png_ihdr(8, &[8, 5])),
+                ("compression", png_ihdr(10, &[1])),
+                ("filter", png_ihdr(11, &[1])),
+                ("interlace", png_ihdr(12, &[2])),
+                ("cut in ihdr", PNG[..30].to_vec()),
+            ],
+        );
+    }
+
+    /// The three frame headers, the one that read as too large, and the rest.
+    #[test]
+    fn malformed_jpeg_headers_are_invalid() {
+        assert_invalid(
+            ImageFormat::Jpeg,
+            vec![
+                ("sof length 2", jpeg_frame(2, &[0, 2])),
+                ("sof length 65535", jpeg_frame(2, &[0xFF, 0xFF])),
+                ("0 components", jpeg_frame(9, &[0])),
+                (
+                    "sof length 2, huge numbers",
+                    jpeg_frame(2, &[0, 2, 8, 0xFF, 0xFF, 0xFF, 0xFF]),
+                ),
+                ("sof length 9", jpeg_frame(2, &[0, 9])),
+                ("precision 7", jpeg_frame(4, &[7])),
+                ("precision 16 baseline", jpeg_frame(4, &[16])),
+                ("height 0", jpeg_frame(5, &[0, 0])),
+                ("width 0", jpeg_frame(7, &[0, 0])),
+                ("2 components", jpeg_frame(9, &[2])),
+                ("sampling 0", jpeg_frame(11, &[0x01])),
+                ("sampling 5", jpeg_frame(11, &[0x51])),
+                ("quant table 4", jpeg_frame(12, &[4])),
+                ("segment length 1", edit(JPEG, 4, &[0, 1])),
+                ("segment past the end", edit(JPEG, 4, &[0xFF, 0xF0])),
+                ("no marker", edit(JPEG, 2, &[0x00])),
+                ("sos first", edit(JPEG, 3, &[0xDA])),
+                ("eoi first", edit(JPEG, 3, &[0xD9])),
+                ("cut before sof", JPEG[..jpeg_sof() + 5].to_vec()),
+            ],
+        );
+    }
+
+    #[test]
+    fn malformed_gif_headers_are_invalid() {
+        let image = GIF.iter().position(|&b| b == 0x2C).expect("an image");
+        assert_invalid(
+            ImageFormat::Gif,
+            vec![
+                ("version", edit(GIF, 3, b"90a")),
+                ("width 0", edit(GIF, 6, &[0, 0])),
+                ("height 0", edit(GIF, 8, &[0, 0])),
+                ("colour table past the end", edit(&GIF[..40], 10, &[0x87])),
+                (
+                    "image wider than the screen",
+                    edit(GIF, image + 5, &[65, 0]),
+                ),
+                ("image below the screen", edit(GIF, image + 3, &[1, 0])),
+                ("trailer first", edit(GIF, image, &[0x3B])),
+                ("unknown block", edit(GIF, image, &[0x00])),
+            ],
+        );
+    }
+
+    #[test]
+    fn malformed_webp_headers_are_invalid() {
+        assert_invalid(
+            ImageFormat::Webp,
+            vec![
+                ("form", edit(WEBP, 8, b"WEBX")),
+                ("chunk", edit(WEBP, 12, b"VP9 ")),
+                ("chunk past the riff", edit(WEBP, 16, &[0xF0, 0x01])),
+                ("start code", edit(WEBP, 23, &[0x9D, 0x01, 0x2B])),
+                ("inter frame", edit(WEBP, 20, &[0xD1])),
+                ("hidden frame", edit(WEBP, 20, &[0xC0])),
+                ("width 0", edit(WEBP, 26, &[0, 0xC0])),
+                ("height 0", edit(WEBP, 28, &[0, 0])),
+                ("lossless signature", webp_lossless(0x2E, 0)),
+                ("lossless version", webp_lossless(0x2F, 1 << 29)),
+                ("extended size", webp_extended(9, 0, [1, 1])),
+                ("extended reserved", webp_extended(10, 1, [1, 1])),
+                ("extended canvas", webp_extended(10, 0, [1 << 24, 1 << 24])),
+            ],
+        );
+    }
+
+    #[test]
+    fn malformed_bmp_headers_are_invalid() {
+        assert_invalid(
+            ImageFormat::Bmp,
+            vec![
+                ("signature", edit(BMP, 0, b"BA")),
+                ("header size", edit(BMP, 14, &[41])),
+                ("pixels inside the header", edit(BMP, 10, &[20])),
+                ("width 0", edit(BMP, 18, &[0, 0, 0, 0])),
+                ("width negative", edit(BMP, 18, &[0xFF; 4])),
+                ("height 0", edit(BMP, 22, &[0, 0, 0, 0])),
+                ("planes", edit(BMP, 26, &[2])),
+                ("bits", edit(BMP, 28, &[12])),
+                ("compression", edit(BMP, 30, &[7])),
+                ("rle8 at 24 bits", edit(BMP, 30, &[1])),
+                ("cut in its header", BMP[..40].to_vec()),
+            ],
+        );
+    }
+
+    #[test]
+    fn malformed_tiff_headers_are_invalid() {
+        assert_invalid(
+            ImageFormat::Tiff,
+            vec![
+                ("bigtiff", edit(TIFF, 2, &[0x2B])),
+                ("ifd in the header", edit(TIFF, 4, &[4])),
+                ("ifd past the end", edit(TIFF, 4, &[0, 0, 1, 0])),
+                ("no entries", edit(TIFF, 8, &[0, 0])),
+                ("entries past the end", edit(TIFF, 8, &[0xFF, 0xFF])),
+                ("no width", edit(TIFF, 10, &[0x10, 0x01])),
+                ("no height", edit(TIFF, 22, &[0x10, 0x01])),
+                ("width 0", edit(TIFF, 18, &[0, 0])),
+                ("width as text", edit(TIFF, 12, &[2])),
+                ("two widths", edit(TIFF, 14, &[2])),
+                // Ten entries, without the next IFD's offset.
+                ("cut in its ifd", TIFF[..8 + 2 + 12 * 10].to_vec()),
+            ],
+        );
     }
 
     /// A lossless WebP header with this signature byte and these 32 bits after it (width
