@@ -135,6 +135,10 @@ pub struct LimitsConfig {
     pub multipart_expires: Duration,
     pub max_image_dimension: u32,
     pub max_image_pixels: u64,
+    /// `VERIFY_DECODE`: decode every image up to `VERIFY_DECODE_MAX_BYTES` in full before
+    /// it counts; larger ones get the header checks alone.
+    pub verify_decode: bool,
+    pub verify_decode_max_bytes: u64,
     /// At most this many pending uploads, and bytes declared by them, per image_id (0: no cap).
     pub max_pending_per_image: u64,
     pub max_pending_bytes_per_image: u64,
@@ -532,6 +536,8 @@ impl LimitsConfig {
             multipart_expires: vars.seconds("MULTIPART_EXPIRES", 86_400, (1, 30 * 86_400))?,
             max_image_dimension: vars.number("MAX_IMAGE_DIMENSION", 30_000u32, (1, 1 << 20))?,
             max_image_pixels: vars.number("MAX_IMAGE_PIXELS", 200_000_000u64, (1, 1 << 40))?,
+            verify_decode: vars.flag("VERIFY_DECODE", false)?,
+            verify_decode_max_bytes: vars.number("VERIFY_DECODE_MAX_BYTES", 50 * MIB, (1, GIB))?,
             max_pending_per_image: vars.number("MAX_PENDING_PER_IMAGE", 0u64, (0, u64::MAX))?,
             max_pending_bytes_per_image: vars.number(
                 "MAX_PENDING_BYTES_PER_IMAGE",
@@ -647,6 +653,8 @@ mod tests {
         assert_eq!(config.limits.max_file_size, 10 * MIB);
         assert_eq!(config.limits.multipart_threshold, 64 * MIB);
         assert_eq!(config.limits.presign_expires, Duration::from_secs(900));
+        assert!(!config.limits.verify_decode);
+        assert_eq!(config.limits.verify_decode_max_bytes, 50 * MIB);
         assert_eq!(config.database.url, "sqlite://data/images.db?mode=rwc");
         assert!(matches!(
             config.storage.backend,

@@ -153,6 +153,17 @@ impl UploadService {
                 return Ok(Err(Rejection::ChecksumMismatch));
             }
         }
+        if self.decodes(head.size) {
+            let whole = async {
+                if first.len() as u64 == head.size {
+                    return Ok(first);
+                }
+                Ok(self.storage.read_prefix(key, head.size).await?)
+            };
+            if let Err(rejection) = self.decode_whole(declared, whole).await? {
+                return Ok(Err(rejection));
+            }
+        }
         Ok(Ok(image))
     }
 

@@ -64,6 +64,9 @@ pub struct UploadService {
     /// The last health check: when, and its answer.
     health: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>>,
     access: Arc<Access>,
+    /// Full decodes (`VERIFY_DECODE`) at once: one per core, each holding a whole file and
+    /// up to `DECODE_MEMORY`.
+    decode_slots: Arc<Semaphore>,
 }
 
 impl UploadService {
@@ -87,7 +90,34 @@ impl UploadService {
             health: Arc::default(),
             access,
             config,
+            decode_slots: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
         }
+    }
+
+    /// Whether `VERIFY_DECODE` has an object of `size` bytes decoded in full.
+    fn decodes(&self, size: u64) -> bool {
+        let limits = &self.config.limits;
+        limits.verify_decode && size <= limits.verify_decode_max_bytes
+    }
+
+    /// Decodes a whole image (`VERIFY_DECODE`) on the blocking pool, once a decode slot is
+    /// free; `read` fetches its bytes only then, so waiting decodes hold no memory.
+    async fn decode_whole<B: AsRef<[u8]> + Send + 'static>(
+        &self,
+        format: ImageFormat,
+        read: impl Future<Output = Result<B, UploadError>>,
+    ) -> Result<Result<(), Rejection>, UploadError> {
+        let _slot = self.decode_slots.acquire().await.ok();
+        let bytes = read.await?;
+        let limits = self.image_limits();
+        let decoded = tokio::task::spawn_blocking(move || {
+            verify::decode::decode(bytes.as_ref(), format, limits)
+        })
+        .await;
+        // The decode catches its own panics; a task that still failed decoded nothing.
+        Ok(decoded.unwrap_or(Err(Rejection::InvalidImage)))
     }
 
     /// The pixel limits verification applies.

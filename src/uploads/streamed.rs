@@ -198,6 +198,17 @@ impl UploadService {
         };
         let image = verify::verify(sample, claimed, None, limits).map_err(UploadError::Rejected)?;
         let format = image.format;
+        if self.decodes(body.total) {
+            let whole = async {
+                Ok(match &spooled {
+                    None => head.clone(),
+                    Some(spooled) => read_file_prefix(&spooled.file, body.total).await?.into(),
+                })
+            };
+            self.decode_whole(format, whole)
+                .await?
+                .map_err(UploadError::Rejected)?;
+        }
 
         let id = Uuid::now_v7();
         let key = object_key(image_id, id, format);

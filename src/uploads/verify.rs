@@ -3,6 +3,11 @@
 //! it is refused, come out. Confirm, the legacy upload and any later way in call this one
 //! function; reading the bytes (from storage, from a request body) is theirs.
 
+pub mod decode;
+#[cfg(test)]
+mod fixtures;
+mod headers;
+
 use crate::domain::ImageFormat;
 
 use super::Rejection;
@@ -51,43 +56,53 @@ pub fn verify(
     if declared_size.is_some_and(|declared| declared != sample.size) {
         return Err(Rejection::SizeMismatch);
     }
-    let image = inspect_header(sample.head, expected, limits)?;
-    if !image.format.is_whole(sample.head, sample.tail, sample.size) {
+    let (image, header) = read_header(sample.head, expected, limits)?;
+    if sample.size < header.min_size
+        || !image.format.is_whole(sample.head, sample.tail, sample.size)
+    {
         return Err(Rejection::InvalidImage);
     }
     Ok(image)
 }
 
-/// What an image's first bytes say: an allowed format, the one `expected`, with pixel
-/// dimensions within the limits (read from the header, never decoded).
+/// What an image's first bytes say: an allowed format, the one `expected`, with a header
+/// that is well formed (`headers`) and pixel dimensions within the limits (read from the
+/// header, never decoded).
 pub fn inspect_header(
     head: &[u8],
     expected: ImageFormat,
     limits: ImageLimits,
 ) -> Result<VerifiedImage, Rejection> {
+    read_header(head, expected, limits).map(|(image, _)| image)
+}
+
+fn read_header(
+    head: &[u8],
+    expected: ImageFormat,
+    limits: ImageLimits,
+) -> Result<(VerifiedImage, headers::Header), Rejection> {
     let format = ImageFormat::sniff(head).ok_or(Rejection::InvalidImage)?;
     if format != expected {
         return Err(Rejection::TypeMismatch);
     }
-    let size = imagesize::blob_size(head).map_err(|_| Rejection::InvalidImage)?;
-    let (width, height) = (size.width as u64, size.height as u64);
-    if width == 0 || height == 0 {
-        return Err(Rejection::InvalidImage);
-    }
+    // The limits apply only to a header that is well formed.
+    let header = headers::read(format, head)?;
+    let (width, height) = (u64::from(header.width), u64::from(header.height));
     let max_side = u64::from(limits.max_side);
     if width > max_side || height > max_side || width * height > limits.max_pixels {
         return Err(Rejection::ImageTooLarge);
     }
-    Ok(VerifiedImage {
+    let image = VerifiedImage {
         format,
         width: i32::try_from(width).unwrap_or(i32::MAX),
         height: i32::try_from(height).unwrap_or(i32::MAX),
-    })
+    };
+    Ok((image, header))
 }
 
 /// Whether a refusal from `head_len` first bytes of a `size`-byte object may change with
-/// more of them: the image is of a known type but its dimensions were not found, as when a
-/// JPEG's frame header sits behind large EXIF blocks.
+/// more of them: the image is of a known type but its header was not whole in them, as
+/// when a JPEG's frame header sits behind large EXIF blocks.
 pub fn wants_longer_head(
     outcome: &Result<VerifiedImage, Rejection>,
     head: &[u8],
@@ -116,13 +131,19 @@ mod tests {
         bytes.extend_from_slice(&width.to_be_bytes());
         bytes.extend_from_slice(&height.to_be_bytes());
         bytes.extend_from_slice(&[8, 6, 0, 0, 0]);
-        bytes.extend_from_slice(&[0; 4]);
+        let crc = crc32fast::hash(&bytes[12..]);
+        bytes.extend_from_slice(&crc.to_be_bytes());
         bytes.extend_from_slice(&PNG_END);
         bytes
     }
 
     /// A JPEG with `exif` bytes of APP1 segments before its frame header.
     fn jpeg_behind_exif(exif: usize) -> Vec<u8> {
+        jpeg(exif, &[0xFF, 0xC0, 0, 11, 8, 0, 20, 0, 30, 1, 1, 0x11, 0])
+    }
+
+    /// A JPEG with `exif` bytes of APP1 segments, then `frame`.
+    fn jpeg(exif: usize, frame: &[u8]) -> Vec<u8> {
         let mut bytes = vec![0xFF, 0xD8];
         let mut left = exif;
         while left > 0 {
@@ -132,7 +153,7 @@ mod tests {
             bytes.extend(std::iter::repeat_n(0u8, len));
             left -= len;
         }
-        bytes.extend_from_slice(&[0xFF, 0xC0, 0, 11, 8, 0, 20, 0, 30, 1, 1, 0x11, 0]);
+        bytes.extend_from_slice(frame);
         bytes.extend_from_slice(&[0xFF, 0xD9]);
         bytes
     }
@@ -217,6 +238,27 @@ mod tests {
                 ImageFormat::Png,
                 None,
                 Rejection::InvalidImage,
+            ),
+            (
+                // Read as 65535 x 65535 pixels, were the length not checked first.
+                "a frame header of length 2",
+                jpeg(
+                    0,
+                    &[0xFF, 0xC0, 0, 2, 8, 0xFF, 0xFF, 0xFF, 0xFF, 1, 1, 0x11, 0],
+                ),
+                ImageFormat::Jpeg,
+                None,
+                Rejection::InvalidImage,
+            ),
+            (
+                "a frame header of huge dimensions",
+                jpeg(
+                    0,
+                    &[0xFF, 0xC0, 0, 11, 8, 0xFF, 0xFF, 0xFF, 0xFF, 1, 1, 0x11, 0],
+                ),
+                ImageFormat::Jpeg,
+                None,
+                Rejection::ImageTooLarge,
             ),
         ];
         for (what, bytes, expected, declared, rejection) in cases {

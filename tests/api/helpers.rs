@@ -809,7 +809,8 @@ pub fn png_with_padding(size: usize, fill: impl Fn(usize) -> u8) -> Vec<u8> {
     bytes
 }
 
-fn crc32(data: &[u8]) -> u32 {
+/// The CRC-32 of a PNG chunk's type and data.
+pub fn crc32(data: &[u8]) -> u32 {
     let table: Vec<u32> = (0..256u32)
         .map(|n| {
             (0..8).fold(n, |c, _| {

@@ -489,6 +489,9 @@ async fn hostile_input_is_refused_and_leaves_nothing() {
     let mut huge_header = PNG.to_vec();
     huge_header[16..20].copy_from_slice(&60_000u32.to_be_bytes());
     huge_header[20..24].copy_from_slice(&60_000u32.to_be_bytes());
+    // A well-formed header, CRC and all: only its dimensions are too large.
+    let crc = crc32(&huge_header[12..29]);
+    huge_header[29..33].copy_from_slice(&crc.to_be_bytes());
     let truncated = PNG[..PNG.len() - 20].to_vec();
     let mut polyglot = PNG.to_vec();
     polyglot.extend_from_slice(b"PK\x03\x04 a zip archive would follow here");

@@ -16,3 +16,4 @@ mod openapi;
 mod replicas;
 mod security;
 mod validation;
+mod verification;
