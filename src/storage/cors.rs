@@ -36,7 +36,7 @@ impl Storage {
     /// Whether a browser on another origin can PUT to the bucket and read each part's
     /// `ETag`, which multipart uploads from the page need.
     pub async fn browser_cors(&self) -> Result<BucketCors, StorageError> {
-        if self.embedded {
+        if self.is_embedded() {
             return Ok(BucketCors::ServedByService);
         }
         let rules = match self

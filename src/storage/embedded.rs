@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -12,6 +13,7 @@ use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 
+use super::leftovers::InternalFiles;
 use crate::config::Secret;
 use crate::shutdown::Shutdown;
 
@@ -47,6 +49,8 @@ pub struct EmbeddedStore {
     pub endpoint: String,
     pub access_key: String,
     pub secret_key: Secret,
+    /// Its files beside the objects, for removing leftovers.
+    pub files: Arc<InternalFiles>,
 }
 
 /// Starts the store and serves it until `shutdown` fires.
@@ -66,11 +70,11 @@ pub async fn start(
 
     let fs =
         s3s_fs::FileSystem::new(root).map_err(|e| EmbeddedStoreError::Open(format!("{e:?}")))?;
-    let mut builder = S3ServiceBuilder::new(super::strict_fs::StrictFs::new(
-        fs,
+    let files = Arc::new(InternalFiles::new(
         root.to_path_buf(),
         root.with_extension("parts"),
     ));
+    let mut builder = S3ServiceBuilder::new(super::strict_fs::StrictFs::new(fs, files.clone()));
     builder.set_auth(SimpleAuth::from_single(
         access_key.clone(),
         secret_key.expose().to_owned(),
@@ -91,6 +95,7 @@ pub async fn start(
         endpoint: format!("http://{addr}"),
         access_key,
         secret_key,
+        files,
     })
 }
 

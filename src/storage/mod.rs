@@ -9,6 +9,7 @@ mod connect;
 mod cors;
 pub mod embedded;
 mod error;
+mod leftovers;
 mod listing;
 mod multipart;
 mod objects;
@@ -56,12 +57,13 @@ pub struct Storage {
     presign_expires: Duration,
     object_url_expires: Duration,
     object_urls: ObjectUrls,
-    embedded: bool,
+    /// The embedded store's files; `None` for other stores.
+    embedded: Option<Arc<leftovers::InternalFiles>>,
 }
 
 impl Storage {
     pub fn is_embedded(&self) -> bool {
-        self.embedded
+        self.embedded.is_some()
     }
 
     pub fn bucket(&self) -> &str {
