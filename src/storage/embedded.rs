@@ -164,16 +164,79 @@ async fn with_cors(
         add_cors_headers(h, origin);
         return resp;
     }
-    let mut resp = match s3.call(req.map(s3s::Body::from)).await {
-        Ok(resp) => resp,
-        Err(err) => {
-            tracing::debug!(error = ?err, "embedded store refused a request");
-            let mut resp = Response::new(s3s::Body::empty());
-            *resp.status_mut() = StatusCode::BAD_REQUEST;
-            resp
+    let unsigned = unsigned_amz_headers(req.uri(), req.headers());
+    let mut resp = if !unsigned.is_empty() {
+        tracing::debug!(headers = ?unsigned, "embedded store refused headers that were not signed");
+        headers_not_signed(&unsigned)
+    } else {
+        match s3.call(req.map(s3s::Body::from)).await {
+            Ok(resp) => resp,
+            Err(err) => {
+                tracing::debug!(error = ?err, "embedded store refused a request");
+                let mut resp = Response::new(s3s::Body::empty());
+                *resp.status_mut() = StatusCode::BAD_REQUEST;
+                resp
+            }
         }
     };
     add_cors_headers(resp.headers_mut(), origin);
+    resp
+}
+
+/// The `x-amz-*` headers of a SigV4-signed request that its signature does not cover.
+/// s3s checks only the headers a signature names, so anyone holding a presigned URL could
+/// add metadata, tags or an ACL to the object; AWS refuses such a request, and so does
+/// this store. A header must be signed by every signature the request carries (in its
+/// query and in its `Authorization` header).
+fn unsigned_amz_headers(uri: &http::Uri, headers: &http::HeaderMap) -> Vec<String> {
+    let mut signed_lists = Vec::new();
+    if let Some(query) = uri.query() {
+        signed_lists.extend(
+            form_urlencoded::parse(query.as_bytes())
+                .filter(|(name, _)| name == "X-Amz-SignedHeaders")
+                .map(|(_, list)| list.to_ascii_lowercase()),
+        );
+    }
+    if let Some(params) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("AWS4-HMAC-SHA256"))
+    {
+        signed_lists.extend(
+            params
+                .split(',')
+                .filter_map(|p| p.trim().strip_prefix("SignedHeaders="))
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    headers
+        .keys()
+        .map(header::HeaderName::as_str)
+        .filter(|name| name.starts_with("x-amz-"))
+        .filter(|name| {
+            signed_lists
+                .iter()
+                .any(|list| !list.split(';').any(|signed| signed.trim() == *name))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// AWS's answer to a request with `x-amz-*` headers it did not sign.
+fn headers_not_signed(unsigned: &[String]) -> Response<s3s::Body> {
+    // Header names are tokens: of XML's special characters they may hold `&` and `'`.
+    let names = unsigned.join(", ").replace('&', "&amp;");
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>\
+         <Message>There were headers present in the request which were not signed</Message>\
+         <HeadersNotSigned>{names}</HeadersNotSigned></Error>"
+    );
+    let mut resp = Response::new(s3s::Body::from(body));
+    *resp.status_mut() = StatusCode::FORBIDDEN;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
     resp
 }
 
