@@ -240,7 +240,10 @@ fn headers_not_signed(unsigned: &[String]) -> Response<s3s::Body> {
     resp
 }
 
+/// Whether an answer carries CORS headers depends on the request's `Origin`, so every
+/// answer says it varies with it.
 fn add_cors_headers(h: &mut http::HeaderMap, origin: Option<HeaderValue>) {
+    crate::vary::vary_on_origin(h);
     if origin.is_none() {
         return;
     }

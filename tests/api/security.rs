@@ -279,3 +279,66 @@ async fn the_store_refuses_amz_headers_an_authorization_header_did_not_sign() {
         .expect("a fully signed PUT is stored");
     assert_eq!(app.object("other/signed.png").await.expect("object"), PNG);
 }
+
+/// Whether the answer's `Vary` names `Origin`.
+fn varies_on_origin(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get_all("vary")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|name| name.trim().eq_ignore_ascii_case("origin"))
+}
+
+#[tokio::test]
+async fn cors_answers_say_they_vary_with_the_origin() {
+    let app = TestApp::spawn_with(&[("CORS_ORIGINS", "https://app.example.com")]).await;
+    let allowed = preflight(&app, "https://app.example.com").await;
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert!(varies_on_origin(&allowed), "{:?}", allowed.headers());
+    let refused = preflight(&app, "https://evil.example.net").await;
+    assert!(varies_on_origin(&refused), "{:?}", refused.headers());
+    for origin in [Some("https://app.example.com"), None] {
+        let mut get = app
+            .client
+            .get(format!("{}/api/v1/images/cat_1", app.address));
+        if let Some(origin) = origin {
+            get = get.header("Origin", origin);
+        }
+        let resp = get.send().await.expect("GET");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(varies_on_origin(&resp), "{origin:?}: {:?}", resp.headers());
+    }
+
+    if on_external_store() {
+        return; // The bucket's own CORS answers there.
+    }
+    let issued = app.issue("vary", "a.png", "image/png", PNG).await;
+    let url = issued["url"].as_str().expect("url");
+    let store_preflight = app
+        .client
+        .request(Method::OPTIONS, url)
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "PUT")
+        .send()
+        .await
+        .expect("preflight");
+    assert!(store_preflight.status().is_success());
+    assert!(
+        varies_on_origin(&store_preflight),
+        "{:?}",
+        store_preflight.headers()
+    );
+    let mut put = app
+        .client
+        .put(url)
+        .header("Origin", "https://app.example.com")
+        .body(PNG.to_vec());
+    for (name, value) in issued["headers"].as_object().expect("headers") {
+        put = put.header(name, value.as_str().expect("value"));
+    }
+    let stored = put.send().await.expect("PUT");
+    assert_eq!(stored.status(), StatusCode::OK);
+    assert_eq!(stored.headers()["access-control-allow-origin"], "*");
+    assert!(varies_on_origin(&stored), "{:?}", stored.headers());
+}
