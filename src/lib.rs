@@ -14,5 +14,6 @@ pub mod startup;
 pub mod storage;
 pub mod telemetry;
 pub mod uploads;
+pub mod vary;
 
 pub use startup::Application;

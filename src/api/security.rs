@@ -3,7 +3,7 @@
 
 use poem::http::{HeaderValue, Method, header};
 use poem::middleware::Cors;
-use poem::{Endpoint, IntoResponse, Request, Response};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
 /// The page runs only its own scripts and styles, loads no plugins, and no other site may
 /// frame it. Storage URLs (PUTs, thumbnails) live on other origins, so `connect-src` and
@@ -43,12 +43,41 @@ pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Resul
 
 /// CORS for `origins` (the `CORS_ORIGINS` setting): the API's methods and the headers its
 /// clients send, and `Retry-After` readable, so a page can wait as a 429 or 503 asks.
-/// Other origins get no CORS headers, so browsers keep them out.
-pub fn cors(origins: &[String]) -> Cors {
-    Cors::new()
-        .allow_origins(origins.iter().map(String::as_str))
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
-        .expose_headers([header::RETRY_AFTER])
-        .max_age(600)
+/// Other origins get no CORS headers, so browsers keep them out. Every answer says it
+/// varies with `Origin` (poem's `Cors` says so only for wildcard origins).
+pub fn cors(origins: &[String]) -> ApiCors {
+    ApiCors(
+        Cors::new()
+            .allow_origins(origins.iter().map(String::as_str))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+            .expose_headers([header::RETRY_AFTER])
+            .max_age(600),
+    )
+}
+
+/// poem's `Cors`, with `Vary: Origin` on every answer.
+pub struct ApiCors(Cors);
+
+impl<E: Endpoint> Middleware<E> for ApiCors {
+    type Output = VaryOrigin<<Cors as Middleware<E>>::Output>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        VaryOrigin(self.0.transform(ep))
+    }
+}
+
+pub struct VaryOrigin<E>(E);
+
+impl<E: Endpoint> Endpoint for VaryOrigin<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let mut resp = match self.0.call(req).await {
+            Ok(resp) => resp.into_response(),
+            Err(err) => err.into_response(),
+        };
+        crate::vary::vary_on_origin(resp.headers_mut());
+        Ok(resp)
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_s3::Client;
@@ -15,6 +15,7 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::presigning::PresigningConfig;
 
 use super::embedded::{self, EMBEDDED_BUCKET, EmbeddedStore, EmbeddedStoreError};
+use super::leftovers::InternalFiles;
 use super::presign::Presigner;
 use super::{ObjectUrls, Storage};
 use crate::config::{Config, StaticCredentials, StorageConfig};
@@ -28,7 +29,7 @@ struct Connected {
     endpoint: Option<String>,
     /// How object URLs are made when `PUBLIC_BASE_URL` is not set.
     urls: ObjectUrls,
-    embedded: bool,
+    embedded: Option<Arc<InternalFiles>>,
 }
 
 impl Storage {
@@ -57,7 +58,7 @@ impl Storage {
                 .await?
             }
         };
-        Ok(Self {
+        let storage = Self {
             client: connected.client,
             presigner: connected.presigner,
             bucket: connected.bucket,
@@ -71,7 +72,17 @@ impl Storage {
                 None => connected.urls,
             },
             embedded: connected.embedded,
-        })
+        };
+        // What a killed process left in the embedded store goes before anything is served;
+        // files younger than a URL's lifetime are left to the sweeper.
+        let settled = config.limits.presign_expires + config.sweeper.clock_skew_margin;
+        let cutoff = SystemTime::now()
+            .checked_sub(settled)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        if let Err(err) = storage.remove_internal_leftovers(cutoff).await {
+            tracing::warn!(error = %err, "cannot remove the embedded store's leftovers");
+        }
+        Ok(storage)
     }
 }
 
@@ -130,7 +141,7 @@ async fn connect_embedded(
         bucket: EMBEDDED_BUCKET.to_owned(),
         endpoint: Some(store.endpoint.clone()),
         urls: ObjectUrls::Presigned,
-        embedded: true,
+        embedded: Some(store.files.clone()),
     })
 }
 
@@ -176,7 +187,7 @@ async fn connect_external(
         } else {
             ObjectUrls::Direct
         },
-        embedded: false,
+        embedded: None,
     })
 }
 

@@ -37,7 +37,7 @@ impl Storage {
     /// `ETag`, which multipart uploads from the page need.
     pub async fn browser_cors(&self) -> Result<BucketCors, StorageError> {
         self.bounded(async {
-            if self.embedded {
+            if self.is_embedded() {
                 return Ok(BucketCors::ServedByService);
             }
             let rules = match self

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -12,6 +13,7 @@ use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 
+use super::leftovers::InternalFiles;
 use crate::config::Secret;
 use crate::shutdown::Shutdown;
 
@@ -47,6 +49,8 @@ pub struct EmbeddedStore {
     pub endpoint: String,
     pub access_key: String,
     pub secret_key: Secret,
+    /// Its files beside the objects, for removing leftovers.
+    pub files: Arc<InternalFiles>,
 }
 
 /// Starts the store and serves it until `shutdown` fires.
@@ -66,11 +70,11 @@ pub async fn start(
 
     let fs =
         s3s_fs::FileSystem::new(root).map_err(|e| EmbeddedStoreError::Open(format!("{e:?}")))?;
-    let mut builder = S3ServiceBuilder::new(super::strict_fs::StrictFs::new(
-        fs,
+    let files = Arc::new(InternalFiles::new(
         root.to_path_buf(),
         root.with_extension("parts"),
     ));
+    let mut builder = S3ServiceBuilder::new(super::strict_fs::StrictFs::new(fs, files.clone()));
     builder.set_auth(SimpleAuth::from_single(
         access_key.clone(),
         secret_key.expose().to_owned(),
@@ -91,6 +95,7 @@ pub async fn start(
         endpoint: format!("http://{addr}"),
         access_key,
         secret_key,
+        files,
     })
 }
 
@@ -159,20 +164,86 @@ async fn with_cors(
         add_cors_headers(h, origin);
         return resp;
     }
-    let mut resp = match s3.call(req.map(s3s::Body::from)).await {
-        Ok(resp) => resp,
-        Err(err) => {
-            tracing::debug!(error = ?err, "embedded store refused a request");
-            let mut resp = Response::new(s3s::Body::empty());
-            *resp.status_mut() = StatusCode::BAD_REQUEST;
-            resp
+    let unsigned = unsigned_amz_headers(req.uri(), req.headers());
+    let mut resp = if !unsigned.is_empty() {
+        tracing::debug!(headers = ?unsigned, "embedded store refused headers that were not signed");
+        headers_not_signed(&unsigned)
+    } else {
+        match s3.call(req.map(s3s::Body::from)).await {
+            Ok(resp) => resp,
+            Err(err) => {
+                tracing::debug!(error = ?err, "embedded store refused a request");
+                let mut resp = Response::new(s3s::Body::empty());
+                *resp.status_mut() = StatusCode::BAD_REQUEST;
+                resp
+            }
         }
     };
     add_cors_headers(resp.headers_mut(), origin);
     resp
 }
 
+/// The `x-amz-*` headers of a SigV4-signed request that its signature does not cover.
+/// s3s checks only the headers a signature names, so anyone holding a presigned URL could
+/// add metadata, tags or an ACL to the object; AWS refuses such a request, and so does
+/// this store. A header must be signed by every signature the request carries (in its
+/// query and in its `Authorization` header).
+fn unsigned_amz_headers(uri: &http::Uri, headers: &http::HeaderMap) -> Vec<String> {
+    let mut signed_lists = Vec::new();
+    if let Some(query) = uri.query() {
+        signed_lists.extend(
+            form_urlencoded::parse(query.as_bytes())
+                .filter(|(name, _)| name == "X-Amz-SignedHeaders")
+                .map(|(_, list)| list.to_ascii_lowercase()),
+        );
+    }
+    if let Some(params) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("AWS4-HMAC-SHA256"))
+    {
+        signed_lists.extend(
+            params
+                .split(',')
+                .filter_map(|p| p.trim().strip_prefix("SignedHeaders="))
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    headers
+        .keys()
+        .map(header::HeaderName::as_str)
+        .filter(|name| name.starts_with("x-amz-"))
+        .filter(|name| {
+            signed_lists
+                .iter()
+                .any(|list| !list.split(';').any(|signed| signed.trim() == *name))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// AWS's answer to a request with `x-amz-*` headers it did not sign.
+fn headers_not_signed(unsigned: &[String]) -> Response<s3s::Body> {
+    // Header names are tokens: of XML's special characters they may hold `&` and `'`.
+    let names = unsigned.join(", ").replace('&', "&amp;");
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>\
+         <Message>There were headers present in the request which were not signed</Message>\
+         <HeadersNotSigned>{names}</HeadersNotSigned></Error>"
+    );
+    let mut resp = Response::new(s3s::Body::from(body));
+    *resp.status_mut() = StatusCode::FORBIDDEN;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    resp
+}
+
+/// Whether an answer carries CORS headers depends on the request's `Origin`, so every
+/// answer says it varies with it.
 fn add_cors_headers(h: &mut http::HeaderMap, origin: Option<HeaderValue>) {
+    crate::vary::vary_on_origin(h);
     if origin.is_none() {
         return;
     }

@@ -10,6 +10,7 @@ mod connect;
 mod cors;
 pub mod embedded;
 mod error;
+mod leftovers;
 mod listing;
 mod multipart;
 mod objects;
@@ -62,12 +63,13 @@ pub struct Storage {
     /// `S3_CONDITIONAL_WRITES`: PUT URLs carry `If-None-Match: *`.
     conditional_writes: bool,
     object_urls: ObjectUrls,
-    embedded: bool,
+    /// The embedded store's files; `None` for other stores.
+    embedded: Option<Arc<leftovers::InternalFiles>>,
 }
 
 impl Storage {
     pub fn is_embedded(&self) -> bool {
-        self.embedded
+        self.embedded.is_some()
     }
 
     pub fn bucket(&self) -> &str {

@@ -4,7 +4,9 @@
 //! - ListParts reports each part's ETag and SHA-256 (s3s-fs lists sizes only), kept in a
 //!   small record per part beside the store;
 //! - ListMultipartUploads lists the open multipart uploads (s3s-fs has no such operation),
-//!   so the sweeper can abort the ones nobody owns.
+//!   so the sweeper can abort the ones nobody owns;
+//! - an upload being completed is registered in `InternalFiles`, so removing leftovers
+//!   leaves its files alone.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,34 +20,34 @@ use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 use sha2::{Digest, Sha256};
 
+use super::leftovers::InternalFiles;
+
 pub struct StrictFs {
     fs: s3s_fs::FileSystem,
-    /// The store's root folder, where s3s-fs keeps its multipart bookkeeping.
-    root: PathBuf,
-    /// One file per uploaded part: `<upload id>.<part number>`, holding the ETag and the
-    /// part's SHA-256 on two lines.
-    part_records: PathBuf,
+    /// The store's root folder, where s3s-fs keeps its multipart bookkeeping, and the part
+    /// records: one file per uploaded part, `<upload id>.<part number>`, holding the ETag
+    /// and the part's SHA-256 on two lines.
+    files: Arc<InternalFiles>,
 }
 
 impl StrictFs {
-    pub fn new(fs: s3s_fs::FileSystem, root: PathBuf, part_records: PathBuf) -> Self {
-        Self {
-            fs,
-            root,
-            part_records,
-        }
+    pub fn new(fs: s3s_fs::FileSystem, files: Arc<InternalFiles>) -> Self {
+        Self { fs, files }
     }
 
     fn record_path(&self, upload_id: &str, part_number: i32) -> Option<PathBuf> {
         // Upload ids come from s3s-fs (UUIDs); anything else never names a file.
         uuid::Uuid::parse_str(upload_id).ok()?;
-        Some(self.part_records.join(format!("{upload_id}.{part_number}")))
+        Some(
+            self.files
+                .part_records
+                .join(format!("{upload_id}.{part_number}")),
+        )
     }
 
-    /// s3s-fs keeps `.upload-<id>.json` in its root while an upload is open.
     async fn upload_is_open(&self, upload_id: &str) -> bool {
         uuid::Uuid::parse_str(upload_id).is_ok()
-            && tokio::fs::try_exists(self.root.join(format!(".upload-{upload_id}.json")))
+            && tokio::fs::try_exists(self.files.open_marker(upload_id))
                 .await
                 .unwrap_or(false)
     }
@@ -55,7 +57,7 @@ impl StrictFs {
             return;
         }
         let prefix = format!("{upload_id}.");
-        let Ok(mut entries) = tokio::fs::read_dir(&self.part_records).await else {
+        let Ok(mut entries) = tokio::fs::read_dir(&self.files.part_records).await else {
             return;
         };
         while let Ok(Some(entry)) = entries.next_entry().await {
@@ -149,7 +151,7 @@ impl S3 for StrictFs {
             .map(|e| e.value().to_owned())
             .unwrap_or_default();
         if let Some(path) = path {
-            tokio::fs::create_dir_all(&self.part_records)
+            tokio::fs::create_dir_all(&self.files.part_records)
                 .await
                 .map_err(|e| s3_error!(e, InternalError))?;
             tokio::fs::write(&path, format!("{etag}\n{checksum}\n"))
@@ -205,7 +207,7 @@ impl S3 for StrictFs {
         // attributes in `.bucket-<b64>.object-<b64>.upload-<id>.metadata.json`.
         let wanted_bucket = URL_SAFE_NO_PAD.encode(&input.bucket);
         let mut uploads = Vec::new();
-        let mut entries = tokio::fs::read_dir(&self.root)
+        let mut entries = tokio::fs::read_dir(&self.files.root)
             .await
             .map_err(|e| s3_error!(e, InternalError))?;
         while let Ok(Some(entry)) = entries.next_entry().await {
@@ -235,7 +237,7 @@ impl S3 for StrictFs {
             if !key.starts_with(&prefix) {
                 continue;
             }
-            let info = self.root.join(format!(".upload-{upload_id}.json"));
+            let info = self.files.open_marker(upload_id);
             let Ok(meta) = tokio::fs::metadata(&info).await else {
                 continue;
             };
@@ -360,6 +362,9 @@ impl S3 for StrictFs {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let upload_id = req.input.upload_id.clone();
+        let _completing = self
+            .files
+            .completing(&upload_id, &req.input.bucket, &req.input.key);
         let resp = self.fs.complete_multipart_upload(req).await?;
         self.forget_parts(&upload_id).await;
         Ok(resp)

@@ -1,5 +1,6 @@
 //! The sweeper: pending uploads whose URLs ran out become `expired` (their multipart upload
-//! aborted, any object deleted); objects and multipart uploads no upload owns are removed.
+//! aborted, any object deleted); objects and multipart uploads no upload owns are removed,
+//! and so are the embedded store's own files that no open upload or object uses.
 //! Every state change is conditional, so several replicas can sweep at once.
 
 use std::time::{Duration, SystemTime};
@@ -25,6 +26,8 @@ pub struct SweepReport {
     pub expired: usize,
     pub orphan_objects_deleted: usize,
     pub multipart_aborted: usize,
+    /// Files the embedded store kept for uploads and objects that are gone.
+    pub internal_leftovers_removed: usize,
 }
 
 impl UploadService {
@@ -38,6 +41,10 @@ impl UploadService {
                 metrics::swept("expired_uploads", report.expired as u64);
                 metrics::swept("orphan_objects", report.orphan_objects_deleted as u64);
                 metrics::swept("orphan_multipart_uploads", report.multipart_aborted as u64);
+                metrics::swept(
+                    "internal_leftovers",
+                    report.internal_leftovers_removed as u64,
+                );
             }
             Err(_) => metrics::sweep("error"),
         }
@@ -55,6 +62,9 @@ impl UploadService {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         self.remove_orphan_objects(cutoff, &mut report).await?;
         self.abort_orphan_multipart(cutoff, &mut report).await?;
+        // Last, so it also takes what the steps above left (s3s-fs keeps a deleted
+        // object's attributes).
+        report.internal_leftovers_removed = self.storage.remove_internal_leftovers(cutoff).await?;
         Ok(report)
     }
 
@@ -183,6 +193,7 @@ pub fn spawn_sweeper(
                         expired = report.expired,
                         orphan_objects_deleted = report.orphan_objects_deleted,
                         multipart_aborted = report.multipart_aborted,
+                        internal_leftovers_removed = report.internal_leftovers_removed,
                         "sweep"
                     );
                 }

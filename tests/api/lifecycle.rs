@@ -1,6 +1,10 @@
 //! Nothing lost, nothing stray: overwrites, races, the sweeper, faults and hostile input.
 
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -170,6 +174,158 @@ async fn the_sweeper_expires_stale_uploads_and_removes_what_nobody_owns() {
     // A second sweep (or another replica's) finds nothing to do.
     let again = app.uploads.sweep(Duration::ZERO).await.expect("sweep");
     assert_eq!(again, upload_broker::uploads::SweepReport::default());
+}
+
+/// The embedded store's files directly in its root and in its part records, by name.
+fn store_internals(app: &TestApp) -> BTreeSet<String> {
+    let root = app.dir.path().join("s3");
+    [root.clone(), root.with_extension("parts")]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
+        .map(|entry| entry.expect("entry"))
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+        .map(|entry| entry.file_name().into_string().expect("name"))
+        .collect()
+}
+
+/// Dates every file in the store's root and part records an hour back (but `young`).
+fn age_store_files(app: &TestApp, young: &[&str]) {
+    let root = app.dir.path().join("s3");
+    let past = SystemTime::now() - Duration::from_secs(3600);
+    for dir in [root.clone(), root.with_extension("parts")] {
+        for entry in std::fs::read_dir(dir)
+            .expect("dir")
+            .map(|e| e.expect("entry"))
+        {
+            let name = entry.file_name().into_string().expect("name");
+            if entry.file_type().expect("type").is_file() && !young.contains(&name.as_str()) {
+                std::fs::File::options()
+                    .write(true)
+                    .open(entry.path())
+                    .and_then(|f| f.set_modified(past))
+                    .expect("set modified");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_sweep_and_a_restart_remove_what_a_killed_upload_left_in_the_embedded_store() {
+    if on_external_store() {
+        return; // Only the embedded store's own files are removed.
+    }
+    let vars = [SMALL_PARTS[0], SMALL_PARTS[1], ("CLOCK_SKEW_MARGIN", "0")];
+    let app = TestApp::spawn_with(&vars).await;
+    let storage = &app.storage;
+    let root = app.dir.path().join("s3");
+    let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s);
+
+    // A live multipart upload, one part of two in.
+    let big = png_of_size(6 * MIB);
+    let live = app.issue_multipart("live", &big, json!({})).await;
+    let live_id = live["upload_id"].as_str().expect("id");
+    let urls = app.part_urls(live_id, &[1, 2]).await;
+    assert_eq!(
+        app.put_part(&urls[&1], &big[..5 * MIB]).await.status(),
+        StatusCode::OK
+    );
+    // A large legacy upload killed while s3s-fs completed it: the upload is no longer
+    // open, its attributes already moved to the object's, the object half written.
+    let dead_key = "uploads/dead/01a221a9-423f-7342-83e6-50dbb1b82320.png";
+    let dead = storage
+        .create_multipart(dead_key, "image/png", false)
+        .await
+        .expect("multipart");
+    storage
+        .upload_part(dead_key, &dead, 1, big[..5 * MIB].to_vec().into())
+        .await
+        .expect("part");
+    let object_attributes = format!(
+        ".bucket-{}.object-{}.metadata.json",
+        b64("upload-broker"),
+        b64(dead_key)
+    );
+    std::fs::rename(
+        root.join(format!(
+            ".bucket-{}.object-{}.upload-{dead}.metadata.json",
+            b64("upload-broker"),
+            b64(dead_key)
+        )),
+        root.join(&object_attributes),
+    )
+    .expect("attributes moved");
+    std::fs::remove_file(root.join(format!(".upload-{dead}.json"))).expect("upload closed");
+    // Numbered past what s3s-fs's own counter reaches in this test.
+    std::fs::write(root.join(".tmp.9990.internal.part"), &big[..MIB]).expect("temp");
+    // A multipart upload whose creation was killed before its attributes were written.
+    let unanswered = uuid::Uuid::new_v4();
+    std::fs::write(root.join(format!(".upload-{unanswered}.json")), "null").expect("marker");
+    // A deleted object: s3s-fs keeps its attributes.
+    let deleted = "other/deleted.png";
+    storage
+        .put(deleted, "image/png", PNG.to_vec().into())
+        .await
+        .expect("put");
+    storage.delete(deleted).await.expect("delete");
+    // An object that stays, with its attributes.
+    let kept = "other/kept.png";
+    storage
+        .put(kept, "image/png", PNG.to_vec().into())
+        .await
+        .expect("put");
+    // Writes in flight: young, whatever they look like.
+    let young_part = format!(".upload_id-{}.part-1", uuid::Uuid::new_v4());
+    std::fs::write(root.join(&young_part), b"part").expect("young part");
+    std::fs::write(root.join(".tmp.9991.internal.part"), b"writing").expect("young temp");
+    age_store_files(&app, &[&young_part, ".tmp.9991.internal.part"]);
+
+    let before = store_internals(&app);
+    let report = app.uploads.sweep(Duration::ZERO).await.expect("sweep");
+    let removed: BTreeSet<String> = before.difference(&store_internals(&app)).cloned().collect();
+    let expected: BTreeSet<String> = [
+        format!(".upload_id-{dead}.part-1"),
+        format!("{dead}.1"),
+        object_attributes,
+        ".tmp.9990.internal.part".to_owned(),
+        format!(".upload-{unanswered}.json"),
+        format!(
+            ".bucket-{}.object-{}.metadata.json",
+            b64("upload-broker"),
+            b64(deleted)
+        ),
+        format!(
+            ".bucket-{}.object-{}.internal.json",
+            b64("upload-broker"),
+            b64(deleted)
+        ),
+    ]
+    .into();
+    assert_eq!(removed, expected);
+    assert_eq!(
+        report.internal_leftovers_removed,
+        expected.len(),
+        "{report:?}"
+    );
+    assert_eq!(report.multipart_aborted, 0, "{report:?}");
+
+    // The kept object reads as it was, with its type; the live upload completes.
+    let head = storage.head(kept).await.expect("head").expect("kept");
+    assert_eq!(head.content_type.as_deref(), Some("image/png"));
+    assert_eq!(app.listed_parts(live_id).await, vec![1]);
+    assert_eq!(
+        app.put_part(&urls[&2], &big[5 * MIB..]).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(app.confirm(live_id).await.status(), StatusCode::OK);
+
+    // What a kill leaves goes at the next start too.
+    let stray = format!(".upload_id-{}.part-2", uuid::Uuid::new_v4());
+    std::fs::write(root.join(&stray), b"part").expect("stray part");
+    age_store_files(&app, &[]);
+    let app = app.restart(&vars).await;
+    assert!(!store_internals(&app).contains(&stray), "removed at start");
+    assert_eq!(app.object(kept).await.expect("kept"), PNG);
 }
 
 /// A TCP port that accepts connections and never answers.

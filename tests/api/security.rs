@@ -170,3 +170,175 @@ async fn presigned_object_urls_live_as_long_as_configured() {
         assert_eq!(fetched.bytes().await.expect("bytes").as_ref(), PNG);
     }
 }
+
+/// `x-amz-*` headers a presigned PUT could add to the object: metadata, tags, an ACL.
+const UNSIGNED_EXTRAS: [(&str, &str); 3] = [
+    ("x-amz-meta-evil", "1"),
+    ("x-amz-tagging", "evil=1"),
+    ("x-amz-acl", "public-read"),
+];
+
+#[tokio::test]
+async fn the_store_refuses_amz_headers_a_presigned_put_did_not_sign() {
+    if on_external_store() {
+        return; // The embedded store's own rule; AWS has the same.
+    }
+    let app = TestApp::spawn().await;
+    let issued = app.issue("unsigned", "a.png", "image/png", PNG).await;
+    let key = issued["key"].as_str().expect("key");
+    for (name, value) in UNSIGNED_EXTRAS {
+        let mut put = app
+            .client
+            .put(issued["url"].as_str().expect("url"))
+            .header(name, value)
+            .body(PNG.to_vec());
+        for (signed, value) in issued["headers"].as_object().expect("headers") {
+            put = put.header(signed, value.as_str().expect("value"));
+        }
+        let resp = put.send().await.expect("PUT");
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{name}");
+        let body = resp.text().await.expect("body");
+        assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
+        assert!(body.contains(name), "{body}");
+        assert!(app.object(key).await.is_none(), "{name}: nothing stored");
+    }
+    // Exactly the headers the service returned: stored.
+    assert_eq!(app.put(&issued, PNG).await.status(), StatusCode::OK);
+    assert_eq!(app.object(key).await.expect("object"), PNG);
+}
+
+/// Adds a header after the SDK has signed the request.
+#[derive(Debug)]
+struct AddAfterSigning(&'static str, &'static str);
+
+impl aws_sdk_s3::config::Intercept for AddAfterSigning {
+    fn name(&self) -> &'static str {
+        "add a header after signing"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _components: &aws_sdk_s3::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        context.request_mut().headers_mut().insert(self.0, self.1);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_store_refuses_amz_headers_an_authorization_header_did_not_sign() {
+    if on_external_store() {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let settings: std::collections::HashMap<String, String> =
+        app.s3_settings().await.into_iter().collect();
+    let client = |extra: Option<AddAfterSigning>| {
+        let mut config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&settings["AWS_ENDPOINT_URL"])
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                &settings["AWS_ACCESS_KEY_ID"],
+                &settings["AWS_SECRET_ACCESS_KEY"],
+                None,
+                None,
+                "tests",
+            ));
+        if let Some(extra) = extra {
+            config = config.interceptor(extra);
+        }
+        aws_sdk_s3::Client::from_conf(config.build())
+    };
+    let bucket = settings["AWS_BUCKET_NAME"].clone();
+    let put = |client: aws_sdk_s3::Client| {
+        let bucket = bucket.clone();
+        async move {
+            client
+                .put_object()
+                .bucket(bucket)
+                .key("other/signed.png")
+                .body(PNG.to_vec().into())
+                .send()
+                .await
+        }
+    };
+    for (name, value) in UNSIGNED_EXTRAS {
+        let err = put(client(Some(AddAfterSigning(name, value))))
+            .await
+            .expect_err("refused");
+        let raw = err.raw_response().map(|r| r.status().as_u16());
+        assert_eq!(raw, Some(403), "{name}: {err:?}");
+        assert!(app.object("other/signed.png").await.is_none(), "{name}");
+    }
+    put(client(None))
+        .await
+        .expect("a fully signed PUT is stored");
+    assert_eq!(app.object("other/signed.png").await.expect("object"), PNG);
+}
+
+/// Whether the answer's `Vary` names `Origin`.
+fn varies_on_origin(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get_all("vary")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|name| name.trim().eq_ignore_ascii_case("origin"))
+}
+
+#[tokio::test]
+async fn cors_answers_say_they_vary_with_the_origin() {
+    let app = TestApp::spawn_with(&[("CORS_ORIGINS", "https://app.example.com")]).await;
+    let allowed = preflight(&app, "https://app.example.com").await;
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert!(varies_on_origin(&allowed), "{:?}", allowed.headers());
+    let refused = preflight(&app, "https://evil.example.net").await;
+    assert!(varies_on_origin(&refused), "{:?}", refused.headers());
+    for origin in [Some("https://app.example.com"), None] {
+        let mut get = app
+            .client
+            .get(format!("{}/api/v1/images/cat_1", app.address));
+        if let Some(origin) = origin {
+            get = get.header("Origin", origin);
+        }
+        let resp = get.send().await.expect("GET");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(varies_on_origin(&resp), "{origin:?}: {:?}", resp.headers());
+    }
+
+    if on_external_store() {
+        return; // The bucket's own CORS answers there.
+    }
+    let issued = app.issue("vary", "a.png", "image/png", PNG).await;
+    let url = issued["url"].as_str().expect("url");
+    let store_preflight = app
+        .client
+        .request(Method::OPTIONS, url)
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "PUT")
+        .send()
+        .await
+        .expect("preflight");
+    assert!(store_preflight.status().is_success());
+    assert!(
+        varies_on_origin(&store_preflight),
+        "{:?}",
+        store_preflight.headers()
+    );
+    let mut put = app
+        .client
+        .put(url)
+        .header("Origin", "https://app.example.com")
+        .body(PNG.to_vec());
+    for (name, value) in issued["headers"].as_object().expect("headers") {
+        put = put.header(name, value.as_str().expect("value"));
+    }
+    let stored = put.send().await.expect("PUT");
+    assert_eq!(stored.status(), StatusCode::OK);
+    assert_eq!(stored.headers()["access-control-allow-origin"], "*");
+    assert!(varies_on_origin(&stored), "{:?}", stored.headers());
+}
