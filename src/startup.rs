@@ -175,6 +175,9 @@ pub fn routes(
         .nest("/", api)
         .around(frontend::root_redirect)
         .data(assets)
+        // Boxed layers keep the endpoint's type within the compiler's depth limit, and each
+        // request's future off the stack (a debug build's nested futures overflowed it).
+        .boxed()
         .around(move |next, req| async move {
             // Every request waits on storage for S3_OPERATION_TIMEOUT at most, in all.
             storage::with_budget(storage_budget, next.call(req)).await
@@ -182,12 +185,13 @@ pub fn routes(
         .around(api::limit_json_body)
         .around(api::authenticate)
         .data(access)
-        // One boxed layer keeps the endpoint's type within the compiler's depth limit.
         .boxed()
         .around(api::json_errors)
         .around(api::rate_limit)
         .data_opt(limits)
         .with_if(!cors_origins.is_empty(), api::cors(cors_origins))
+        .boxed()
         .around(telemetry::log_request)
         .around(api::security_headers)
+        .around(api::routes::found_route)
 }

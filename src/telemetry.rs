@@ -32,6 +32,7 @@ pub async fn log_request<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let route = crate::api::routes::route_of_request(&req);
     let result = next.call(req).await;
     let response = match result {
         Ok(resp) => resp.into_response(),
@@ -39,7 +40,6 @@ pub async fn log_request<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
     };
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    let route = crate::api::routes::route_of(&path);
     crate::metrics::http_request(
         route.map_or(crate::api::routes::OTHER, |r| r.label()),
         method.as_str(),

@@ -12,7 +12,7 @@ use crate::auth::{Access, AuthError, Caller};
 use crate::uploads::UploadError;
 
 pub async fn authenticate<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
-    let route = routes::route_of(req.uri().path());
+    let route = routes::route_of_request(&req);
     let needed = route
         .and_then(|r| r.operation(req.method().as_str()))
         .is_some_and(|op| op.authenticated);

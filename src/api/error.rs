@@ -223,7 +223,7 @@ fn v1_json(body: &ErrorBody) -> serde_json::Value {
 /// that does not parse) get the JSON error shape too: the v1 `{code, message}`, or the
 /// seed's `{success: false, error}` on the legacy paths.
 pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    let route = routes::route_of(req.uri().path());
+    let route = routes::route_of_request(&req);
     let err = match next.call(req).await {
         Ok(resp) => return Ok(resp.into_response()),
         Err(err) => err,
@@ -275,7 +275,7 @@ pub const MAX_JSON_BODY: usize = 64 * 1024;
 /// Bounds v1 request bodies, whether or not they announce their length, so a huge or
 /// endless JSON body is a 413 instead of memory.
 pub async fn limit_json_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
-    let v1 = routes::route_of(req.uri().path()).is_some_and(|r| r.family == Family::V1);
+    let v1 = routes::route_of_request(&req).is_some_and(|r| r.family == Family::V1);
     if v1 {
         let too_large = || {
             let message = format!("request bodies are limited to {MAX_JSON_BODY} bytes");

@@ -87,7 +87,7 @@ impl RateLimits {
 }
 
 pub async fn rate_limit<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    let route = routes::route_of(req.uri().path());
+    let route = routes::route_of_request(&req);
     let limited = route
         .and_then(|r| r.operation(req.method().as_str()))
         .is_some_and(|op| op.limited);

@@ -143,13 +143,19 @@ pub const ROUTES: &[Route] = &[
 pub const OTHER: &str = "other";
 
 impl Route {
-    /// Whether `path` is this route.
-    fn matches(&self, segments: &[&str]) -> bool {
-        let pattern: Vec<&str> = self.template.trim_start_matches('/').split('/').collect();
-        if self.prefix {
-            return segments.len() >= pattern.len() && fits(&pattern, &segments[..pattern.len()]);
+    /// Whether `path` (without its leading `/`) is this route. Walks both without
+    /// allocating: every request asks this of the table.
+    fn matches(&self, path: &str) -> bool {
+        let mut pattern = self.template.trim_start_matches('/').split('/');
+        let mut segments = path.split('/');
+        loop {
+            match (pattern.next(), segments.next()) {
+                (Some(part), Some(segment)) if part.starts_with('{') || part == segment => {}
+                (None, None) => return true,
+                (None, Some(_)) => return self.prefix,
+                (Some(_), _) => return false,
+            }
         }
-        pattern.len() == segments.len() && fits(&pattern, segments)
     }
 
     /// The label metrics and logs use: the template, with `/favicon.ico` filed under the
@@ -200,22 +206,37 @@ impl Route {
     }
 }
 
-fn fits(pattern: &[&str], segments: &[&str]) -> bool {
-    pattern
-        .iter()
-        .zip(segments)
-        .all(|(part, segment)| part.starts_with('{') || part == segment)
-}
-
 /// The route `path` belongs to, if any.
 pub fn route_of(path: &str) -> Option<&'static Route> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    if segments == [""] {
+    let path = path.trim_start_matches('/');
+    if path.is_empty() {
         return ROUTES.iter().find(|r| r.template == "/");
     }
-    ROUTES
-        .iter()
-        .find(|r| r.template != "/" && r.matches(&segments))
+    ROUTES.iter().find(|r| r.template != "/" && r.matches(path))
+}
+
+/// The route of a request, found once by the outermost middleware (`found_route`) and
+/// read from the request after that.
+pub fn route_of_request(req: &poem::Request) -> Option<&'static Route> {
+    match req.extensions().get::<Found>() {
+        Some(Found(route)) => *route,
+        None => route_of(req.uri().path()),
+    }
+}
+
+/// The route a request was found to belong to.
+#[derive(Clone, Copy)]
+struct Found(Option<&'static Route>);
+
+/// Finds the request's route once, for every middleware and log line after it.
+pub async fn found_route<E: poem::Endpoint>(
+    next: E,
+    mut req: poem::Request,
+) -> poem::Result<poem::Response> {
+    use poem::IntoResponse;
+    let route = route_of(req.uri().path());
+    req.extensions_mut().insert(Found(route));
+    next.call(req).await.map(IntoResponse::into_response)
 }
 
 /// The metric label of `path`: its route's template, or `other`.

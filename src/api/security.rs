@@ -14,7 +14,7 @@ const PAGE_POLICY: &str = "script-src 'self'; style-src 'self'; object-src 'none
 /// Every answer: no content sniffing, no referrer (signed URLs and ids stay private). The
 /// upload page also gets its content security policy.
 pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    let page = super::routes::route_of(req.uri().path()).is_some_and(|r| r.page);
+    let page = super::routes::route_of_request(&req).is_some_and(|r| r.page);
     let mut resp = match next.call(req).await {
         Ok(resp) => resp.into_response(),
         Err(err) => err.into_response(),
