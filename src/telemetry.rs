@@ -41,7 +41,7 @@ pub async fn log_request<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     crate::metrics::http_request(
-        route.map_or(crate::api::routes::OTHER, |r| r.label()),
+        crate::api::routes::label(route),
         method.as_str(),
         status,
         elapsed,

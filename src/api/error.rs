@@ -258,7 +258,7 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
             Problem::new(status, "internal", "internal error")
         }
     };
-    let style = route.map_or(ErrorStyle::V1, routes::Route::error_style);
+    let style = routes::error_style(route);
     let mut resp = render(style, &problem);
     if status == StatusCode::METHOD_NOT_ALLOWED
         && let Some(route) = route

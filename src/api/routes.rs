@@ -239,14 +239,14 @@ pub async fn found_route<E: poem::Endpoint>(
     next.call(req).await.map(IntoResponse::into_response)
 }
 
-/// The metric label of `path`: its route's template, or `other`.
-pub fn label_of(path: &str) -> &'static str {
-    route_of(path).map_or(OTHER, Route::label)
+/// The metric label of a request's route: its template, or `other` for none.
+pub fn label(route: Option<&Route>) -> &'static str {
+    route.map_or(OTHER, Route::label)
 }
 
-/// How errors on `path` are drawn (v1 unless the route is one of the seed's).
-pub fn error_style(path: &str) -> ErrorStyle {
-    route_of(path).map_or(ErrorStyle::V1, Route::error_style)
+/// How errors on a request's route are drawn (v1 unless it is one of the seed's).
+pub fn error_style(route: Option<&Route>) -> ErrorStyle {
+    route.map_or(ErrorStyle::V1, Route::error_style)
 }
 
 #[cfg(test)]
@@ -272,11 +272,11 @@ mod tests {
             ("/favicon.ico", "/static"),
             ("/a/b/c/d/e/f", OTHER),
         ] {
-            assert_eq!(label_of(path), label, "{path}");
+            assert_eq!(self::label(route_of(path)), label, "{path}");
         }
-        assert_eq!(error_style("/upload/cat"), ErrorStyle::Legacy);
-        assert_eq!(error_style("/api/v1/uploads"), ErrorStyle::V1);
-        assert_eq!(error_style("/nowhere/at/all"), ErrorStyle::V1);
+        assert_eq!(error_style(route_of("/upload/cat")), ErrorStyle::Legacy);
+        assert_eq!(error_style(route_of("/api/v1/uploads")), ErrorStyle::V1);
+        assert_eq!(error_style(route_of("/nowhere/at/all")), ErrorStyle::V1);
     }
 
     #[test]

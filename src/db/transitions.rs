@@ -134,16 +134,7 @@ pub async fn reserve_link_use<C: ConnectionTrait>(
 
 /// Gives back one use of link `link_id`.
 pub async fn release_link_use<C: ConnectionTrait>(conn: &C, link_id: Uuid) -> Result<(), DbErr> {
-    LinkUse::update_many()
-        .col_expr(
-            link_use::Column::Used,
-            Expr::col(link_use::Column::Used).sub(1),
-        )
-        .filter(link_use::Column::LinkId.eq(link_id))
-        .filter(link_use::Column::Used.gt(0))
-        .exec(conn)
-        .await?;
-    Ok(())
+    give_back_use(conn, link_use::Column::LinkId.eq(link_id)).await
 }
 
 /// Gives back the use that upload `id` took of its link, if it was made with one.
@@ -153,14 +144,22 @@ async fn release_link_use_of<C: ConnectionTrait>(txn: &C, id: Uuid) -> Result<()
         .from(Upload)
         .and_where(Column::Id.eq(id))
         .to_owned();
+    give_back_use(txn, link_use::Column::LinkId.in_subquery(link_of_upload)).await
+}
+
+/// One use fewer for the link `which` selects, never below zero.
+async fn give_back_use<C: ConnectionTrait>(
+    conn: &C,
+    which: sea_orm::sea_query::SimpleExpr,
+) -> Result<(), DbErr> {
     LinkUse::update_many()
         .col_expr(
             link_use::Column::Used,
             Expr::col(link_use::Column::Used).sub(1),
         )
-        .filter(link_use::Column::LinkId.in_subquery(link_of_upload))
+        .filter(which)
         .filter(link_use::Column::Used.gt(0))
-        .exec(txn)
+        .exec(conn)
         .await?;
     Ok(())
 }
