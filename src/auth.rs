@@ -67,6 +67,10 @@ pub enum AuthError {
     TooLarge,
     #[error("links cannot be made: set SECRET_KEY")]
     NoSecret,
+    #[error("this endpoint needs an admin key: Authorization: Bearer <key>")]
+    AdminKeyRequired,
+    #[error("the operators' endpoints are off: set ADMIN_KEYS")]
+    AdminDisabled,
 }
 
 impl AuthError {
@@ -81,6 +85,8 @@ impl AuthError {
             AuthError::Exhausted => "link_exhausted",
             AuthError::TooLarge => "link_size_exceeded",
             AuthError::NoSecret => "links_unavailable",
+            AuthError::AdminKeyRequired => "unauthorized",
+            AuthError::AdminDisabled => "admin_disabled",
         }
     }
 
@@ -88,7 +94,10 @@ impl AuthError {
     pub fn is_unauthenticated(self) -> bool {
         matches!(
             self,
-            AuthError::Missing | AuthError::Invalid | AuthError::Expired
+            AuthError::Missing
+                | AuthError::Invalid
+                | AuthError::Expired
+                | AuthError::AdminKeyRequired
         )
     }
 }
@@ -97,6 +106,7 @@ impl AuthError {
 pub struct Access {
     keys: Vec<Secret>,
     secret: Option<Secret>,
+    admin_keys: Vec<Secret>,
 }
 
 impl std::fmt::Debug for Access {
@@ -108,8 +118,29 @@ impl std::fmt::Debug for Access {
 }
 
 impl Access {
-    pub fn new(keys: Vec<Secret>, secret: Option<Secret>) -> Self {
-        Self { keys, secret }
+    pub fn new(keys: Vec<Secret>, secret: Option<Secret>, admin_keys: Vec<Secret>) -> Self {
+        Self {
+            keys,
+            secret,
+            admin_keys,
+        }
+    }
+
+    /// Whether `bearer` is one of `ADMIN_KEYS`. An API key or a link token is not.
+    pub fn admin(&self, bearer: Option<&str>) -> Result<(), AuthError> {
+        if self.admin_keys.is_empty() {
+            return Err(AuthError::AdminDisabled);
+        }
+        let token = bearer.map(str::trim).unwrap_or_default();
+        // Every key is compared, so timing tells nothing about which one matched.
+        let matched = self.admin_keys.iter().fold(false, |found, key| {
+            constant_time_eq(key.expose().as_bytes(), token.as_bytes()) | found
+        });
+        if matched && !token.is_empty() {
+            Ok(())
+        } else {
+            Err(AuthError::AdminKeyRequired)
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -210,7 +241,19 @@ mod tests {
         Access::new(
             vec![Secret::new("key-one"), Secret::new("key-two")],
             Some(Secret::new("a secret of the service")),
+            vec![Secret::new("admin-key")],
         )
+    }
+
+    #[test]
+    fn only_an_admin_key_is_one() {
+        let access = access();
+        assert_eq!(access.admin(Some("admin-key")), Ok(()));
+        for token in [None, Some(""), Some("key-one"), Some("admin-ke"), Some("admin-keyy")] {
+            assert_eq!(access.admin(token), Err(AuthError::AdminKeyRequired), "{token:?}");
+        }
+        let off = Access::new(Vec::new(), None, Vec::new());
+        assert_eq!(off.admin(Some("admin-key")), Err(AuthError::AdminDisabled));
     }
 
     fn claims(expires_in: i64) -> LinkClaims {
@@ -261,7 +304,11 @@ mod tests {
             let altered = String::from_utf8(altered).expect("ascii");
             assert!(access.caller(Some(&altered)).is_err(), "{altered}");
         }
-        let foreign = Access::new(vec![Secret::new("k")], Some(Secret::new("another")));
+        let foreign = Access::new(
+            vec![Secret::new("k")],
+            Some(Secret::new("another")),
+            Vec::new(),
+        );
         assert_eq!(
             access.caller(Some(&foreign.mint(&claims(60)).expect("mint"))),
             Err(AuthError::Invalid)
@@ -272,7 +319,7 @@ mod tests {
 
     #[test]
     fn without_keys_everyone_may_upload_and_nobody_mints() {
-        let open = Access::new(Vec::new(), None);
+        let open = Access::new(Vec::new(), None, Vec::new());
         assert_eq!(open.caller(Some("anything")), Ok(Caller::Anonymous));
         assert_eq!(open.allow_upload(&Caller::Anonymous, "cat", None), Ok(()));
         assert_eq!(

@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::webhooks::signature::SigningKey;
+
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
 /// S3's smallest part (except the last) and its largest single object upload.
@@ -74,6 +76,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub access: AccessConfig,
     pub sweeper: SweeperConfig,
+    pub webhooks: WebhookConfig,
 }
 
 /// The listener, the process and its logs.
@@ -159,6 +162,23 @@ pub struct AccessConfig {
     pub cors_origins: Vec<String>,
     /// `TRUSTED_PROXIES`: addresses (or CIDR ranges) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// `ADMIN_KEYS`: bearer keys of the operators' endpoints; none turns those off (403).
+    pub admin_keys: Vec<Secret>,
+}
+
+/// Where events are sent, and how hard the service tries.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// `WEBHOOK_URL`: endpoints that receive every event, trusted as the operator's.
+    pub urls: Vec<String>,
+    /// `WEBHOOK_SECRET`: the keys that sign requests to `urls` (several during a rotation).
+    pub secrets: Vec<SigningKey>,
+    /// `WEBHOOK_RETRY_SCHEDULE`: the wait before each retry.
+    pub retry_schedule: Vec<Duration>,
+    /// `WEBHOOK_TIMEOUT`: how long one attempt may take.
+    pub timeout: Duration,
+    /// `WEBHOOK_ALLOW_PRIVATE`: registered endpoints may be on private addresses.
+    pub allow_private: bool,
 }
 
 /// The background sweep of expired uploads.
@@ -326,6 +346,7 @@ impl Config {
             limits: LimitsConfig::read(&vars)?,
             access: AccessConfig::read(&vars)?,
             sweeper: SweeperConfig::read(&vars)?,
+            webhooks: WebhookConfig::read(&vars)?,
             data_dir,
         })
     }
@@ -569,6 +590,65 @@ impl AccessConfig {
             secret_key,
             cors_origins: vars.origins("CORS_ORIGINS")?,
             trusted_proxies: vars.networks("TRUSTED_PROXIES")?,
+            admin_keys: vars.list("ADMIN_KEYS").into_iter().map(Secret::new).collect(),
+        })
+    }
+}
+
+/// The default `WEBHOOK_RETRY_SCHEDULE`: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+const DEFAULT_RETRY_SCHEDULE: [u64; 7] = [5, 300, 1800, 7200, 18000, 36000, 36000];
+
+impl WebhookConfig {
+    fn read(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        let urls = vars
+            .list("WEBHOOK_URL")
+            .into_iter()
+            .map(|url| match crate::webhooks::target::parse(&url) {
+                Ok(_) => Ok(url),
+                Err(_) => Err(invalid(
+                    "WEBHOOK_URL",
+                    "must list http:// or https:// URLs, separated by commas",
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let secrets = vars
+            .text("WEBHOOK_SECRET")
+            .map(|text| {
+                text.split_whitespace()
+                    .map(|secret| {
+                        SigningKey::parse(secret).map_err(|reason| invalid("WEBHOOK_SECRET", reason))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        if !urls.is_empty() && secrets.is_empty() {
+            return Err(invalid(
+                "WEBHOOK_SECRET",
+                "must be set with WEBHOOK_URL (whsec_ followed by the base64 of 24 to 64 bytes)",
+            ));
+        }
+        let retry_schedule = match vars.text("WEBHOOK_RETRY_SCHEDULE") {
+            None => DEFAULT_RETRY_SCHEDULE.map(Duration::from_secs).to_vec(),
+            Some(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| match item.parse::<u64>() {
+                    Ok(secs) if secs <= 7 * 86_400 => Ok(Duration::from_secs(secs)),
+                    _ => Err(invalid(
+                        "WEBHOOK_RETRY_SCHEDULE",
+                        "must list seconds (0 to 604800) before each retry, separated by commas",
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(Self {
+            urls,
+            secrets,
+            retry_schedule,
+            timeout: vars.seconds("WEBHOOK_TIMEOUT", 10, (1, 300))?,
+            allow_private: vars.flag("WEBHOOK_ALLOW_PRIVATE", false)?,
         })
     }
 }

@@ -23,9 +23,11 @@ use crate::config::Config;
 mod latest_cache;
 mod sqlite_reads;
 pub mod transitions;
+pub mod webhooks;
 use latest_cache::{Cached, LatestCache};
 use sqlite_reads::SqliteReads;
 pub use transitions::{Change, VerifiedObject};
+pub use webhooks::NewEvent;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -61,6 +63,8 @@ pub struct Db {
     direct: Option<std::sync::Arc<SqliteReads>>,
     /// SQLite: each image_id's newest completed upload, as recently read.
     latest: Option<std::sync::Arc<LatestCache>>,
+    /// Woken after every commit that recorded an event, so its deliveries start at once.
+    recorded: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// A row waiting for the group-commit task, and where its answer goes.
@@ -101,6 +105,7 @@ impl Db {
                 direct: sqlite_path(&config.database.url)
                     .map(|path| std::sync::Arc::new(SqliteReads::new(path))),
                 latest: Some(std::sync::Arc::default()),
+                recorded: std::sync::Arc::default(),
             })
         } else {
             // Replicas starting together take turns at the migrations.
@@ -121,6 +126,7 @@ impl Db {
                 inserts: None,
                 direct: None,
                 latest: None,
+                recorded: std::sync::Arc::default(),
             })
         }
     }
@@ -165,27 +171,44 @@ impl Db {
         Ok(Upload::find_by_id(id).one(&self.write).await?)
     }
 
-    /// Makes `change` to upload `id` (of `image_id`) in a transaction of its own, through
-    /// the seam (`transitions::apply`). Returns whether this call made it: `false` when the
-    /// upload had already left the state the change starts from.
-    pub async fn change(&self, id: Uuid, image_id: &str, change: &Change) -> Result<bool, DbError> {
+    /// Makes `change` to upload `id` (of `image_id`) and records its `event`, in a
+    /// transaction of their own, through the seam (`transitions::apply`). Returns whether
+    /// this call made it: `false` when the upload had already left the state the change
+    /// starts from (and then no event is recorded).
+    pub async fn change(
+        &self,
+        id: Uuid,
+        image_id: &str,
+        change: &Change,
+        event: &NewEvent,
+    ) -> Result<bool, DbError> {
         let txn = self.write.begin().await?;
-        let changed = transitions::apply(&txn, id, change).await?;
+        let changed = transitions::apply(&txn, id, change, event).await?;
         txn.commit().await?;
-        if changed && change.touches_completed() {
-            self.changed_latest(image_id);
+        if changed {
+            self.recorded.notify_one();
+            if change.touches_completed() {
+                self.changed_latest(image_id);
+            }
         }
         Ok(changed)
     }
 
-    /// Records an upload that arrived completed (the legacy upload), through the seam.
-    pub async fn insert_completed(&self, row: Model) -> Result<(), DbError> {
+    /// Records an upload that arrived completed (the legacy upload) and its event, through
+    /// the seam.
+    pub async fn insert_completed(&self, row: Model, event: &NewEvent) -> Result<(), DbError> {
         let image_id = row.image_id.clone();
         let txn = self.write.begin().await?;
-        transitions::insert_completed(&txn, row.into_active_model()).await?;
+        transitions::insert_completed(&txn, row.into_active_model(), event).await?;
         txn.commit().await?;
+        self.recorded.notify_one();
         self.changed_latest(&image_id);
         Ok(())
+    }
+
+    /// Woken after each commit that recorded an event.
+    pub fn recorded(&self) -> &tokio::sync::Notify {
+        &self.recorded
     }
 
     /// Pending uploads whose signed URLs ran out before `cutoff`, oldest first.

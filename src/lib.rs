@@ -6,6 +6,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod events;
 pub mod frontend;
 pub mod metrics;
 pub mod problem;
@@ -15,5 +16,6 @@ pub mod storage;
 pub mod telemetry;
 pub mod uploads;
 pub mod vary;
+pub mod webhooks;
 
 pub use startup::Application;

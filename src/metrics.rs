@@ -1,6 +1,6 @@
 //! Process metrics in the Prometheus text format, served at `/metrics`: requests by route
 //! and status with latency histograms, upload state changes, bytes confirmed, verification
-//! failures, S3 calls, sweeps and the database pools.
+//! failures, S3 calls, sweeps, webhook deliveries and the database pools.
 //!
 //! One registry per process, like Prometheus client libraries keep: every part of the
 //! service records into it without being handed a handle.
@@ -47,6 +47,7 @@ type Series = (&'static str, String);
 struct Registry {
     counters: BTreeMap<Series, u64>,
     histograms: BTreeMap<Series, Histogram>,
+    gauges: BTreeMap<Series, f64>,
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
@@ -102,6 +103,21 @@ const HELP: &[(&str, &str, &str)] = &[
         "upload_broker_swept_total",
         "counter",
         "What the sweeper removed or expired, by kind.",
+    ),
+    (
+        "upload_broker_webhook_deliveries_total",
+        "counter",
+        "Webhook delivery attempts, by outcome (succeeded, retry, failed, gone).",
+    ),
+    (
+        "upload_broker_webhook_attempt_duration_seconds",
+        "histogram",
+        "Webhook attempt latency, from sending the request to its answer or failure.",
+    ),
+    (
+        "upload_broker_webhook_backlog",
+        "gauge",
+        "Webhook deliveries not yet made (the outbox), as the dispatcher last counted.",
     ),
     (
         "upload_broker_db_connections",
@@ -197,6 +213,25 @@ pub fn swept(kind: &str, count: u64) {
     }
 }
 
+/// A webhook attempt ended with `outcome` after `elapsed`.
+pub fn webhook_attempt(outcome: &str, elapsed: Duration) {
+    add(
+        "upload_broker_webhook_deliveries_total",
+        &[("outcome", outcome)],
+        1,
+    );
+    observe("upload_broker_webhook_attempt_duration_seconds", &[], elapsed);
+}
+
+/// Deliveries still to make.
+pub fn webhook_backlog(pending: u64) {
+    if let Ok(mut registry) = REGISTRY.lock() {
+        registry
+            .gauges
+            .insert(("upload_broker_webhook_backlog", String::new()), pending as f64);
+    }
+}
+
 /// One database pool's connections at scrape time.
 pub struct PoolUse {
     pub pool: &'static str,
@@ -252,6 +287,11 @@ pub fn render(pools: &[PoolUse]) -> String {
                 }
             }
             _ => {
+                for ((series, labels), value) in &registry.gauges {
+                    if series == name {
+                        let _ = writeln!(out, "{}", sample(name, labels, "", *value));
+                    }
+                }
                 for pool in pools
                     .iter()
                     .filter(|_| *name == "upload_broker_db_connections")
@@ -277,6 +317,7 @@ const HAS_LABELS: &[&str] = &[
     "upload_broker_sweeps_total",
     "upload_broker_swept_total",
     "upload_broker_rate_limited_total",
+    "upload_broker_webhook_deliveries_total",
 ];
 
 fn sample(name: &str, labels: &str, suffix: &str, value: f64) -> String {

@@ -16,6 +16,7 @@ use crate::storage::embedded::EmbeddedStoreError;
 use crate::storage::{self, Storage};
 use crate::telemetry;
 use crate::uploads::{UploadService, spawn_sweeper};
+use crate::webhooks::{WebhookService, schedule, spawn_dispatcher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -23,6 +24,8 @@ pub enum StartupError {
     Storage(#[from] EmbeddedStoreError),
     #[error("cannot open the database: {0}")]
     Database(#[from] DbError),
+    #[error("cannot start the webhook dispatcher: {0}")]
+    Webhooks(#[from] reqwest::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -38,6 +41,7 @@ pub struct Application {
     storage: Storage,
     server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>,
     store_stop: ShutdownTrigger,
+    dispatcher: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -48,9 +52,11 @@ impl Application {
         let (store_stop, store_shutdown) = shutdown::channel();
         let storage = Storage::connect(&config, store_shutdown).await?;
         let db = Db::connect(&config).await?;
+        db.sync_config_endpoints(&config.webhooks.urls).await?;
         let access = Arc::new(Access::new(
             config.access.api_keys.clone(),
             config.access.secret_key.clone(),
+            config.access.admin_keys.clone(),
         ));
         let uploads = UploadService::new(
             db.clone(),
@@ -82,8 +88,23 @@ impl Application {
                 shutdown.clone(),
             );
         }
+        let dispatcher = spawn_dispatcher(
+            db.clone(),
+            config.webhooks.clone(),
+            shutdown.clone(),
+            config.server.shutdown_grace,
+        )?;
+        if !config.webhooks.urls.is_empty() {
+            tracing::info!(
+                endpoints = config.webhooks.urls.len(),
+                retries = %schedule::describe(&config.webhooks.retry_schedule),
+                "webhooks on"
+            );
+        }
+        let webhooks = WebhookService::new(db.clone(), config.clone());
         let app = routes(
             uploads.clone(),
+            webhooks,
             access,
             Assets::new(config.server.frontend_dir.clone()),
             &config,
@@ -103,6 +124,7 @@ impl Application {
             storage,
             server: Box::pin(server),
             store_stop,
+            dispatcher,
         })
     }
 
@@ -133,6 +155,10 @@ impl Application {
     /// Serves until the shutdown signal, then drains for at most `SHUTDOWN_GRACE`.
     pub async fn run(self) -> std::io::Result<()> {
         let result = self.server.await;
+        // The dispatcher stopped claiming at the same signal; its attempts get the grace.
+        if let Err(err) = self.dispatcher.await {
+            tracing::error!(error = %err, "the webhook dispatcher stopped abnormally");
+        }
         self.store_stop.trigger();
         result
     }
@@ -141,6 +167,7 @@ impl Application {
 /// Every route: the documented API, its spec and docs, the page's assets.
 pub fn routes(
     uploads: UploadService,
+    webhooks: WebhookService,
     access: Arc<Access>,
     assets: Assets,
     config: &Config,
@@ -150,8 +177,13 @@ pub fn routes(
     let limits = api::RateLimits::from_config(config);
     // Swagger UI is a 3 MiB page (its script inlined) that few ever open: it is made when
     // asked for, from an instance of the API kept for that, not held in memory.
-    let docs_api = api::service(uploads.clone(), assets.clone(), &config.server.environment);
-    let api = api::service(uploads, assets.clone(), &config.server.environment);
+    let docs_api = api::service(
+        uploads.clone(),
+        webhooks.clone(),
+        assets.clone(),
+        &config.server.environment,
+    );
+    let api = api::service(uploads, webhooks, assets.clone(), &config.server.environment);
     let raw = std::sync::Arc::new(api.spec());
     let spec = std::sync::Arc::new(api::document(&raw, config.limits.max_upload_size));
     let served = std::sync::Arc::clone(&spec);

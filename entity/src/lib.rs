@@ -1,6 +1,11 @@
 //! Database entities shared by the service and its migrations.
 
+pub mod event;
 pub mod link_use;
 pub mod upload;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
 
 pub use upload::{Entity as Upload, Model as UploadModel, UploadMethod, UploadState};
+pub use webhook_delivery::DeliveryState;
+pub use webhook_endpoint::EndpointSource;

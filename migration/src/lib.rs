@@ -7,6 +7,7 @@ mod m20261128_000002_part_checksums;
 mod m20261201_000001_link_ids;
 mod m20261201_000002_lookup_index_id;
 mod m20261204_000001_link_uses;
+mod m20261205_000001_webhooks;
 mod seed_import;
 
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_link_ids::Migration),
             Box::new(m20261201_000002_lookup_index_id::Migration),
             Box::new(m20261204_000001_link_uses::Migration),
+            Box::new(m20261205_000001_webhooks::Migration),
         ]
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use poem::{Endpoint, IntoResponse, Request, Response};
 
-use super::routes::{self, Family};
+use super::routes::{self, Auth, Family};
 use crate::auth::{Access, AuthError, Caller};
 use crate::uploads::UploadError;
 
@@ -15,14 +15,17 @@ pub async fn authenticate<E: Endpoint>(next: E, mut req: Request) -> poem::Resul
     let route = routes::route_of_request(&req);
     let needed = route
         .and_then(|r| r.operation(req.method().as_str()))
-        .is_some_and(|op| op.authenticated);
-    if let (true, Some(route), Some(access)) = (needed, route, req.data::<Arc<Access>>()) {
-        // The seed's upload also takes a link's token as `?token=`, for plain HTML forms.
-        let token = credential(&req, route.family == Family::Legacy);
-        match identify(access, token.as_deref()) {
-            Ok(caller) => {
-                req.set_data(caller);
-            }
+        .map_or(Auth::Open, |op| op.auth);
+    if let (Some(route), Some(access)) = (route, req.data::<Arc<Access>>()) {
+        let found = match needed {
+            Auth::Open => Ok(None),
+            // The seed's upload also takes a link's token as `?token=`, for plain HTML forms.
+            Auth::Caller => identify(access, credential(&req, route.family == Family::Legacy).as_deref()).map(Some),
+            Auth::Admin => access.admin(super::bearer_token(&req).as_deref()).map(|()| None),
+        };
+        match found {
+            Ok(Some(caller)) => req.set_data(caller),
+            Ok(None) => {}
             Err(err) => {
                 let problem = UploadError::from(err).problem();
                 return Ok(super::error::render(route.error_style(), &problem));

@@ -11,6 +11,7 @@ pub mod routes;
 mod security;
 mod system;
 mod uploads;
+mod webhooks;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -25,6 +26,7 @@ use poem_openapi::auth::Bearer;
 
 use crate::frontend::Assets;
 use crate::uploads::UploadService;
+use crate::webhooks::WebhookService;
 
 #[derive(Tags)]
 #[oai(rename_all = "lowercase")]
@@ -37,6 +39,8 @@ pub enum ApiTags {
     Legacy,
     /// Health and service information.
     System,
+    /// Signed event notifications: endpoints, the delivery log, replays (admin key).
+    Webhooks,
 }
 
 pub type Apis = (
@@ -45,6 +49,7 @@ pub type Apis = (
     legacy::LegacyApi,
     system::SystemApi,
     pages::PagesApi,
+    webhooks::WebhooksApi,
 );
 
 /// `Authorization: Bearer <token>`: one of `API_KEYS`, or an upload link's token.
@@ -52,6 +57,14 @@ pub type Apis = (
 #[oai(ty = "bearer", rename = "bearer")]
 pub struct BearerToken(
     // Read by `auth::authenticate` from the request itself, before any input is parsed.
+    #[allow(dead_code)] Bearer,
+);
+
+/// `Authorization: Bearer <admin key>`: one of `ADMIN_KEYS`, for the operators' endpoints.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", rename = "admin")]
+pub struct AdminKey(
+    // Checked by `auth::authenticate` before the handler runs.
     #[allow(dead_code)] Bearer,
 );
 
@@ -81,6 +94,7 @@ pub fn bearer_token(req: &poem::Request) -> Option<String> {
 /// The documented API. `environment` is what `/health` reports.
 pub fn service(
     uploads: UploadService,
+    webhooks: WebhookService,
     assets: Assets,
     environment: &str,
 ) -> OpenApiService<Apis, ()> {
@@ -90,6 +104,7 @@ pub fn service(
         legacy::LegacyApi::new(uploads.clone()),
         system::SystemApi::new(uploads, environment.to_owned()),
         pages::PagesApi::new(assets),
+        webhooks::WebhooksApi::new(webhooks),
     );
     OpenApiService::new(apis, "upload-broker", env!("CARGO_PKG_VERSION")).description(
         "Upload images straight to S3 through short-lived presigned URLs. Every upload is \

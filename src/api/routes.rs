@@ -23,21 +23,31 @@ pub enum Family {
     Service,
 }
 
+/// Who may call an operation; checked before its input is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// Anyone.
+    Open,
+    /// With `API_KEYS` set, an API key or an upload link.
+    Caller,
+    /// One of `ADMIN_KEYS` (403 `admin_disabled` when there are none).
+    Admin,
+}
+
 /// One method of a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Operation {
     pub method: &'static str,
     /// Counted against `RATE_LIMIT`.
     pub limited: bool,
-    /// With `API_KEYS` set, needs an API key or an upload link (checked before the input).
-    pub authenticated: bool,
+    pub auth: Auth,
 }
 
 const fn read(method: &'static str) -> Operation {
     Operation {
         method,
         limited: false,
-        authenticated: false,
+        auth: Auth::Open,
     }
 }
 
@@ -45,7 +55,16 @@ const fn write(method: &'static str) -> Operation {
     Operation {
         method,
         limited: true,
-        authenticated: true,
+        auth: Auth::Caller,
+    }
+}
+
+/// An operators' operation: an admin key, and rate-limited like the writes.
+const fn admin(method: &'static str) -> Operation {
+    Operation {
+        method,
+        limited: true,
+        auth: Auth::Admin,
     }
 }
 
@@ -106,7 +125,7 @@ pub const ROUTES: &[Route] = &[
             Operation {
                 method: "DELETE",
                 limited: false,
-                authenticated: true,
+                auth: Auth::Caller,
             },
             read("GET"),
         ],
@@ -116,6 +135,14 @@ pub const ROUTES: &[Route] = &[
         &[read("GET"), write("POST")],
     ),
     v1("/api/v1/uploads/{upload_id}/confirm", &[write("POST")]),
+    v1("/api/v1/webhooks", &[admin("GET"), admin("POST")]),
+    v1("/api/v1/webhooks/deliveries", &[admin("GET")]),
+    v1(
+        "/api/v1/webhooks/deliveries/{delivery_id}/retry",
+        &[admin("POST")],
+    ),
+    v1("/api/v1/webhooks/{webhook_id}", &[admin("DELETE")]),
+    v1("/api/v1/webhooks/{webhook_id}/enable", &[admin("POST")]),
     v1("/api/v1/images/{image_id}", GET),
     v1("/api/v1/images/{image_id}/latest", GET),
     legacy("/api/url/{image_id}", GET),

@@ -11,13 +11,13 @@ use uuid::Uuid;
 use super::{ApiError, ApiTags, Credentials};
 use crate::auth::Caller;
 use crate::domain::ImageId;
-use crate::uploads::{self, Action, IssuedUpload, Upload, UploadService};
+use crate::uploads::{self, Action, IssuedUpload, UploadService};
 use poem::web::Data;
 
 pub use upload_broker_types::{
     CreateLinkRequest, CreateUploadRequest, IssuedUpload as IssuedUploadBody, SignPartsRequest,
     SignedPart, SignedPartList, Text, Upload as UploadRecord, UploadLink as UploadLinkBody,
-    UploadMethod, UploadState, UploadedPart, UploadedPartList,
+    UploadMethod, UploadedPart, UploadedPartList,
 };
 
 pub struct UploadsApi {
@@ -30,18 +30,6 @@ impl UploadsApi {
     }
 }
 
-/// An upload's state as the API names it.
-fn api_state(state: uploads::UploadState) -> UploadState {
-    match state {
-        uploads::UploadState::Pending => UploadState::Pending,
-        uploads::UploadState::Completed => UploadState::Completed,
-        uploads::UploadState::Failed => UploadState::Failed,
-        uploads::UploadState::Expired => UploadState::Expired,
-        uploads::UploadState::Aborted => UploadState::Aborted,
-        uploads::UploadState::Deleted => UploadState::Deleted,
-    }
-}
-
 impl From<IssuedUpload> for IssuedUploadBody {
     fn from(issued: IssuedUpload) -> Self {
         let upload = issued.upload;
@@ -49,7 +37,7 @@ impl From<IssuedUpload> for IssuedUploadBody {
             upload_id: upload.id,
             image_id: upload.image_id,
             key: upload.key,
-            state: api_state(upload.state),
+            state: uploads::wire_state(upload.state),
             expires_at: upload.expires_at,
             method: match upload.method {
                 uploads::UploadMethod::Multipart => UploadMethod::Multipart,
@@ -61,29 +49,6 @@ impl From<IssuedUpload> for IssuedUploadBody {
             part_size: upload.part_size,
             part_count: upload.part_count,
             checksum_algorithm: upload.checksum_algorithm,
-        }
-    }
-}
-
-impl From<Upload> for UploadRecord {
-    fn from(upload: Upload) -> Self {
-        Self {
-            upload_id: upload.id,
-            state: api_state(upload.state),
-            key: upload.key,
-            s3_url: upload.s3_url,
-            original_filename: upload.original_filename,
-            content_type: upload.content_type,
-            file_size: upload.file_size,
-            checksum_sha256: upload.checksum_sha256,
-            etag: upload.etag,
-            width: upload.width,
-            height: upload.height,
-            metadata: upload.metadata,
-            created_at: upload.created_at,
-            expires_at: upload.expires_at,
-            uploaded_at: upload.uploaded_at,
-            image_id: upload.image_id,
         }
     }
 }

@@ -11,6 +11,9 @@ use sea_orm::{ActiveValue, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, Que
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::webhooks::{self, NewEvent};
+use crate::events::EventType;
+
 /// What `confirm` (or the legacy upload) learned about a verified object.
 #[derive(Debug, Clone)]
 pub struct VerifiedObject {
@@ -60,6 +63,17 @@ impl Change {
         }
     }
 
+    /// The event this change records.
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Change::Complete(_) => EventType::UploadCompleted,
+            Change::Fail(_) => EventType::UploadFailed,
+            Change::Expire => EventType::UploadExpired,
+            Change::Abort => EventType::UploadAborted,
+            Change::Delete => EventType::UploadDeleted,
+        }
+    }
+
     /// Whether an image_id's newest completed upload may be different afterwards.
     pub fn touches_completed(&self) -> bool {
         self.from() == UploadState::Completed || self.to() == UploadState::Completed
@@ -67,8 +81,15 @@ impl Change {
 }
 
 /// Applies `change` to upload `id` inside `txn`, only if the upload is still in the state
-/// the change starts from. Returns whether this call made the change.
-pub async fn apply<C: ConnectionTrait>(txn: &C, id: Uuid, change: &Change) -> Result<bool, DbErr> {
+/// the change starts from, and records its `event` beside it. Returns whether this call made
+/// the change (the event is recorded exactly when it did).
+pub async fn apply<C: ConnectionTrait>(
+    txn: &C,
+    id: Uuid,
+    change: &Change,
+    event: &NewEvent,
+) -> Result<bool, DbErr> {
+    debug_assert!(event.upload_id == id && event.event_type == change.event_type());
     let updated_at = match change {
         Change::Complete(object) => object.uploaded_at,
         _ => OffsetDateTime::now_utc(),
@@ -101,9 +122,12 @@ pub async fn apply<C: ConnectionTrait>(txn: &C, id: Uuid, change: &Change) -> Re
         .exec(txn)
         .await?;
     let changed = result.rows_affected == 1;
-    if changed && change.to() != UploadState::Completed {
-        // It no longer counts against the link it was made with.
-        release_link_use_of(txn, id).await?;
+    if changed {
+        webhooks::record(txn, event).await?;
+        if change.to() != UploadState::Completed {
+            // It no longer counts against the link it was made with.
+            release_link_use_of(txn, id).await?;
+        }
     }
     Ok(changed)
 }
@@ -165,12 +189,18 @@ async fn give_back_use<C: ConnectionTrait>(
 }
 
 /// Records an upload that arrives completed (the legacy upload: the service stored and
-/// verified the bytes itself), inside `txn`.
-pub async fn insert_completed<C: ConnectionTrait>(txn: &C, row: ActiveModel) -> Result<(), DbErr> {
+/// verified the bytes itself), and its `upload.completed` event, inside `txn`.
+pub async fn insert_completed<C: ConnectionTrait>(
+    txn: &C,
+    row: ActiveModel,
+    event: &NewEvent,
+) -> Result<(), DbErr> {
     debug_assert!(
         row.state.as_ref() == &UploadState::Completed
             && row.method.as_ref() == &UploadMethod::Legacy
+            && event.event_type == EventType::UploadCompleted
     );
     Upload::insert(row).exec_without_returning(txn).await?;
+    webhooks::record(txn, event).await?;
     Ok(())
 }

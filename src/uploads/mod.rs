@@ -25,7 +25,7 @@ pub use issue::UploadRequest;
 pub use multipart::{MAX_PARTS_PER_CALL, PartPlan, SignedParts};
 pub use record::{
     BucketCors, ImagePage, IssuedUpload, SignedRequest, StoredPart, Upload, UploadMethod,
-    UploadState,
+    UploadState, wire_state,
 };
 pub use streamed::{STREAM_BUFFER_BUDGET, StoredObject};
 pub use sweep::{KEY_PREFIX, STAGING_PREFIX, SweepReport, spawn_sweeper};

@@ -7,6 +7,8 @@ use uuid::Uuid;
 
 pub use entity::{UploadMethod, UploadState};
 
+use upload_broker_types as types;
+
 use crate::db::UploadRow;
 /// Plain values the storage layer makes that callers of the lifecycle read as they are.
 pub use crate::storage::{BucketCors, SignedRequest, StoredPart};
@@ -41,6 +43,8 @@ pub struct Upload {
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub uploaded_at: Option<OffsetDateTime>,
+    /// Why verification refused it.
+    pub failure_code: Option<String>,
 }
 
 impl Upload {
@@ -70,7 +74,45 @@ impl Upload {
             created_at: row.created_at,
             expires_at: row.expires_at,
             uploaded_at: row.uploaded_at,
+            failure_code: row.failure_code,
             image_id: row.image_id,
+        }
+    }
+}
+
+/// An upload's state as the API names it.
+pub fn wire_state(state: UploadState) -> types::UploadState {
+    match state {
+        UploadState::Pending => types::UploadState::Pending,
+        UploadState::Completed => types::UploadState::Completed,
+        UploadState::Failed => types::UploadState::Failed,
+        UploadState::Expired => types::UploadState::Expired,
+        UploadState::Aborted => types::UploadState::Aborted,
+        UploadState::Deleted => types::UploadState::Deleted,
+    }
+}
+
+/// The record as the API (and every event's `data`) shows it.
+impl From<Upload> for types::Upload {
+    fn from(upload: Upload) -> Self {
+        Self {
+            upload_id: upload.id,
+            state: wire_state(upload.state),
+            key: upload.key,
+            s3_url: upload.s3_url,
+            original_filename: upload.original_filename,
+            content_type: upload.content_type,
+            file_size: upload.file_size,
+            checksum_sha256: upload.checksum_sha256,
+            etag: upload.etag,
+            width: upload.width,
+            height: upload.height,
+            metadata: upload.metadata,
+            created_at: upload.created_at,
+            expires_at: upload.expires_at,
+            uploaded_at: upload.uploaded_at,
+            failure_code: upload.failure_code,
+            image_id: upload.image_id,
         }
     }
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::verify::VerifiedImage;
 use super::{UploadError, UploadService, UploadState};
-use crate::db::{Change, UploadRow, VerifiedObject};
+use crate::db::{Change, NewEvent, UploadRow, VerifiedObject};
 use crate::metrics;
 
 /// Where a completed upload's record comes from.
@@ -39,6 +39,32 @@ pub(super) fn verified_object(
     }
 }
 
+/// `row` as it reads once `change` is made.
+fn changed_row(row: UploadRow, change: &Change) -> UploadRow {
+    let mut row = match change {
+        Change::Complete(object) => return completed(row, object),
+        Change::Fail(code) => UploadRow {
+            failure_code: Some((*code).to_owned()),
+            ..row
+        },
+        Change::Expire | Change::Abort | Change::Delete => row,
+    };
+    row.state = change.to();
+    row.updated_at = OffsetDateTime::now_utc();
+    row
+}
+
+/// The body every delivery of an event sends: its type, when it happened, and the
+/// upload's record as it reads after the change (as `GET /api/v1/uploads/{id}` shows it).
+#[derive(serde::Serialize)]
+struct EventBody<'a> {
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    #[serde(with = "time::serde::rfc3339")]
+    timestamp: OffsetDateTime,
+    data: upload_broker_types::Upload,
+}
+
 /// `row` as it reads once completed with `object`.
 pub(super) fn completed(mut row: UploadRow, object: &VerifiedObject) -> UploadRow {
     row.state = UploadState::Completed;
@@ -62,7 +88,11 @@ impl UploadService {
         row: &UploadRow,
         change: Change,
     ) -> Result<bool, UploadError> {
-        let changed = self.db.change(row.id, &row.image_id, &change).await?;
+        let event = self.event(changed_row(row.clone(), &change), &change).await?;
+        let changed = self
+            .db
+            .change(row.id, &row.image_id, &change, &event)
+            .await?;
         if changed {
             self.changed(row.id, &row.image_id, &change);
         }
@@ -76,22 +106,49 @@ impl UploadService {
         recorded: Recorded<'_>,
         object: VerifiedObject,
     ) -> Result<bool, UploadError> {
+        let change = Change::Complete(Box::new(object));
         let (id, image_id, done) = match recorded {
             Recorded::Pending(row) => {
-                let change = Change::Complete(Box::new(object.clone()));
-                let done = self.db.change(row.id, &row.image_id, &change).await?;
+                let event = self.event(changed_row(row.clone(), &change), &change).await?;
+                let done = self
+                    .db
+                    .change(row.id, &row.image_id, &change, &event)
+                    .await?;
                 (row.id, row.image_id.clone(), done)
             }
             Recorded::New(row) => {
                 let (id, image_id) = (row.id, row.image_id.clone());
-                self.db.insert_completed(completed(*row, &object)).await?;
+                let row = changed_row(*row, &change);
+                let event = self.event(row.clone(), &change).await?;
+                self.db.insert_completed(row, &event).await?;
                 (id, image_id, true)
             }
         };
         if done {
-            self.changed(id, &image_id, &Change::Complete(Box::new(object)));
+            self.changed(id, &image_id, &change);
         }
         Ok(done)
+    }
+
+    /// The event `change` records, for the upload as it reads afterwards (`after`).
+    async fn event(&self, after: UploadRow, change: &Change) -> Result<NewEvent, UploadError> {
+        let event_type = change.event_type();
+        let upload_id = after.id;
+        let timestamp = OffsetDateTime::now_utc();
+        let body = EventBody {
+            event_type: event_type.as_str(),
+            timestamp,
+            data: self.view(after).await?.into(),
+        };
+        let payload = serde_json::to_string(&body)
+            .map_err(|e| UploadError::Corrupt(format!("event body: {e}")))?;
+        Ok(NewEvent {
+            id: Uuid::now_v7(),
+            upload_id,
+            event_type,
+            payload,
+            created_at: timestamp,
+        })
     }
 
     /// One log line and the counters for a change that committed.

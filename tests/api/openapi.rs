@@ -29,7 +29,7 @@ async fn openapi_document_matches_the_committed_file() {
 async fn every_operation_has_an_id_and_a_contract_tag() {
     let app = TestApp::spawn().await;
     let spec = app.get_json("/openapi.json").await;
-    let tags = ["uploads", "images", "legacy", "system"];
+    let tags = ["uploads", "images", "legacy", "system", "webhooks"];
     let mut ids = Vec::new();
     for (path, item) in spec["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("operations") {
@@ -50,11 +50,22 @@ async fn every_operation_has_an_id_and_a_contract_tag() {
         "latest_image",
         "health",
         "upload_page",
+        "create_webhook",
+        "list_deliveries",
+        "retry_delivery",
     ] {
         assert!(ids.iter().any(|id| id == expected), "{expected} missing");
     }
     assert!(spec["components"]["schemas"]["Error"].is_object());
     assert!(spec["components"]["schemas"]["Upload"].is_object());
+    // Swagger UI's Authorize takes an admin key for the webhooks API.
+    assert_eq!(spec["components"]["securitySchemes"]["admin"]["scheme"], "bearer");
+    assert_eq!(
+        spec["paths"]["/api/v1/webhooks/deliveries"]["get"]["security"][0]
+            .as_object()
+            .map(|o| o.contains_key("admin")),
+        Some(true)
+    );
     let docs = app.get("/docs").await;
     assert_eq!(docs.status(), StatusCode::OK);
     let html = docs.text().await.expect("html");

@@ -218,6 +218,10 @@ pub struct Upload {
     #[cfg_attr(feature = "openapi", oai(nullable))]
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub uploaded_at: Option<OffsetDateTime>,
+    /// Why verification refused it (`failed` only): the same code confirm answered with.
+    #[cfg_attr(feature = "openapi", oai(nullable))]
+    #[serde(default)]
+    pub failure_code: Option<String>,
 }
 
 /// One page of an image_id's completed uploads, newest first.
@@ -353,11 +357,18 @@ mod tests {
             created_at: at,
             expires_at: at,
             uploaded_at: Some(at),
+            failure_code: None,
         };
         agrees(&upload);
         agrees(&Upload {
             state: UploadState::Pending,
             uploaded_at: None,
+            ..upload.clone()
+        });
+        agrees(&Upload {
+            state: UploadState::Failed,
+            uploaded_at: None,
+            failure_code: Some("checksum_mismatch".to_owned()),
             ..upload
         });
         agrees(&IssuedUpload {

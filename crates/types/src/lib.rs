@@ -7,6 +7,7 @@ mod api;
 mod format;
 mod plan;
 mod text;
+mod webhooks;
 
 pub use api::{
     CreateLinkRequest, CreateUploadRequest, Error, ImageList, IssuedUpload, SignPartsRequest,
@@ -16,3 +17,6 @@ pub use api::{
 pub use format::{ImageFormat, InputError};
 pub use plan::PartPlan;
 pub use text::Text;
+pub use webhooks::{
+    CreateWebhookRequest, CreatedWebhook, Delivery, DeliveryList, DeliveryState, Webhook, WebhookList,
+};

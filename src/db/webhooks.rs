@@ -1,0 +1,461 @@
+//! The outbox and the webhook tables. `record` runs inside a state change's transaction
+//! (`transitions`); the rest is what the dispatcher and the webhooks API ask for. A claim is
+//! one statement that sets a lease (`FOR UPDATE SKIP LOCKED` on Postgres; on SQLite, whose
+//! single writer makes the conditional update atomic, the lock clause is left out), and
+//! finishing is another, honoured only while the lease is still the claimer's.
+
+use entity::event::{self, Entity as Event};
+use entity::webhook_delivery::{self as delivery, Entity as Delivery};
+use entity::webhook_endpoint::{self as endpoint, Entity as Endpoint};
+use entity::{DeliveryState, EndpointSource};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Db, DbError};
+use crate::events::{EventType, subscribed};
+
+pub use delivery::Model as DeliveryRow;
+pub use endpoint::Model as EndpointRow;
+
+/// An event to record with the state change that causes it.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: Uuid,
+    pub upload_id: Uuid,
+    pub event_type: EventType,
+    /// The body every delivery sends.
+    pub payload: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// Records `event`, and one pending delivery for each endpoint that takes its type, inside
+/// `txn`. Returns how many deliveries it made.
+pub async fn record<C: ConnectionTrait>(txn: &C, event: &NewEvent) -> Result<usize, DbErr> {
+    Event::insert(event::ActiveModel {
+        id: Set(event.id),
+        upload_id: Set(event.upload_id),
+        event_type: Set(event.event_type.as_str().to_owned()),
+        payload: Set(event.payload.clone()),
+        created_at: Set(event.created_at),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    let endpoints = Endpoint::find().all(txn).await?;
+    let deliveries: Vec<delivery::ActiveModel> = endpoints
+        .iter()
+        .filter(|e| subscribed(e.events.as_deref(), event.event_type))
+        .map(|e| delivery::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            event_id: Set(event.id),
+            event_type: Set(event.event_type.as_str().to_owned()),
+            upload_id: Set(event.upload_id),
+            endpoint_id: Set(e.id),
+            endpoint_url: Set(e.url.clone()),
+            state: Set(DeliveryState::Pending),
+            attempts: Set(0),
+            last_status: Set(None),
+            last_error: Set(None),
+            next_attempt_at: Set(event.created_at),
+            locked_until: Set(None),
+            lease: Set(None),
+            created_at: Set(event.created_at),
+            updated_at: Set(event.created_at),
+        })
+        .collect();
+    let made = deliveries.len();
+    if made > 0 {
+        Delivery::insert_many(deliveries)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(made)
+}
+
+/// A delivery a dispatcher holds, with what it sends and where.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery: DeliveryRow,
+    pub payload: String,
+    pub endpoint: EndpointRow,
+}
+
+/// How an attempt ended, as it is recorded.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A 2xx.
+    Delivered { status: i32 },
+    /// Anything else, with attempts left: try again at `at`.
+    Retry {
+        status: Option<i32>,
+        error: String,
+        at: OffsetDateTime,
+    },
+    /// The last attempt of the schedule failed.
+    Failed { status: Option<i32>, error: String },
+    /// 410 Gone: the delivery fails and its endpoint is disabled.
+    Gone,
+}
+
+/// Filters of the delivery log.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub state: Option<DeliveryState>,
+    pub upload_id: Option<Uuid>,
+    /// Only deliveries older than this one (the page's cursor).
+    pub before: Option<Uuid>,
+}
+
+/// The id a `WEBHOOK_URL` endpoint always has, so every replica and every start agree.
+pub fn config_endpoint_id(url: &str) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("webhook-url:{url}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// The error a delivery keeps when its endpoint goes away.
+const ENDPOINT_REMOVED: &str = "the endpoint was removed";
+
+impl Db {
+    /// Claims up to `limit` due deliveries whose endpoints are enabled and not in `busy`,
+    /// holding each until `until` under `lease`.
+    pub async fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        lease: Uuid,
+        limit: u64,
+        busy: &[Uuid],
+    ) -> Result<Vec<Claimed>, DbError> {
+        let enabled = Query::select()
+            .column(endpoint::Column::Id)
+            .from(Endpoint)
+            .and_where(endpoint::Column::Enabled.eq(true))
+            .to_owned();
+        let mut due = Query::select();
+        due.column(delivery::Column::Id)
+            .from(Delivery)
+            .and_where(delivery::Column::State.eq(DeliveryState::Pending))
+            .and_where(delivery::Column::NextAttemptAt.lte(now))
+            .and_where(
+                delivery::Column::LockedUntil
+                    .is_null()
+                    .or(delivery::Column::LockedUntil.lt(now)),
+            )
+            .and_where(delivery::Column::EndpointId.in_subquery(enabled))
+            .order_by(delivery::Column::NextAttemptAt, sea_orm::Order::Asc)
+            .limit(limit);
+        if !busy.is_empty() {
+            due.and_where(delivery::Column::EndpointId.is_not_in(busy.iter().copied()));
+        }
+        // Postgres: replicas claiming together skip each other's rows. SQLite leaves the
+        // clause out; its one writer runs each claim whole.
+        due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        let claimed = Delivery::update_many()
+            .col_expr(delivery::Column::LockedUntil, Expr::value(until))
+            .col_expr(delivery::Column::Lease, Expr::value(lease))
+            .filter(delivery::Column::Id.in_subquery(due.to_owned()))
+            .exec_with_returning(&self.write)
+            .await?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let events: std::collections::HashMap<Uuid, String> = Event::find()
+            .filter(event::Column::Id.is_in(claimed.iter().map(|d| d.event_id)))
+            .all(&self.write)
+            .await?
+            .into_iter()
+            .map(|e| (e.id, e.payload))
+            .collect();
+        let endpoints: std::collections::HashMap<Uuid, EndpointRow> = Endpoint::find()
+            .filter(endpoint::Column::Id.is_in(claimed.iter().map(|d| d.endpoint_id)))
+            .all(&self.write)
+            .await?
+            .into_iter()
+            .map(|e| (e.id, e))
+            .collect();
+        let mut out = Vec::with_capacity(claimed.len());
+        for row in claimed {
+            match (events.get(&row.event_id), endpoints.get(&row.endpoint_id)) {
+                (Some(payload), Some(endpoint)) => out.push(Claimed {
+                    payload: payload.clone(),
+                    endpoint: endpoint.clone(),
+                    delivery: row,
+                }),
+                // Its endpoint was removed between the claim and now.
+                _ => {
+                    let outcome = Outcome::Failed {
+                        status: None,
+                        error: ENDPOINT_REMOVED.to_owned(),
+                    };
+                    self.finish_delivery(row.id, lease, &outcome).await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records how an attempt of delivery `id` ended, if `lease` still holds it. Returns
+    /// whether it did (a lease that ran out and was taken by another dispatcher does not).
+    pub async fn finish_delivery(
+        &self,
+        id: Uuid,
+        lease: Uuid,
+        outcome: &Outcome,
+    ) -> Result<bool, DbError> {
+        let now = OffsetDateTime::now_utc();
+        let (state, status, error, next) = match outcome {
+            Outcome::Delivered { status } => (DeliveryState::Succeeded, Some(*status), None, now),
+            Outcome::Retry { status, error, at } => {
+                (DeliveryState::Pending, *status, Some(error.clone()), *at)
+            }
+            Outcome::Failed { status, error } => {
+                (DeliveryState::Failed, *status, Some(error.clone()), now)
+            }
+            Outcome::Gone => (
+                DeliveryState::Failed,
+                Some(410),
+                Some("410 Gone: the endpoint is disabled".to_owned()),
+                now,
+            ),
+        };
+        let txn = self.write.begin().await?;
+        let updated = Delivery::update_many()
+            .col_expr(delivery::Column::State, Expr::value(state))
+            .col_expr(
+                delivery::Column::Attempts,
+                Expr::col(delivery::Column::Attempts).add(1),
+            )
+            .col_expr(delivery::Column::LastStatus, Expr::value(status))
+            .col_expr(delivery::Column::LastError, Expr::value(error))
+            .col_expr(delivery::Column::NextAttemptAt, Expr::value(next))
+            .col_expr(
+                delivery::Column::LockedUntil,
+                Expr::value(Option::<OffsetDateTime>::None),
+            )
+            .col_expr(delivery::Column::Lease, Expr::value(Option::<Uuid>::None))
+            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+            .filter(delivery::Column::Id.eq(id))
+            .filter(delivery::Column::Lease.eq(lease))
+            .exec_with_returning(&txn)
+            .await?;
+        let Some(row) = updated.into_iter().next() else {
+            txn.rollback().await?;
+            return Ok(false);
+        };
+        if matches!(outcome, Outcome::Gone) {
+            Endpoint::update_many()
+                .col_expr(endpoint::Column::Enabled, Expr::value(false))
+                .col_expr(endpoint::Column::DisabledAt, Expr::value(Some(now)))
+                .col_expr(
+                    endpoint::Column::DisabledReason,
+                    Expr::value(Some(format!("answered 410 Gone to delivery {id}"))),
+                )
+                .filter(endpoint::Column::Id.eq(row.endpoint_id))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Lets go of a claimed delivery without attempting it.
+    pub async fn release_delivery(&self, id: Uuid, lease: Uuid) -> Result<(), DbError> {
+        Delivery::update_many()
+            .col_expr(
+                delivery::Column::LockedUntil,
+                Expr::value(Option::<OffsetDateTime>::None),
+            )
+            .col_expr(delivery::Column::Lease, Expr::value(Option::<Uuid>::None))
+            .filter(delivery::Column::Id.eq(id))
+            .filter(delivery::Column::Lease.eq(lease))
+            .exec(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// The delivery log, newest first.
+    pub async fn deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        limit: u64,
+    ) -> Result<Vec<DeliveryRow>, DbError> {
+        let mut query = Delivery::find();
+        if let Some(state) = filter.state {
+            query = query.filter(delivery::Column::State.eq(state));
+        }
+        if let Some(upload_id) = filter.upload_id {
+            query = query.filter(delivery::Column::UploadId.eq(upload_id));
+        }
+        if let Some(before) = filter.before {
+            query = query.filter(delivery::Column::Id.lt(before));
+        }
+        Ok(query
+            .order_by_desc(delivery::Column::Id)
+            .limit(limit)
+            .all(&self.read)
+            .await?)
+    }
+
+    pub async fn delivery(&self, id: Uuid) -> Result<Option<DeliveryRow>, DbError> {
+        Ok(Delivery::find_by_id(id).one(&self.write).await?)
+    }
+
+    /// Makes delivery `id` due now, whatever its state: the same event, the same
+    /// `webhook-id`. A lease another dispatcher holds is let go. Returns whether it exists.
+    pub async fn retry_delivery(&self, id: Uuid) -> Result<bool, DbError> {
+        let now = OffsetDateTime::now_utc();
+        let result = Delivery::update_many()
+            .col_expr(delivery::Column::State, Expr::value(DeliveryState::Pending))
+            .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))
+            .col_expr(
+                delivery::Column::LockedUntil,
+                Expr::value(Option::<OffsetDateTime>::None),
+            )
+            .col_expr(delivery::Column::Lease, Expr::value(Option::<Uuid>::None))
+            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+            .filter(delivery::Column::Id.eq(id))
+            .exec(&self.write)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Deliveries still to make, held ones (their endpoint disabled) included.
+    pub async fn delivery_backlog(&self) -> Result<u64, DbError> {
+        Ok(Delivery::find()
+            .filter(delivery::Column::State.eq(DeliveryState::Pending))
+            .count(&self.read)
+            .await?)
+    }
+
+    pub async fn endpoints(&self) -> Result<Vec<EndpointRow>, DbError> {
+        Ok(Endpoint::find()
+            .order_by_asc(endpoint::Column::CreatedAt)
+            .order_by_asc(endpoint::Column::Id)
+            .all(&self.write)
+            .await?)
+    }
+
+    pub async fn endpoint(&self, id: Uuid) -> Result<Option<EndpointRow>, DbError> {
+        Ok(Endpoint::find_by_id(id).one(&self.write).await?)
+    }
+
+    pub async fn insert_endpoint(&self, row: EndpointRow) -> Result<(), DbError> {
+        let model: endpoint::ActiveModel = row.into();
+        Endpoint::insert(model).exec_without_returning(&self.write).await?;
+        Ok(())
+    }
+
+    /// Removes endpoint `id`; its deliveries still pending fail. Returns whether it was there.
+    pub async fn delete_endpoint(&self, id: Uuid) -> Result<bool, DbError> {
+        let txn = self.write.begin().await?;
+        let gone = remove_endpoints(&txn, endpoint::Column::Id.eq(id)).await?;
+        txn.commit().await?;
+        Ok(gone > 0)
+    }
+
+    /// Enables endpoint `id` again; returns it, or `None` when there is none.
+    pub async fn enable_endpoint(&self, id: Uuid) -> Result<Option<EndpointRow>, DbError> {
+        Endpoint::update_many()
+            .col_expr(endpoint::Column::Enabled, Expr::value(true))
+            .col_expr(
+                endpoint::Column::DisabledAt,
+                Expr::value(Option::<OffsetDateTime>::None),
+            )
+            .col_expr(
+                endpoint::Column::DisabledReason,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(endpoint::Column::Id.eq(id))
+            .exec(&self.write)
+            .await?;
+        self.endpoint(id).await
+    }
+
+    /// Makes the `WEBHOOK_URL` endpoints exactly `urls`, each enabled (a start enables again
+    /// one that a 410 disabled); those no longer listed are removed.
+    pub async fn sync_config_endpoints(&self, urls: &[String]) -> Result<(), DbError> {
+        let now = OffsetDateTime::now_utc();
+        let ids: Vec<Uuid> = urls.iter().map(|url| config_endpoint_id(url)).collect();
+        let txn = self.write.begin().await?;
+        remove_endpoints(
+            &txn,
+            endpoint::Column::Source
+                .eq(EndpointSource::Config)
+                .and(endpoint::Column::Id.is_not_in(ids.iter().copied())),
+        )
+        .await?;
+        for (url, id) in urls.iter().zip(ids) {
+            let row = endpoint::ActiveModel {
+                id: Set(id),
+                url: Set(url.clone()),
+                events: Set(None),
+                secret: Set(None),
+                source: Set(EndpointSource::Config),
+                enabled: Set(true),
+                disabled_at: Set(None),
+                disabled_reason: Set(None),
+                created_at: Set(now),
+            };
+            Endpoint::insert(row)
+                .on_conflict(
+                    sea_orm::sea_query::OnConflict::column(endpoint::Column::Id)
+                        .update_columns([
+                            endpoint::Column::Enabled,
+                            endpoint::Column::DisabledAt,
+                            endpoint::Column::DisabledReason,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+/// Deletes the endpoints `which` selects and fails their pending deliveries.
+async fn remove_endpoints<C: ConnectionTrait>(
+    txn: &C,
+    which: sea_orm::sea_query::SimpleExpr,
+) -> Result<u64, DbErr> {
+    let ids: Vec<Uuid> = Endpoint::find()
+        .filter(which)
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let now = OffsetDateTime::now_utc();
+    Delivery::update_many()
+        .col_expr(delivery::Column::State, Expr::value(DeliveryState::Failed))
+        .col_expr(
+            delivery::Column::LastError,
+            Expr::value(Some(ENDPOINT_REMOVED.to_owned())),
+        )
+        .col_expr(
+            delivery::Column::LockedUntil,
+            Expr::value(Option::<OffsetDateTime>::None),
+        )
+        .col_expr(delivery::Column::Lease, Expr::value(Option::<Uuid>::None))
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+        .filter(delivery::Column::EndpointId.is_in(ids.iter().copied()))
+        .filter(delivery::Column::State.eq(DeliveryState::Pending))
+        .exec(txn)
+        .await?;
+    let result = Endpoint::delete_many()
+        .filter(endpoint::Column::Id.is_in(ids))
+        .exec(txn)
+        .await?;
+    Ok(result.rows_affected)
+}

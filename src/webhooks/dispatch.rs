@@ -1,0 +1,337 @@
+//! The dispatcher, one in every replica: it claims due deliveries with a lease, POSTs each
+//! signed event, and records how the attempt went. A commit that records an event wakes it
+//! at once (`Db::recorded`); otherwise it looks for due retries, and for deliveries other
+//! replicas recorded, every `POLL`. Attempts run in parallel, at most `MAX_IN_FLIGHT` at
+//! once and `PER_ENDPOINT` to one endpoint, so a slow or dead endpoint never holds up the
+//! others. On shutdown it stops claiming and lets attempts in flight finish within the
+//! grace; a lease left by a crash runs out (`WEBHOOK_TIMEOUT` + `LEASE_MARGIN`) and the
+//! delivery is claimed again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+use uuid::Uuid;
+
+use super::schedule::{self, Attempt};
+use super::signature::{self, SigningKey};
+use super::target;
+use crate::config::WebhookConfig;
+use crate::db::webhooks::{Claimed, Outcome};
+use crate::db::Db;
+use crate::metrics;
+use crate::shutdown::Shutdown;
+use entity::EndpointSource;
+
+/// Attempts in flight at once, in all.
+const MAX_IN_FLIGHT: usize = 64;
+/// Attempts in flight at once to one endpoint.
+const PER_ENDPOINT: usize = 16;
+/// How often due retries (and other replicas' events) are looked for without a wake-up.
+const POLL: Duration = Duration::from_millis(500);
+/// A lease outlives its attempt's timeout by this much.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// How often the backlog gauge is counted again.
+const BACKLOG_EVERY: Duration = Duration::from_secs(2);
+/// Bytes of an answer's body read (so its connection can be reused); the rest is dropped.
+const ANSWER_BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Clone)]
+struct Dispatcher {
+    db: Db,
+    settings: Arc<WebhookConfig>,
+    /// Sends to `WEBHOOK_URL`'s endpoints (and registered ones with
+    /// `WEBHOOK_ALLOW_PRIVATE`).
+    trusted: reqwest::Client,
+    /// Sends to registered endpoints: its resolver refuses private addresses.
+    guarded: reqwest::Client,
+    /// Attempts in flight per endpoint.
+    busy: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+/// Starts the dispatcher. The handle resolves once it has stopped after `shutdown`, with
+/// its attempts finished or, past `grace`, left to their leases.
+pub fn spawn_dispatcher(
+    db: Db,
+    settings: WebhookConfig,
+    shutdown: Shutdown,
+    grace: Duration,
+) -> Result<JoinHandle<()>, reqwest::Error> {
+    let client = |guard: bool| {
+        let builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .user_agent(concat!("upload-broker/", env!("CARGO_PKG_VERSION"), " (webhooks)"))
+            .pool_max_idle_per_host(PER_ENDPOINT);
+        if guard {
+            builder.dns_resolver(Arc::new(target::PublicOnly)).build()
+        } else {
+            builder.build()
+        }
+    };
+    let dispatcher = Dispatcher {
+        trusted: client(false)?,
+        guarded: client(true)?,
+        db,
+        settings: Arc::new(settings),
+        busy: Arc::default(),
+    };
+    Ok(tokio::spawn(dispatcher.run(shutdown, grace)))
+}
+
+impl Dispatcher {
+    async fn run(self, mut shutdown: Shutdown, grace: Duration) {
+        let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let mut attempts = JoinSet::new();
+        let mut counted = Instant::now() - BACKLOG_EVERY;
+        loop {
+            // Finished attempts are collected (their outcome is already recorded).
+            while attempts.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            let mut full = false;
+            if free > 0 {
+                match self.claim(free).await {
+                    Ok(claimed) => {
+                        full = claimed.len() == free;
+                        for delivery in claimed {
+                            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                                break;
+                            };
+                            let dispatcher = self.clone();
+                            attempts.spawn(async move {
+                                dispatcher.attempt(delivery).await;
+                                drop(slot);
+                            });
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "cannot claim webhook deliveries"),
+                }
+            }
+            if counted.elapsed() >= BACKLOG_EVERY {
+                counted = Instant::now();
+                if let Ok(backlog) = self.db.delivery_backlog().await {
+                    metrics::webhook_backlog(backlog);
+                }
+            }
+            if full {
+                // There may be more due: claim again as soon as a slot is free.
+                tokio::select! {
+                    Some(_) = attempts.join_next() => {}
+                    () = shutdown.wait() => break,
+                }
+                continue;
+            }
+            tokio::select! {
+                () = self.db.recorded().notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+                Some(_) = attempts.join_next(), if slots.available_permits() == 0 => {}
+                () = shutdown.wait() => break,
+            }
+        }
+        // Drain: no new claims; attempts in flight get the grace to finish and record.
+        let drained = tokio::time::timeout(grace, async {
+            while attempts.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = attempts.len(),
+                "webhook attempts still in flight at shutdown; their leases run out and they are retried"
+            );
+            attempts.abort_all();
+        }
+    }
+
+    /// Claims up to `room` due deliveries, leaving out endpoints already at `PER_ENDPOINT`.
+    async fn claim(&self, room: usize) -> Result<Vec<Claimed>, crate::db::DbError> {
+        let saturated: Vec<Uuid> = self
+            .busy
+            .lock()
+            .map(|busy| {
+                busy.iter()
+                    .filter(|(_, n)| **n >= PER_ENDPOINT)
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let now = OffsetDateTime::now_utc();
+        let until = now + self.settings.timeout + LEASE_MARGIN;
+        let lease = Uuid::now_v7();
+        let claimed = self
+            .db
+            .claim_deliveries(now, until, lease, room as u64, &saturated)
+            .await?;
+        // Within one claim, an endpoint still gets at most `PER_ENDPOINT`; the rest wait
+        // for their lease to run out (short) or are let go right away.
+        let mut kept = Vec::with_capacity(claimed.len());
+        let mut busy = self.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for delivery in claimed {
+            let n = busy.entry(delivery.endpoint.id).or_default();
+            if *n < PER_ENDPOINT {
+                *n += 1;
+                kept.push(delivery);
+            } else {
+                let db = self.db.clone();
+                let id = delivery.delivery.id;
+                tokio::spawn(async move {
+                    let _ = db.release_delivery(id, lease).await;
+                });
+            }
+        }
+        Ok(kept)
+    }
+
+    /// One attempt: sign, POST, record the outcome.
+    async fn attempt(&self, claimed: Claimed) {
+        let Claimed {
+            delivery,
+            payload,
+            endpoint,
+        } = claimed;
+        let lease = delivery.lease.unwrap_or_default();
+        let started = Instant::now();
+        let result = self.send(&endpoint, &delivery.event_id, payload).await;
+        let elapsed = started.elapsed();
+        let attempt = u32::try_from(delivery.attempts).unwrap_or(0) + 1;
+        let outcome = schedule::outcome(
+            attempt,
+            result.clone(),
+            &self.settings.retry_schedule,
+            OffsetDateTime::now_utc(),
+        );
+        let label = match &outcome {
+            Outcome::Delivered { .. } => "succeeded",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Gone => "gone",
+        };
+        metrics::webhook_attempt(label, elapsed);
+        match &result {
+            Attempt::Answered(status) => tracing::info!(
+                delivery_id = %delivery.id,
+                event_id = %delivery.event_id,
+                webhook_id = %endpoint.id,
+                upload_id = %delivery.upload_id,
+                attempt,
+                status,
+                outcome = label,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "webhook attempt"
+            ),
+            Attempt::NoAnswer(reason) => tracing::info!(
+                delivery_id = %delivery.id,
+                event_id = %delivery.event_id,
+                webhook_id = %endpoint.id,
+                upload_id = %delivery.upload_id,
+                attempt,
+                reason = %reason,
+                outcome = label,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "webhook attempt"
+            ),
+        }
+        if matches!(outcome, Outcome::Gone) {
+            tracing::warn!(webhook_id = %endpoint.id, "webhook endpoint answered 410 Gone; disabled");
+        }
+        // A database that does not answer leaves the lease to run out: the delivery is
+        // attempted again, never lost.
+        for wait in [0, 200, 1000] {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            match self.db.finish_delivery(delivery.id, lease, &outcome).await {
+                Ok(true) => break,
+                Ok(false) => {
+                    tracing::warn!(delivery_id = %delivery.id, "webhook lease was lost before the attempt was recorded");
+                    break;
+                }
+                Err(err) => tracing::warn!(delivery_id = %delivery.id, error = %err, "cannot record a webhook attempt"),
+            }
+        }
+        if let Ok(mut busy) = self.busy.lock()
+            && let Some(n) = busy.get_mut(&endpoint.id)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                busy.remove(&endpoint.id);
+            }
+        }
+    }
+
+    /// POSTs `payload` to `endpoint`, signed for this attempt's time.
+    async fn send(
+        &self,
+        endpoint: &crate::db::webhooks::EndpointRow,
+        event_id: &Uuid,
+        payload: String,
+    ) -> Attempt {
+        let own_key;
+        let keys: &[SigningKey] = match &endpoint.secret {
+            Some(secret) => match SigningKey::parse(secret) {
+                Ok(key) => {
+                    own_key = [key];
+                    &own_key
+                }
+                Err(_) => return Attempt::NoAnswer("the endpoint's stored secret is not valid".into()),
+            },
+            None => &self.settings.secrets,
+        };
+        let guarded = endpoint.source == EndpointSource::Api && !self.settings.allow_private;
+        let url = match target::parse(&endpoint.url) {
+            Ok(url) => url,
+            Err(_) => return Attempt::NoAnswer("the endpoint's URL is not valid".into()),
+        };
+        // An address written in the URL is never looked up, so the resolver cannot see it.
+        if guarded && target::literal_ip(&url).is_some_and(target::is_private) {
+            return Attempt::NoAnswer("the endpoint's address is private".into());
+        }
+        let id = event_id.to_string();
+        let timestamp = OffsetDateTime::now_utc().unix_timestamp();
+        let signature = signature::sign(&id, timestamp, payload.as_bytes(), keys);
+        let client = if guarded { &self.guarded } else { &self.trusted };
+        let sent = client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(payload)
+            .send()
+            .await;
+        match sent {
+            Ok(mut answer) => {
+                let status = answer.status().as_u16();
+                // Read a little of the body so the connection can be used again.
+                let mut read = 0;
+                while read < ANSWER_BODY_LIMIT {
+                    match answer.chunk().await {
+                        Ok(Some(chunk)) => read += chunk.len(),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                Attempt::Answered(status)
+            }
+            Err(err) => Attempt::NoAnswer(no_answer(&err, self.settings.timeout)),
+        }
+    }
+}
+
+/// A short reason for a request that got no answer: never a URL, a secret or a signature.
+fn no_answer(err: &reqwest::Error, timeout: Duration) -> String {
+    if err.is_timeout() {
+        format!("no answer within {} s", timeout.as_secs())
+    } else if err.is_connect() {
+        let private = std::error::Error::source(err)
+            .map(|s| format!("{s:?}"))
+            .is_some_and(|s| s.contains("Private"));
+        if private {
+            "the endpoint's host resolves only to private addresses".into()
+        } else {
+            "could not connect".into()
+        }
+    } else {
+        "the connection closed before an answer".into()
+    }
+}
