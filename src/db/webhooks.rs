@@ -133,34 +133,11 @@ impl Db {
         limit: u64,
         busy: &[Uuid],
     ) -> Result<Vec<Claimed>, DbError> {
-        let enabled = Query::select()
-            .column(endpoint::Column::Id)
-            .from(Endpoint)
-            .and_where(endpoint::Column::Enabled.eq(true))
-            .to_owned();
-        let mut due = Query::select();
-        due.column(delivery::Column::Id)
-            .from(Delivery)
-            .and_where(delivery::Column::State.eq(DeliveryState::Pending))
-            .and_where(delivery::Column::NextAttemptAt.lte(now))
-            .and_where(
-                delivery::Column::LockedUntil
-                    .is_null()
-                    .or(delivery::Column::LockedUntil.lt(now)),
-            )
-            .and_where(delivery::Column::EndpointId.in_subquery(enabled))
-            .order_by(delivery::Column::NextAttemptAt, sea_orm::Order::Asc)
-            .limit(limit);
-        if !busy.is_empty() {
-            due.and_where(delivery::Column::EndpointId.is_not_in(busy.iter().copied()));
-        }
-        // Postgres: replicas claiming together skip each other's rows. SQLite leaves the
-        // clause out; its one writer runs each claim whole.
-        due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        let due = due_deliveries(now, limit, busy);
         let claimed = Delivery::update_many()
             .col_expr(delivery::Column::LockedUntil, Expr::value(until))
             .col_expr(delivery::Column::Lease, Expr::value(lease))
-            .filter(delivery::Column::Id.in_subquery(due.to_owned()))
+            .filter(delivery::Column::Id.in_subquery(due))
             .exec_with_returning(&self.write)
             .await?;
         if claimed.is_empty() {
@@ -421,6 +398,39 @@ impl Db {
     }
 }
 
+/// The ids of up to `limit` due deliveries whose endpoints are enabled and not in `busy`,
+/// soonest first. Postgres: replicas claiming together skip each other's rows (`FOR UPDATE
+/// SKIP LOCKED`). SQLite leaves the clause out; its one writer runs each claim whole.
+fn due_deliveries(
+    now: OffsetDateTime,
+    limit: u64,
+    busy: &[Uuid],
+) -> sea_orm::sea_query::SelectStatement {
+    let enabled = Query::select()
+        .column(endpoint::Column::Id)
+        .from(Endpoint)
+        .and_where(endpoint::Column::Enabled.eq(true))
+        .to_owned();
+    let mut due = Query::select();
+    due.column(delivery::Column::Id)
+        .from(Delivery)
+        .and_where(delivery::Column::State.eq(DeliveryState::Pending))
+        .and_where(delivery::Column::NextAttemptAt.lte(now))
+        .and_where(
+            delivery::Column::LockedUntil
+                .is_null()
+                .or(delivery::Column::LockedUntil.lt(now)),
+        )
+        .and_where(delivery::Column::EndpointId.in_subquery(enabled))
+        .order_by(delivery::Column::NextAttemptAt, sea_orm::Order::Asc)
+        .limit(limit)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    if !busy.is_empty() {
+        due.and_where(delivery::Column::EndpointId.is_not_in(busy.iter().copied()));
+    }
+    due
+}
+
 /// Deletes the endpoints `which` selects and fails their pending deliveries.
 async fn remove_endpoints<C: ConnectionTrait>(
     txn: &C,
@@ -458,4 +468,22 @@ async fn remove_endpoints<C: ConnectionTrait>(
         .exec(txn)
         .await?;
     Ok(result.rows_affected)
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
+
+    use super::*;
+
+    #[test]
+    fn a_claim_skips_locked_rows_on_postgres_and_is_one_statement_on_sqlite() {
+        let due = due_deliveries(OffsetDateTime::UNIX_EPOCH, 8, &[Uuid::nil()]);
+        let postgres = due.to_string(PostgresQueryBuilder);
+        assert!(postgres.ends_with("FOR UPDATE SKIP LOCKED"), "{postgres}");
+        assert!(postgres.contains("\"locked_until\" IS NULL OR"), "{postgres}");
+        assert!(postgres.contains("NOT IN"), "{postgres}");
+        let sqlite = due.to_string(SqliteQueryBuilder);
+        assert!(!sqlite.contains("FOR UPDATE"), "{sqlite}");
+    }
 }

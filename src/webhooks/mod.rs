@@ -105,9 +105,6 @@ impl WebhookService {
         events: Option<Vec<String>>,
     ) -> Result<types::CreatedWebhook, WebhookError> {
         let parsed = target::parse(url.trim())?;
-        if !self.config.webhooks.allow_private {
-            target::check_public(&parsed).await?;
-        }
         let events = match events {
             None => None,
             Some(names) if names.is_empty() => {
@@ -127,6 +124,10 @@ impl WebhookService {
                 Some(types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(","))
             }
         };
+        // Resolved last, once the input is known to be well-formed.
+        if !self.config.webhooks.allow_private {
+            target::check_public(&parsed).await?;
+        }
         let (_, secret) = SigningKey::generate().map_err(WebhookError::Random)?;
         let row = EndpointRow {
             id: Uuid::now_v7(),

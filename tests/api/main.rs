@@ -17,3 +17,4 @@ mod replicas;
 mod security;
 mod validation;
 mod verification;
+mod webhooks;
