@@ -249,8 +249,18 @@ mod tests {
     fn only_an_admin_key_is_one() {
         let access = access();
         assert_eq!(access.admin(Some("admin-key")), Ok(()));
-        for token in [None, Some(""), Some("key-one"), Some("admin-ke"), Some("admin-keyy")] {
-            assert_eq!(access.admin(token), Err(AuthError::AdminKeyRequired), "{token:?}");
+        for token in [
+            None,
+            Some(""),
+            Some("key-one"),
+            Some("admin-ke"),
+            Some("admin-keyy"),
+        ] {
+            assert_eq!(
+                access.admin(token),
+                Err(AuthError::AdminKeyRequired),
+                "{token:?}"
+            );
         }
         let off = Access::new(Vec::new(), None, Vec::new());
         assert_eq!(off.admin(Some("admin-key")), Err(AuthError::AdminDisabled));

@@ -590,7 +590,11 @@ impl AccessConfig {
             secret_key,
             cors_origins: vars.origins("CORS_ORIGINS")?,
             trusted_proxies: vars.networks("TRUSTED_PROXIES")?,
-            admin_keys: vars.list("ADMIN_KEYS").into_iter().map(Secret::new).collect(),
+            admin_keys: vars
+                .list("ADMIN_KEYS")
+                .into_iter()
+                .map(Secret::new)
+                .collect(),
         })
     }
 }
@@ -616,7 +620,8 @@ impl WebhookConfig {
             .map(|text| {
                 text.split_whitespace()
                     .map(|secret| {
-                        SigningKey::parse(secret).map_err(|reason| invalid("WEBHOOK_SECRET", reason))
+                        SigningKey::parse(secret)
+                            .map_err(|reason| invalid("WEBHOOK_SECRET", reason))
                     })
                     .collect::<Result<Vec<_>, _>>()
             })

@@ -220,15 +220,20 @@ pub fn webhook_attempt(outcome: &str, elapsed: Duration) {
         &[("outcome", outcome)],
         1,
     );
-    observe("upload_broker_webhook_attempt_duration_seconds", &[], elapsed);
+    observe(
+        "upload_broker_webhook_attempt_duration_seconds",
+        &[],
+        elapsed,
+    );
 }
 
 /// Deliveries still to make.
 pub fn webhook_backlog(pending: u64) {
     if let Ok(mut registry) = REGISTRY.lock() {
-        registry
-            .gauges
-            .insert(("upload_broker_webhook_backlog", String::new()), pending as f64);
+        registry.gauges.insert(
+            ("upload_broker_webhook_backlog", String::new()),
+            pending as f64,
+        );
     }
 }
 

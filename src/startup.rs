@@ -183,7 +183,12 @@ pub fn routes(
         assets.clone(),
         &config.server.environment,
     );
-    let api = api::service(uploads, webhooks, assets.clone(), &config.server.environment);
+    let api = api::service(
+        uploads,
+        webhooks,
+        assets.clone(),
+        &config.server.environment,
+    );
     let raw = std::sync::Arc::new(api.spec());
     let spec = std::sync::Arc::new(api::document(&raw, config.limits.max_upload_size));
     let served = std::sync::Arc::clone(&spec);

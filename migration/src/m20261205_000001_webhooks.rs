@@ -105,7 +105,9 @@ impl MigrationTrait for Migration {
                     .col(integer_null(WebhookDeliveries::LastStatus))
                     .col(string_null(WebhookDeliveries::LastError))
                     .col(timestamp_with_time_zone(WebhookDeliveries::NextAttemptAt))
-                    .col(timestamp_with_time_zone_null(WebhookDeliveries::LockedUntil))
+                    .col(timestamp_with_time_zone_null(
+                        WebhookDeliveries::LockedUntil,
+                    ))
                     .col(uuid_null(WebhookDeliveries::Lease))
                     .col(timestamp_with_time_zone(WebhookDeliveries::CreatedAt))
                     .col(timestamp_with_time_zone(WebhookDeliveries::UpdatedAt))

@@ -20,8 +20,14 @@ pub async fn authenticate<E: Endpoint>(next: E, mut req: Request) -> poem::Resul
         let found = match needed {
             Auth::Open => Ok(None),
             // The seed's upload also takes a link's token as `?token=`, for plain HTML forms.
-            Auth::Caller => identify(access, credential(&req, route.family == Family::Legacy).as_deref()).map(Some),
-            Auth::Admin => access.admin(super::bearer_token(&req).as_deref()).map(|()| None),
+            Auth::Caller => identify(
+                access,
+                credential(&req, route.family == Family::Legacy).as_deref(),
+            )
+            .map(Some),
+            Auth::Admin => access
+                .admin(super::bearer_token(&req).as_deref())
+                .map(|()| None),
         };
         match found {
             Ok(Some(caller)) => req.set_data(caller),

@@ -35,7 +35,13 @@ impl From<WebhookError> for ApiError {
 }
 
 fn parse_id(raw: &str, what: &'static str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| Problem::bad_request(what, format!("{} must be a UUID", what.trim_start_matches("invalid_"))).into())
+    Uuid::parse_str(raw).map_err(|_| {
+        Problem::bad_request(
+            what,
+            format!("{} must be a UUID", what.trim_start_matches("invalid_")),
+        )
+        .into()
+    })
 }
 
 #[derive(ApiResponse)]
@@ -87,7 +93,11 @@ impl WebhooksApi {
     /// Events (all types, or those listed in `events`) are POSTed to `url`, signed with the
     /// returned `secret` per the Standard Webhooks specification. The URL's host must
     /// resolve to public addresses only (unless `WEBHOOK_ALLOW_PRIVATE=true`).
-    #[oai(path = "/api/v1/webhooks", method = "post", operation_id = "create_webhook")]
+    #[oai(
+        path = "/api/v1/webhooks",
+        method = "post",
+        operation_id = "create_webhook"
+    )]
     async fn create_webhook(
         &self,
         _auth: AdminKey,
@@ -99,7 +109,11 @@ impl WebhooksApi {
     }
 
     /// List webhook endpoints
-    #[oai(path = "/api/v1/webhooks", method = "get", operation_id = "list_webhooks")]
+    #[oai(
+        path = "/api/v1/webhooks",
+        method = "get",
+        operation_id = "list_webhooks"
+    )]
     async fn list_webhooks(&self, _auth: AdminKey) -> Result<ListResponse, ApiError> {
         Ok(ListResponse::Ok(Json(self.webhooks.list().await?)))
     }
@@ -107,7 +121,11 @@ impl WebhooksApi {
     /// Remove a registered webhook endpoint
     ///
     /// `WEBHOOK_URL`'s endpoints are removed by changing that variable (409).
-    #[oai(path = "/api/v1/webhooks/:webhook_id", method = "delete", operation_id = "delete_webhook")]
+    #[oai(
+        path = "/api/v1/webhooks/:webhook_id",
+        method = "delete",
+        operation_id = "delete_webhook"
+    )]
     async fn delete_webhook(
         &self,
         _auth: AdminKey,
@@ -121,7 +139,11 @@ impl WebhooksApi {
     /// Enable a webhook endpoint again
     ///
     /// After it answered 410 Gone. Its deliveries that waited are attempted again.
-    #[oai(path = "/api/v1/webhooks/:webhook_id/enable", method = "post", operation_id = "enable_webhook")]
+    #[oai(
+        path = "/api/v1/webhooks/:webhook_id/enable",
+        method = "post",
+        operation_id = "enable_webhook"
+    )]
     async fn enable_webhook(
         &self,
         _auth: AdminKey,
@@ -135,7 +157,11 @@ impl WebhooksApi {
     ///
     /// One delivery per event and endpoint, newest first, with its attempts so far and the
     /// last one's status and error.
-    #[oai(path = "/api/v1/webhooks/deliveries", method = "get", operation_id = "list_deliveries")]
+    #[oai(
+        path = "/api/v1/webhooks/deliveries",
+        method = "get",
+        operation_id = "list_deliveries"
+    )]
     async fn list_deliveries(
         &self,
         _auth: AdminKey,
@@ -155,7 +181,9 @@ impl WebhooksApi {
             .transpose()?;
         let limit = limit.0.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(Problem::bad_request("invalid_limit", "limit must be between 1 and 200").into());
+            return Err(
+                Problem::bad_request("invalid_limit", "limit must be between 1 and 200").into(),
+            );
         }
         let page = self
             .webhooks

@@ -76,12 +76,11 @@ pub async fn record<C: ConnectionTrait>(txn: &C, event: &NewEvent) -> Result<usi
     Ok(made)
 }
 
-/// A delivery a dispatcher holds, with what it sends and where.
+/// A delivery a dispatcher holds, with what it sends.
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub delivery: DeliveryRow,
     pub payload: String,
-    pub endpoint: EndpointRow,
 }
 
 /// How an attempt ended, as it is recorded.
@@ -99,6 +98,14 @@ pub enum Outcome {
     Failed { status: Option<i32>, error: String },
     /// 410 Gone: the delivery fails and its endpoint is disabled.
     Gone,
+}
+
+/// An attempt's outcome, for the delivery its lease holds.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub id: Uuid,
+    pub lease: Uuid,
+    pub outcome: Outcome,
 }
 
 /// Filters of the delivery log.
@@ -120,7 +127,7 @@ pub fn config_endpoint_id(url: &str) -> Uuid {
 }
 
 /// The error a delivery keeps when its endpoint goes away.
-const ENDPOINT_REMOVED: &str = "the endpoint was removed";
+pub const ENDPOINT_REMOVED: &str = "the endpoint was removed";
 
 impl Db {
     /// Claims up to `limit` due deliveries whose endpoints are enabled and not in `busy`,
@@ -143,39 +150,33 @@ impl Db {
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
-        let events: std::collections::HashMap<Uuid, String> = Event::find()
+        let payloads: std::collections::HashMap<Uuid, String> = Event::find()
             .filter(event::Column::Id.is_in(claimed.iter().map(|d| d.event_id)))
             .all(&self.write)
             .await?
             .into_iter()
             .map(|e| (e.id, e.payload))
             .collect();
-        let endpoints: std::collections::HashMap<Uuid, EndpointRow> = Endpoint::find()
-            .filter(endpoint::Column::Id.is_in(claimed.iter().map(|d| d.endpoint_id)))
-            .all(&self.write)
-            .await?
+        Ok(claimed
             .into_iter()
-            .map(|e| (e.id, e))
-            .collect();
-        let mut out = Vec::with_capacity(claimed.len());
-        for row in claimed {
-            match (events.get(&row.event_id), endpoints.get(&row.endpoint_id)) {
-                (Some(payload), Some(endpoint)) => out.push(Claimed {
-                    payload: payload.clone(),
-                    endpoint: endpoint.clone(),
+            .filter_map(|row| {
+                // Deliveries of one event share its payload.
+                let payload = payloads.get(&row.event_id)?.clone();
+                Some(Claimed {
+                    payload,
                     delivery: row,
-                }),
-                // Its endpoint was removed between the claim and now.
-                _ => {
-                    let outcome = Outcome::Failed {
-                        status: None,
-                        error: ENDPOINT_REMOVED.to_owned(),
-                    };
-                    self.finish_delivery(row.id, lease, &outcome).await?;
-                }
-            }
-        }
-        Ok(out)
+                })
+            })
+            .collect())
+    }
+
+    /// The endpoints among `ids` (what a delivery is sent with never changes: its URL,
+    /// source and secret).
+    pub async fn endpoints_by_id(&self, ids: &[Uuid]) -> Result<Vec<EndpointRow>, DbError> {
+        Ok(Endpoint::find()
+            .filter(endpoint::Column::Id.is_in(ids.iter().copied()))
+            .all(&self.read)
+            .await?)
     }
 
     /// Records how an attempt of delivery `id` ended, if `lease` still holds it. Returns
@@ -186,47 +187,105 @@ impl Db {
         lease: Uuid,
         outcome: &Outcome,
     ) -> Result<bool, DbError> {
-        let now = OffsetDateTime::now_utc();
-        let (state, status, error, next) = match outcome {
-            Outcome::Delivered { status } => (DeliveryState::Succeeded, Some(*status), None, now),
-            Outcome::Retry { status, error, at } => {
-                (DeliveryState::Pending, *status, Some(error.clone()), *at)
-            }
-            Outcome::Failed { status, error } => {
-                (DeliveryState::Failed, *status, Some(error.clone()), now)
-            }
-            Outcome::Gone => (
-                DeliveryState::Failed,
-                Some(410),
-                Some("410 Gone: the endpoint is disabled".to_owned()),
-                now,
-            ),
-        };
-        let txn = self.write.begin().await?;
-        let updated = Delivery::update_many()
-            .col_expr(delivery::Column::State, Expr::value(state))
-            .col_expr(
-                delivery::Column::Attempts,
-                Expr::col(delivery::Column::Attempts).add(1),
-            )
-            .col_expr(delivery::Column::LastStatus, Expr::value(status))
-            .col_expr(delivery::Column::LastError, Expr::value(error))
-            .col_expr(delivery::Column::NextAttemptAt, Expr::value(next))
-            .col_expr(
-                delivery::Column::LockedUntil,
-                Expr::value(Option::<OffsetDateTime>::None),
-            )
-            .col_expr(delivery::Column::Lease, Expr::value(Option::<Uuid>::None))
-            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
-            .filter(delivery::Column::Id.eq(id))
-            .filter(delivery::Column::Lease.eq(lease))
-            .exec_with_returning(&txn)
+        let finished = self
+            .finish_deliveries(&[Finished {
+                id,
+                lease,
+                outcome: outcome.clone(),
+            }])
             .await?;
-        let Some(row) = updated.into_iter().next() else {
-            txn.rollback().await?;
-            return Ok(false);
-        };
-        if matches!(outcome, Outcome::Gone) {
+        Ok(finished == 1)
+    }
+
+    /// Records several attempts' outcomes in one transaction (one commit for a burst).
+    /// Returns how many were still held by their lease.
+    pub async fn finish_deliveries(&self, finished: &[Finished]) -> Result<usize, DbError> {
+        let now = OffsetDateTime::now_utc();
+        let txn = self.write.begin().await?;
+        let mut recorded = 0;
+        // Deliveries that succeeded with the same status are recorded by one statement:
+        // most of a burst. A row matches only while it holds one of the burst's leases, and
+        // a lease is one claim's own, so another dispatcher's claim is never touched.
+        let mut delivered: std::collections::BTreeMap<i32, Vec<&Finished>> = Default::default();
+        let mut each = Vec::new();
+        for one in finished {
+            match one.outcome {
+                Outcome::Delivered { status } => delivered.entry(status).or_default().push(one),
+                _ => each.push(one),
+            }
+        }
+        for (status, group) in delivered {
+            let result = Delivery::update_many()
+                .col_expr(
+                    delivery::Column::State,
+                    Expr::value(DeliveryState::Succeeded),
+                )
+                .col_expr(
+                    delivery::Column::Attempts,
+                    Expr::col(delivery::Column::Attempts).add(1),
+                )
+                .col_expr(delivery::Column::LastStatus, Expr::value(Some(status)))
+                .col_expr(
+                    delivery::Column::LastError,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))
+                .col_expr(
+                    delivery::Column::LockedUntil,
+                    Expr::value(Option::<OffsetDateTime>::None),
+                )
+                .col_expr(delivery::Column::Lease, Expr::value(Option::<Uuid>::None))
+                .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+                .filter(delivery::Column::Id.is_in(group.iter().map(|f| f.id)))
+                .filter(delivery::Column::Lease.is_in(group.iter().map(|f| f.lease)))
+                .exec(&txn)
+                .await?;
+            recorded += usize::try_from(result.rows_affected).unwrap_or(0);
+        }
+        for Finished { id, lease, outcome } in each {
+            let (state, status, error, next) = match outcome {
+                Outcome::Delivered { status } => {
+                    (DeliveryState::Succeeded, Some(*status), None, now)
+                }
+                Outcome::Retry { status, error, at } => {
+                    (DeliveryState::Pending, *status, Some(error.clone()), *at)
+                }
+                Outcome::Failed { status, error } => {
+                    (DeliveryState::Failed, *status, Some(error.clone()), now)
+                }
+                Outcome::Gone => (
+                    DeliveryState::Failed,
+                    Some(410),
+                    Some("410 Gone: the endpoint is disabled".to_owned()),
+                    now,
+                ),
+            };
+            let update = Delivery::update_many()
+                .col_expr(delivery::Column::State, Expr::value(state))
+                .col_expr(
+                    delivery::Column::Attempts,
+                    Expr::col(delivery::Column::Attempts).add(1),
+                )
+                .col_expr(delivery::Column::LastStatus, Expr::value(status))
+                .col_expr(delivery::Column::LastError, Expr::value(error))
+                .col_expr(delivery::Column::NextAttemptAt, Expr::value(next))
+                .col_expr(
+                    delivery::Column::LockedUntil,
+                    Expr::value(Option::<OffsetDateTime>::None),
+                )
+                .col_expr(delivery::Column::Lease, Expr::value(Option::<Uuid>::None))
+                .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+                .filter(delivery::Column::Id.eq(*id))
+                .filter(delivery::Column::Lease.eq(*lease));
+            if !matches!(outcome, Outcome::Gone) {
+                recorded += usize::from(update.exec(&txn).await?.rows_affected == 1);
+                continue;
+            }
+            // A 410 fails the delivery and disables its endpoint, together.
+            let Some(row) = update.exec_with_returning(&txn).await?.into_iter().next() else {
+                continue;
+            };
+            recorded += 1;
             Endpoint::update_many()
                 .col_expr(endpoint::Column::Enabled, Expr::value(false))
                 .col_expr(endpoint::Column::DisabledAt, Expr::value(Some(now)))
@@ -239,7 +298,7 @@ impl Db {
                 .await?;
         }
         txn.commit().await?;
-        Ok(true)
+        Ok(recorded)
     }
 
     /// Lets go of a claimed delivery without attempting it.
@@ -325,7 +384,9 @@ impl Db {
 
     pub async fn insert_endpoint(&self, row: EndpointRow) -> Result<(), DbError> {
         let model: endpoint::ActiveModel = row.into();
-        Endpoint::insert(model).exec_without_returning(&self.write).await?;
+        Endpoint::insert(model)
+            .exec_without_returning(&self.write)
+            .await?;
         Ok(())
     }
 
@@ -481,7 +542,10 @@ mod tests {
         let due = due_deliveries(OffsetDateTime::UNIX_EPOCH, 8, &[Uuid::nil()]);
         let postgres = due.to_string(PostgresQueryBuilder);
         assert!(postgres.ends_with("FOR UPDATE SKIP LOCKED"), "{postgres}");
-        assert!(postgres.contains("\"locked_until\" IS NULL OR"), "{postgres}");
+        assert!(
+            postgres.contains("\"locked_until\" IS NULL OR"),
+            "{postgres}"
+        );
         assert!(postgres.contains("NOT IN"), "{postgres}");
         let sqlite = due.to_string(SqliteQueryBuilder);
         assert!(!sqlite.contains("FOR UPDATE"), "{sqlite}");

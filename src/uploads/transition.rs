@@ -88,7 +88,9 @@ impl UploadService {
         row: &UploadRow,
         change: Change,
     ) -> Result<bool, UploadError> {
-        let event = self.event(changed_row(row.clone(), &change), &change).await?;
+        let event = self
+            .event(changed_row(row.clone(), &change), &change)
+            .await?;
         let changed = self
             .db
             .change(row.id, &row.image_id, &change, &event)
@@ -109,7 +111,9 @@ impl UploadService {
         let change = Change::Complete(Box::new(object));
         let (id, image_id, done) = match recorded {
             Recorded::Pending(row) => {
-                let event = self.event(changed_row(row.clone(), &change), &change).await?;
+                let event = self
+                    .event(changed_row(row.clone(), &change), &change)
+                    .await?;
                 let done = self
                     .db
                     .change(row.id, &row.image_id, &change, &event)

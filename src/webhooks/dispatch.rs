@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
@@ -20,18 +20,20 @@ use super::schedule::{self, Attempt};
 use super::signature::{self, SigningKey};
 use super::target;
 use crate::config::WebhookConfig;
-use crate::db::webhooks::{Claimed, Outcome};
 use crate::db::Db;
+use crate::db::webhooks::{Claimed, ENDPOINT_REMOVED, EndpointRow, Finished, Outcome};
 use crate::metrics;
 use crate::shutdown::Shutdown;
 use entity::EndpointSource;
 
 /// Attempts in flight at once, in all.
-const MAX_IN_FLIGHT: usize = 64;
+const MAX_IN_FLIGHT: usize = 128;
 /// Attempts in flight at once to one endpoint.
-const PER_ENDPOINT: usize = 16;
+const PER_ENDPOINT: usize = 32;
 /// How often due retries (and other replicas' events) are looked for without a wake-up.
 const POLL: Duration = Duration::from_millis(500);
+/// After a commit wakes the dispatcher, how long it waits for more before claiming.
+const GATHER: Duration = Duration::from_millis(5);
 /// A lease outlives its attempt's timeout by this much.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// How often the backlog gauge is counted again.
@@ -50,6 +52,17 @@ struct Dispatcher {
     guarded: reqwest::Client,
     /// Attempts in flight per endpoint.
     busy: Arc<Mutex<HashMap<Uuid, usize>>>,
+    /// The endpoints deliveries were claimed for, by id: what a delivery is sent with (URL,
+    /// source, secret) never changes, so each is read once.
+    endpoints: Arc<Mutex<HashMap<Uuid, Arc<EndpointRow>>>>,
+    /// Outcomes on their way to the database, written a burst per transaction.
+    outcomes: mpsc::Sender<Finished>,
+}
+
+/// A claimed delivery and where it goes.
+struct Job {
+    claimed: Claimed,
+    endpoint: Arc<EndpointRow>,
 }
 
 /// Starts the dispatcher. The handle resolves once it has stopped after `shutdown`, with
@@ -65,7 +78,11 @@ pub fn spawn_dispatcher(
             .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
-            .user_agent(concat!("upload-broker/", env!("CARGO_PKG_VERSION"), " (webhooks)"))
+            .user_agent(concat!(
+                "upload-broker/",
+                env!("CARGO_PKG_VERSION"),
+                " (webhooks)"
+            ))
             .pool_max_idle_per_host(PER_ENDPOINT);
         if guard {
             builder.dns_resolver(Arc::new(target::PublicOnly)).build()
@@ -73,14 +90,53 @@ pub fn spawn_dispatcher(
             builder.build()
         }
     };
+    let (outcomes, queue) = mpsc::channel(MAX_IN_FLIGHT);
+    let recorder = tokio::spawn(record_outcomes(db.clone(), queue));
     let dispatcher = Dispatcher {
         trusted: client(false)?,
         guarded: client(true)?,
         db,
         settings: Arc::new(settings),
         busy: Arc::default(),
+        endpoints: Arc::default(),
+        outcomes,
     };
-    Ok(tokio::spawn(dispatcher.run(shutdown, grace)))
+    Ok(tokio::spawn(async move {
+        dispatcher.run(shutdown, grace).await;
+        // Every sender is gone with the dispatcher: the recorder writes what is left, then
+        // stops.
+        let _ = tokio::time::timeout(grace.max(Duration::from_secs(1)), recorder).await;
+    }))
+}
+
+/// Most outcomes one transaction records.
+const RECORD_BATCH: usize = 128;
+
+/// Writes attempts' outcomes as they come, each burst in one transaction. A database that
+/// does not answer leaves the leases to run out: those deliveries are attempted again,
+/// never lost.
+async fn record_outcomes(db: Db, mut queue: mpsc::Receiver<Finished>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        for wait in [0, 200, 1000] {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            match db.finish_deliveries(&batch).await {
+                Ok(recorded) => {
+                    if recorded < batch.len() {
+                        tracing::warn!(
+                            lost = batch.len() - recorded,
+                            "webhook leases ran out before their attempts were recorded"
+                        );
+                    }
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, attempts = batch.len(), "cannot record webhook attempts");
+                }
+            }
+        }
+        batch.clear();
+    }
 }
 
 impl Dispatcher {
@@ -118,17 +174,21 @@ impl Dispatcher {
                 }
             }
             if full {
-                // There may be more due: claim again as soon as a slot is free.
+                // There may be more due: claim again once slots are free.
                 tokio::select! {
-                    Some(_) = attempts.join_next() => {}
+                    Some(_) = attempts.join_next() => tokio::time::sleep(GATHER).await,
                     () = shutdown.wait() => break,
                 }
                 continue;
             }
+            // A finished attempt frees a slot, and room at its endpoint.
             tokio::select! {
-                () = self.db.recorded().notified() => {}
+                () = self.db.recorded().notified() => {
+                    // Commits come in bursts: one claim takes the events of the next moment.
+                    tokio::time::sleep(GATHER).await;
+                }
                 () = tokio::time::sleep(POLL) => {}
-                Some(_) = attempts.join_next(), if slots.available_permits() == 0 => {}
+                Some(_) = attempts.join_next() => tokio::time::sleep(GATHER).await,
                 () = shutdown.wait() => break,
             }
         }
@@ -147,7 +207,7 @@ impl Dispatcher {
     }
 
     /// Claims up to `room` due deliveries, leaving out endpoints already at `PER_ENDPOINT`.
-    async fn claim(&self, room: usize) -> Result<Vec<Claimed>, crate::db::DbError> {
+    async fn claim(&self, room: usize) -> Result<Vec<Job>, crate::db::DbError> {
         let saturated: Vec<Uuid> = self
             .busy
             .lock()
@@ -165,37 +225,91 @@ impl Dispatcher {
             .db
             .claim_deliveries(now, until, lease, room as u64, &saturated)
             .await?;
-        // Within one claim, an endpoint still gets at most `PER_ENDPOINT`; the rest wait
-        // for their lease to run out (short) or are let go right away.
-        let mut kept = Vec::with_capacity(claimed.len());
-        let mut busy = self.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for delivery in claimed {
-            let n = busy.entry(delivery.endpoint.id).or_default();
-            if *n < PER_ENDPOINT {
-                *n += 1;
-                kept.push(delivery);
-            } else {
-                let db = self.db.clone();
-                let id = delivery.delivery.id;
-                tokio::spawn(async move {
-                    let _ = db.release_delivery(id, lease).await;
-                });
+        let unknown: Vec<Uuid> = {
+            let known = self
+                .endpoints
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut unknown: Vec<Uuid> = claimed
+                .iter()
+                .map(|c| c.delivery.endpoint_id)
+                .filter(|id| !known.contains_key(id))
+                .collect();
+            unknown.sort_unstable();
+            unknown.dedup();
+            unknown
+        };
+        if !unknown.is_empty() {
+            let found = self.db.endpoints_by_id(&unknown).await?;
+            let mut known = self
+                .endpoints
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for endpoint in found {
+                known.insert(endpoint.id, Arc::new(endpoint));
             }
         }
-        Ok(kept)
+        // Within one claim, an endpoint still gets at most `PER_ENDPOINT`; the rest are let
+        // go at once.
+        let mut jobs = Vec::with_capacity(claimed.len());
+        let mut let_go = Vec::new();
+        let mut removed = Vec::new();
+        {
+            let known = self
+                .endpoints
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut busy = self
+                .busy
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for claimed in claimed {
+                let Some(endpoint) = known.get(&claimed.delivery.endpoint_id).cloned() else {
+                    removed.push(claimed.delivery.id);
+                    continue;
+                };
+                let n = busy.entry(endpoint.id).or_default();
+                if *n < PER_ENDPOINT {
+                    *n += 1;
+                    jobs.push(Job { claimed, endpoint });
+                } else {
+                    let_go.push(claimed.delivery.id);
+                }
+            }
+        }
+        for id in let_go {
+            self.db.release_delivery(id, lease).await?;
+        }
+        // Its endpoint was removed between the event and now.
+        let gone = Outcome::Failed {
+            status: None,
+            error: ENDPOINT_REMOVED.to_owned(),
+        };
+        for id in removed {
+            self.db.finish_delivery(id, lease, &gone).await?;
+        }
+        Ok(jobs)
     }
 
     /// One attempt: sign, POST, record the outcome.
-    async fn attempt(&self, claimed: Claimed) {
-        let Claimed {
-            delivery,
-            payload,
+    async fn attempt(&self, job: Job) {
+        let Job {
+            claimed: Claimed { delivery, payload },
             endpoint,
-        } = claimed;
+        } = job;
         let lease = delivery.lease.unwrap_or_default();
         let started = Instant::now();
         let result = self.send(&endpoint, &delivery.event_id, payload).await;
         let elapsed = started.elapsed();
+        // The endpoint has its answer: room for the next request to it.
+        if let Ok(mut busy) = self.busy.lock()
+            && let Some(n) = busy.get_mut(&endpoint.id)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                busy.remove(&endpoint.id);
+            }
+        }
         let attempt = u32::try_from(delivery.attempts).unwrap_or(0) + 1;
         let outcome = schedule::outcome(
             attempt,
@@ -237,36 +351,18 @@ impl Dispatcher {
         if matches!(outcome, Outcome::Gone) {
             tracing::warn!(webhook_id = %endpoint.id, "webhook endpoint answered 410 Gone; disabled");
         }
-        // A database that does not answer leaves the lease to run out: the delivery is
-        // attempted again, never lost.
-        for wait in [0, 200, 1000] {
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-            match self.db.finish_delivery(delivery.id, lease, &outcome).await {
-                Ok(true) => break,
-                Ok(false) => {
-                    tracing::warn!(delivery_id = %delivery.id, "webhook lease was lost before the attempt was recorded");
-                    break;
-                }
-                Err(err) => tracing::warn!(delivery_id = %delivery.id, error = %err, "cannot record a webhook attempt"),
-            }
-        }
-        if let Ok(mut busy) = self.busy.lock()
-            && let Some(n) = busy.get_mut(&endpoint.id)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                busy.remove(&endpoint.id);
-            }
+        let finished = Finished {
+            id: delivery.id,
+            lease,
+            outcome,
+        };
+        if self.outcomes.send(finished).await.is_err() {
+            tracing::warn!(delivery_id = %delivery.id, "webhook attempt not recorded: the recorder stopped");
         }
     }
 
     /// POSTs `payload` to `endpoint`, signed for this attempt's time.
-    async fn send(
-        &self,
-        endpoint: &crate::db::webhooks::EndpointRow,
-        event_id: &Uuid,
-        payload: String,
-    ) -> Attempt {
+    async fn send(&self, endpoint: &EndpointRow, event_id: &Uuid, payload: String) -> Attempt {
         let own_key;
         let keys: &[SigningKey] = match &endpoint.secret {
             Some(secret) => match SigningKey::parse(secret) {
@@ -274,7 +370,9 @@ impl Dispatcher {
                     own_key = [key];
                     &own_key
                 }
-                Err(_) => return Attempt::NoAnswer("the endpoint's stored secret is not valid".into()),
+                Err(_) => {
+                    return Attempt::NoAnswer("the endpoint's stored secret is not valid".into());
+                }
             },
             None => &self.settings.secrets,
         };
@@ -290,7 +388,11 @@ impl Dispatcher {
         let id = event_id.to_string();
         let timestamp = OffsetDateTime::now_utc().unix_timestamp();
         let signature = signature::sign(&id, timestamp, payload.as_bytes(), keys);
-        let client = if guarded { &self.guarded } else { &self.trusted };
+        let client = if guarded {
+            &self.guarded
+        } else {
+            &self.trusted
+        };
         let sent = client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")

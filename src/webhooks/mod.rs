@@ -76,7 +76,10 @@ impl WebhookError {
             }
             WebhookError::Db(DbError::Unavailable(detail)) => {
                 tracing::warn!(error = %detail, "database unavailable");
-                Problem::unavailable("database_unavailable", "the database is busy; retry shortly")
+                Problem::unavailable(
+                    "database_unavailable",
+                    "the database is busy; retry shortly",
+                )
             }
             WebhookError::Db(DbError::Query(detail)) => {
                 tracing::error!(error = %detail, "database error");
@@ -121,7 +124,13 @@ impl WebhookService {
                         types.push(event);
                     }
                 }
-                Some(types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(","))
+                Some(
+                    types
+                        .iter()
+                        .map(|t| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )
             }
         };
         // Resolved last, once the input is known to be well-formed.
@@ -152,13 +161,23 @@ impl WebhookService {
     }
 
     pub async fn list(&self) -> Result<types::WebhookList, WebhookError> {
-        let webhooks = self.db.endpoints().await?.into_iter().map(endpoint_body).collect();
+        let webhooks = self
+            .db
+            .endpoints()
+            .await?
+            .into_iter()
+            .map(endpoint_body)
+            .collect();
         Ok(types::WebhookList { webhooks })
     }
 
     /// Removes a registered endpoint; its pending deliveries fail.
     pub async fn remove(&self, id: Uuid) -> Result<(), WebhookError> {
-        let endpoint = self.db.endpoint(id).await?.ok_or(WebhookError::NoEndpoint)?;
+        let endpoint = self
+            .db
+            .endpoint(id)
+            .await?
+            .ok_or(WebhookError::NoEndpoint)?;
         if endpoint.source == EndpointSource::Config {
             return Err(WebhookError::Configured);
         }
@@ -169,7 +188,11 @@ impl WebhookService {
 
     /// Enables an endpoint a 410 disabled: its waiting deliveries go out again.
     pub async fn enable(&self, id: Uuid) -> Result<types::Webhook, WebhookError> {
-        let endpoint = self.db.enable_endpoint(id).await?.ok_or(WebhookError::NoEndpoint)?;
+        let endpoint = self
+            .db
+            .enable_endpoint(id)
+            .await?
+            .ok_or(WebhookError::NoEndpoint)?;
         tracing::info!(webhook_id = %id, "webhook endpoint enabled");
         self.db.recorded().notify_one();
         Ok(endpoint_body(endpoint))
@@ -184,7 +207,10 @@ impl WebhookService {
         limit: u64,
     ) -> Result<types::DeliveryList, WebhookError> {
         let before = cursor
-            .map(|c| Uuid::parse_str(c).map_err(|_| WebhookError::InvalidInput("cursor is not one this API gave")))
+            .map(|c| {
+                Uuid::parse_str(c)
+                    .map_err(|_| WebhookError::InvalidInput("cursor is not one this API gave"))
+            })
             .transpose()?;
         let filter = DeliveryFilter {
             state: state.map(|s| match s {

@@ -17,7 +17,12 @@ pub enum Attempt {
 
 /// The outcome of attempt number `attempt` (1 for the first) that ended `now`, with
 /// `schedule[i]` the wait before retry `i + 1`.
-pub fn outcome(attempt: u32, result: Attempt, schedule: &[Duration], now: OffsetDateTime) -> Outcome {
+pub fn outcome(
+    attempt: u32,
+    result: Attempt,
+    schedule: &[Duration],
+    now: OffsetDateTime,
+) -> Outcome {
     let (status, error) = match result {
         Attempt::Answered(status) if (200..300).contains(&status) => {
             return Outcome::Delivered {
@@ -77,8 +82,16 @@ mod tests {
     fn attempts_follow_the_schedule() {
         let now = OffsetDateTime::UNIX_EPOCH;
         let cases: &[(u32, Attempt, Outcome)] = &[
-            (1, Attempt::Answered(204), Outcome::Delivered { status: 204 }),
-            (4, Attempt::Answered(200), Outcome::Delivered { status: 200 }),
+            (
+                1,
+                Attempt::Answered(204),
+                Outcome::Delivered { status: 204 },
+            ),
+            (
+                4,
+                Attempt::Answered(200),
+                Outcome::Delivered { status: 200 },
+            ),
             (1, Attempt::Answered(410), Outcome::Gone),
             (
                 1,
@@ -118,7 +131,11 @@ mod tests {
         ];
         for (attempt, result, expected) in cases {
             let got = outcome(*attempt, result.clone(), &schedule(), now);
-            assert_eq!(format!("{got:?}"), format!("{expected:?}"), "attempt {attempt} {result:?}");
+            assert_eq!(
+                format!("{got:?}"),
+                format!("{expected:?}"),
+                "attempt {attempt} {result:?}"
+            );
         }
     }
 
@@ -130,6 +147,9 @@ mod tests {
 
     #[test]
     fn schedules_read_plainly() {
-        assert_eq!(describe(&[5, 300, 1800, 7200, 90].map(Duration::from_secs)), "5s, 5m, 30m, 2h, 90s");
+        assert_eq!(
+            describe(&[5, 300, 1800, 7200, 90].map(Duration::from_secs)),
+            "5s, 5m, 30m, 2h, 90s"
+        );
     }
 }

@@ -25,9 +25,7 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// `whsec_` followed by the base64 of 24 to 64 bytes.
     pub fn parse(text: &str) -> Result<Self, &'static str> {
-        let encoded = text
-            .strip_prefix(PREFIX)
-            .ok_or("must start with whsec_")?;
+        let encoded = text.strip_prefix(PREFIX).ok_or("must start with whsec_")?;
         let key = STANDARD
             .decode(encoded)
             .map_err(|_| "must be whsec_ followed by base64")?;
@@ -83,7 +81,10 @@ mod tests {
         assert_eq!(SigningKey::parse(&text).unwrap(), b);
         let header = sign("id", 1, b"{}", &[a.clone(), b.clone()]);
         let entries: Vec<&str> = header.split(' ').collect();
-        assert_eq!(entries, [sign("id", 1, b"{}", &[a]), sign("id", 1, b"{}", &[b])]);
+        assert_eq!(
+            entries,
+            [sign("id", 1, b"{}", &[a]), sign("id", 1, b"{}", &[b])]
+        );
     }
 
     #[test]

@@ -115,7 +115,9 @@ impl reqwest::dns::Resolve for PublicOnly {
             let addrs = tokio::net::lookup_host((name.as_str(), 0)).await?;
             let public: Vec<SocketAddr> = addrs.filter(|addr| !is_private(addr.ip())).collect();
             if public.is_empty() {
-                return Err(Box::new(TargetError::Private) as Box<dyn std::error::Error + Send + Sync>);
+                return Err(
+                    Box::new(TargetError::Private) as Box<dyn std::error::Error + Send + Sync>
+                );
             }
             Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
         })
@@ -146,7 +148,12 @@ mod tests {
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip} must be refused");
         }
-        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700::1111", "64:ff9b::101:101"] {
+        for ip in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "64:ff9b::101:101",
+        ] {
             assert!(!is_private(ip.parse().unwrap()), "{ip} is public");
         }
     }

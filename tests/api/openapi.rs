@@ -59,7 +59,10 @@ async fn every_operation_has_an_id_and_a_contract_tag() {
     assert!(spec["components"]["schemas"]["Error"].is_object());
     assert!(spec["components"]["schemas"]["Upload"].is_object());
     // Swagger UI's Authorize takes an admin key for the webhooks API.
-    assert_eq!(spec["components"]["securitySchemes"]["admin"]["scheme"], "bearer");
+    assert_eq!(
+        spec["components"]["securitySchemes"]["admin"]["scheme"],
+        "bearer"
+    );
     assert_eq!(
         spec["paths"]["/api/v1/webhooks/deliveries"]["get"]["security"][0]
             .as_object()

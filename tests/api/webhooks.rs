@@ -94,7 +94,10 @@ impl Receiver {
             .await
             .expect("JSON");
         for entry in &log {
-            assert_eq!(entry["verified"], true, "a request failed verification: {entry}");
+            assert_eq!(
+                entry["verified"], true,
+                "a request failed verification: {entry}"
+            );
         }
         log
     }
@@ -103,8 +106,14 @@ impl Receiver {
     async fn delivered(&self) -> BTreeMap<String, Vec<Value>> {
         let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         for entry in self.log().await {
-            if entry["answer"].as_i64().is_some_and(|s| (200..300).contains(&s)) {
-                by_id.entry(entry["id"].as_str().expect("id").to_owned()).or_default().push(entry);
+            if entry["answer"]
+                .as_i64()
+                .is_some_and(|s| (200..300).contains(&s))
+            {
+                by_id
+                    .entry(entry["id"].as_str().expect("id").to_owned())
+                    .or_default()
+                    .push(entry);
             }
         }
         by_id
@@ -147,11 +156,20 @@ fn sending_to(receiver: &Receiver, schedule: &str) -> Vec<(String, String)> {
 }
 
 fn pairs(settings: &[(String, String)]) -> Vec<(&str, &str)> {
-    settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 async fn admin_get(app: &TestApp, path: &str) -> Value {
-    let resp = app.client.get(app.url(path)).bearer_auth(ADMIN).send().await.expect("GET");
+    let resp = app
+        .client
+        .get(app.url(path))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
     resp.json().await.expect("JSON")
 }
@@ -174,7 +192,13 @@ async fn all_deliveries(app: &TestApp, query: &str) -> Vec<Value> {
             path.push_str(&format!("&cursor={c}"));
         }
         let page = admin_get(app, &path).await;
-        out.extend(page["deliveries"].as_array().expect("deliveries").iter().cloned());
+        out.extend(
+            page["deliveries"]
+                .as_array()
+                .expect("deliveries")
+                .iter()
+                .cloned(),
+        );
         match page["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => return out,
@@ -190,7 +214,10 @@ async fn settled_deliveries(app: &TestApp, within: Duration) -> Vec<Value> {
         if !all.is_empty() && all.iter().all(|d| d["state"] != "pending") {
             return all;
         }
-        assert!(started.elapsed() < within, "deliveries still pending: {all:#?}");
+        assert!(
+            started.elapsed() < within,
+            "deliveries still pending: {all:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
 }
@@ -221,8 +248,15 @@ async fn every_event_type_arrives_signed_by_each_secret_with_its_state() {
     let multipart_id = issued["upload_id"].as_str().expect("id").to_owned();
     let urls = app.part_urls(&multipart_id, &[1, 2]).await;
     for (number, signed) in &urls {
-        let range = if *number == 1 { 0..5 * MIB } else { 5 * MIB..big.len() };
-        assert_eq!(app.put_part(signed, &big[range]).await.status(), StatusCode::OK);
+        let range = if *number == 1 {
+            0..5 * MIB
+        } else {
+            5 * MIB..big.len()
+        };
+        assert_eq!(
+            app.put_part(signed, &big[range]).await.status(),
+            StatusCode::OK
+        );
     }
     app.confirm_stored(&multipart_id, &big).await;
     expected.push((multipart_id, "upload.completed", "completed"));
@@ -241,13 +275,19 @@ async fn every_event_type_arrives_signed_by_each_secret_with_its_state() {
     not_png[1] = b'X';
     assert_eq!(app.put(&issued, &not_png).await.status(), StatusCode::OK);
     let failed_id = issued["upload_id"].as_str().expect("id").to_owned();
-    assert_eq!(app.confirm(&failed_id).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        app.confirm(&failed_id).await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     expected.push((failed_id.clone(), "upload.failed", "failed"));
 
     // Given up while pending: aborted.
     let issued = app.issue("hooks", "b.png", "image/png", PNG).await;
     let aborted_id = issued["upload_id"].as_str().expect("id").to_owned();
-    assert_eq!(app.delete(&aborted_id).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete(&aborted_id).await.status(),
+        StatusCode::NO_CONTENT
+    );
     expected.push((aborted_id, "upload.aborted", "aborted"));
 
     // Never confirmed: expired by the sweeper.
@@ -258,15 +298,26 @@ async fn every_event_type_arrives_signed_by_each_secret_with_its_state() {
     assert_eq!(report.expired, 1);
     expected.push((expired_id, "upload.expired", "expired"));
 
-    let delivered = receiver.wait_delivered(expected.len(), Duration::from_secs(30)).await;
+    let delivered = receiver
+        .wait_delivered(expected.len(), Duration::from_secs(30))
+        .await;
     let got: Vec<(String, String, String)> = delivered
         .values()
         .map(|entries| {
-            assert_eq!(entries.len(), 1, "each event is delivered once: {entries:?}");
+            assert_eq!(
+                entries.len(),
+                1,
+                "each event is delivered once: {entries:?}"
+            );
             let e = &entries[0];
             assert_eq!(e["signatures"], 2, "one signature per secret");
             assert_eq!(e["content_type"], "application/json");
-            assert!(e["user_agent"].as_str().expect("agent").starts_with("upload-broker/"));
+            assert!(
+                e["user_agent"]
+                    .as_str()
+                    .expect("agent")
+                    .starts_with("upload-broker/")
+            );
             assert_eq!(e["path"], "/hook");
             (
                 e["upload_id"].as_str().expect("upload_id").to_owned(),
@@ -318,7 +369,10 @@ async fn every_event_type_arrives_signed_by_each_secret_with_its_state() {
 
     // Each event is in the same transaction as its change: one per change, no more.
     let events = app.sql("SELECT COUNT(*) AS n FROM events").await;
-    assert_eq!(events[0].try_get::<i64>("", "n").expect("n"), expected.len() as i64);
+    assert_eq!(
+        events[0].try_get::<i64>("", "n").expect("n"),
+        expected.len() as i64
+    );
 }
 
 #[tokio::test]
@@ -329,7 +383,9 @@ async fn failed_attempts_are_retried_until_each_event_is_delivered_exactly_once(
     let app = TestApp::spawn_with(&pairs(&settings)).await;
     let mut ids = Vec::new();
     for n in 0..24 {
-        let record = app.legacy_stored(&format!("flaky{}", n % 3), "a.png", PNG).await;
+        let record = app
+            .legacy_stored(&format!("flaky{}", n % 3), "a.png", PNG)
+            .await;
         ids.push(record["upload_id"].as_str().expect("id").to_owned());
     }
     let deliveries = settled_deliveries(&app, Duration::from_secs(60)).await;
@@ -337,7 +393,9 @@ async fn failed_attempts_are_retried_until_each_event_is_delivered_exactly_once(
     let log = receiver.log().await;
     let mut attempts: HashMap<String, usize> = HashMap::new();
     for entry in &log {
-        *attempts.entry(entry["id"].as_str().expect("id").to_owned()).or_default() += 1;
+        *attempts
+            .entry(entry["id"].as_str().expect("id").to_owned())
+            .or_default() += 1;
     }
     let delivered = receiver.delivered().await;
     assert_eq!(delivered.len(), ids.len(), "every event arrived");
@@ -345,17 +403,27 @@ async fn failed_attempts_are_retried_until_each_event_is_delivered_exactly_once(
     for d in &deliveries {
         assert_eq!(d["state"], "succeeded", "{d}");
         let id = d["event_id"].as_str().expect("id");
-        assert_eq!(delivered[id].len(), 1, "delivered successfully exactly once: {id}");
+        assert_eq!(
+            delivered[id].len(),
+            1,
+            "delivered successfully exactly once: {id}"
+        );
         // The receiver failed this id's first k attempts; the service made k + 1.
         let made = attempts[id];
         assert_eq!(d["attempts"].as_u64(), Some(made as u64), "{d}");
         failures_seen[made - 1] += 1;
     }
     // The plan draws k from 0 to 3: both kinds of failure, and retries, were exercised.
-    assert!(failures_seen[1..].iter().sum::<usize>() > 0, "{failures_seen:?}");
+    assert!(
+        failures_seen[1..].iter().sum::<usize>() > 0,
+        "{failures_seen:?}"
+    );
     let dropped = log.iter().filter(|e| e["answer"] == "dropped").count();
     let errors = log.iter().filter(|e| e["answer"] == 500).count();
-    assert!(dropped > 0 && errors > 0, "{dropped} dropped, {errors} 500s");
+    assert!(
+        dropped > 0 && errors > 0,
+        "{dropped} dropped, {errors} 500s"
+    );
 }
 
 #[tokio::test]
@@ -386,7 +454,12 @@ async fn a_410_disables_the_endpoint_until_it_is_enabled_and_nothing_waiting_is_
     let listed = admin_get(&app, "/api/v1/webhooks").await;
     let endpoint = &listed["webhooks"][0];
     assert_eq!(endpoint["enabled"], false);
-    assert!(endpoint["disabled_reason"].as_str().expect("reason").contains("410"));
+    assert!(
+        endpoint["disabled_reason"]
+            .as_str()
+            .expect("reason")
+            .contains("410")
+    );
 
     // While disabled, new events wait for it.
     let waiting = app.legacy_stored("gone", "b.png", PNG).await;
@@ -394,7 +467,11 @@ async fn a_410_disables_the_endpoint_until_it_is_enabled_and_nothing_waiting_is_
     let pending = all_deliveries(&app, "&state=pending").await;
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0]["upload_id"], waiting["upload_id"]);
-    assert_eq!(receiver.log().await.len(), 1, "nothing sent to a disabled endpoint");
+    assert_eq!(
+        receiver.log().await.len(),
+        1,
+        "nothing sent to a disabled endpoint"
+    );
 
     receiver.set_mode(json!({"mode": "ok"})).await;
     let resp = admin_post(&app, &format!("/api/v1/webhooks/{webhook_id}/enable"), None).await;
@@ -414,7 +491,10 @@ async fn a_410_disables_the_endpoint_until_it_is_enabled_and_nothing_waiting_is_
         .await
         .expect("DELETE");
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    assert_eq!(admin_get(&app, "/api/v1/webhooks").await["webhooks"], json!([]));
+    assert_eq!(
+        admin_get(&app, "/api/v1/webhooks").await["webhooks"],
+        json!([])
+    );
 }
 
 #[tokio::test]
@@ -443,14 +523,26 @@ async fn a_failed_delivery_is_replayed_with_the_same_id_and_passes_the_verifier_
     .await;
     receiver.set_mode(json!({"mode": "ok"})).await;
     let id = delivery["id"].as_str().expect("id");
-    let resp = admin_post(&app, &format!("/api/v1/webhooks/deliveries/{id}/retry"), None).await;
+    let resp = admin_post(
+        &app,
+        &format!("/api/v1/webhooks/deliveries/{id}/retry"),
+        None,
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let delivered = receiver.wait_delivered(1, Duration::from_secs(10)).await;
     let entries = &delivered[delivery["event_id"].as_str().expect("event id")];
     assert_eq!(entries.len(), 1, "the replay carries the same webhook-id");
-    let sent_at: i64 = entries[0]["timestamp"].as_str().expect("ts").parse().expect("int");
+    let sent_at: i64 = entries[0]["timestamp"]
+        .as_str()
+        .expect("ts")
+        .parse()
+        .expect("int");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    assert!((now - sent_at).abs() < 60, "webhook-timestamp is the attempt's");
+    assert!(
+        (now - sent_at).abs() < 60,
+        "webhook-timestamp is the attempt's"
+    );
     assert_eq!(entries[0]["event_timestamp"], an_hour_ago.as_str());
     let after = all_deliveries(&app, "&state=succeeded").await;
     assert_eq!(after.len(), 1);
@@ -458,8 +550,16 @@ async fn a_failed_delivery_is_replayed_with_the_same_id_and_passes_the_verifier_
 
     // Unknown ids and bad input get JSON errors.
     let unknown = uuid::Uuid::now_v7();
-    let resp = admin_post(&app, &format!("/api/v1/webhooks/deliveries/{unknown}/retry"), None).await;
-    assert_eq!(error_code(resp).await, (StatusCode::NOT_FOUND, "not_found".into()));
+    let resp = admin_post(
+        &app,
+        &format!("/api/v1/webhooks/deliveries/{unknown}/retry"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        error_code(resp).await,
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
     let resp = admin_post(&app, "/api/v1/webhooks/deliveries/nope/retry", None).await;
     assert_eq!(
         error_code(resp).await,
@@ -471,8 +571,17 @@ async fn a_failed_delivery_is_replayed_with_the_same_id_and_passes_the_verifier_
 async fn admin_keys_guard_the_webhooks_api_and_private_urls_are_refused() {
     // Without ADMIN_KEYS the endpoints are off.
     let off = TestApp::spawn().await;
-    let resp = off.client.get(off.url("/api/v1/webhooks")).bearer_auth("x").send().await.expect("GET");
-    assert_eq!(error_code(resp).await, (StatusCode::FORBIDDEN, "admin_disabled".into()));
+    let resp = off
+        .client
+        .get(off.url("/api/v1/webhooks"))
+        .bearer_auth("x")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        error_code(resp).await,
+        (StatusCode::FORBIDDEN, "admin_disabled".into())
+    );
 
     let app = TestApp::spawn_with(&[
         ("ADMIN_KEYS", ADMIN),
@@ -487,34 +596,52 @@ async fn admin_keys_guard_the_webhooks_api_and_private_urls_are_refused() {
         }
         let resp = req.send().await.expect("GET");
         assert_eq!(resp.headers()["www-authenticate"], "Bearer", "{token:?}");
-        assert_eq!(error_code(resp).await, (StatusCode::UNAUTHORIZED, "unauthorized".into()));
+        assert_eq!(
+            error_code(resp).await,
+            (StatusCode::UNAUTHORIZED, "unauthorized".into())
+        );
     }
     // An admin key is not an API key.
     let resp = app
         .client
         .post(app.url("/api/v1/uploads"))
         .bearer_auth(ADMIN)
-        .json(&json!({"image_id": "x", "filename": "a.png", "content_type": "image/png", "size": 10}))
+        .json(
+            &json!({"image_id": "x", "filename": "a.png", "content_type": "image/png", "size": 10}),
+        )
         .send()
         .await
         .expect("POST");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     // Authentication comes before the input is read.
-    let resp = app.client.post(app.url("/api/v1/webhooks")).body("{not json").send().await.expect("POST");
+    let resp = app
+        .client
+        .post(app.url("/api/v1/webhooks"))
+        .body("{not json")
+        .send()
+        .await
+        .expect("POST");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
     for (url, code) in [
         ("http://127.0.0.1:9/hook", "forbidden_webhook_url"),
         ("http://localhost:9/hook", "forbidden_webhook_url"),
         ("http://10.1.2.3/hook", "forbidden_webhook_url"),
-        ("http://169.254.169.254/latest/meta-data", "forbidden_webhook_url"),
+        (
+            "http://169.254.169.254/latest/meta-data",
+            "forbidden_webhook_url",
+        ),
         ("http://[::1]/hook", "forbidden_webhook_url"),
         ("http://[::ffff:192.168.0.1]/hook", "forbidden_webhook_url"),
         ("ftp://example.com/hook", "invalid_webhook_url"),
         ("not a url", "invalid_webhook_url"),
     ] {
         let resp = admin_post(&app, "/api/v1/webhooks", Some(json!({"url": url}))).await;
-        assert_eq!(error_code(resp).await, (StatusCode::BAD_REQUEST, code.into()), "{url}");
+        assert_eq!(
+            error_code(resp).await,
+            (StatusCode::BAD_REQUEST, code.into()),
+            "{url}"
+        );
     }
     let resp = admin_post(
         &app,
@@ -522,7 +649,10 @@ async fn admin_keys_guard_the_webhooks_api_and_private_urls_are_refused() {
         Some(json!({"url": "https://hooks.example.com/in", "events": ["upload.exploded"]})),
     )
     .await;
-    assert_eq!(error_code(resp).await, (StatusCode::BAD_REQUEST, "unknown_event_type".into()));
+    assert_eq!(
+        error_code(resp).await,
+        (StatusCode::BAD_REQUEST, "unknown_event_type".into())
+    );
     let resp = app
         .client
         .get(app.url("/api/v1/webhooks/deliveries?state=lost"))
@@ -538,8 +668,14 @@ async fn admin_keys_guard_the_webhooks_api_and_private_urls_are_refused() {
         .send()
         .await
         .expect("GET");
-    assert_eq!(error_code(resp).await, (StatusCode::BAD_REQUEST, "invalid_limit".into()));
-    assert_eq!(admin_get(&app, "/api/v1/webhooks").await["webhooks"], json!([]));
+    assert_eq!(
+        error_code(resp).await,
+        (StatusCode::BAD_REQUEST, "invalid_limit".into())
+    );
+    assert_eq!(
+        admin_get(&app, "/api/v1/webhooks").await["webhooks"],
+        json!([])
+    );
 }
 
 #[tokio::test]
@@ -574,7 +710,10 @@ async fn a_name_that_resolves_to_a_private_address_when_sending_is_not_reached()
         let error = d["last_error"].as_str().expect("error");
         assert!(error.contains("private"), "{error}");
     }
-    assert!(receiver.log().await.is_empty(), "nothing reached the private address");
+    assert!(
+        receiver.log().await.is_empty(),
+        "nothing reached the private address"
+    );
 }
 
 /// The service as its own process, so it can be killed with SIGKILL.
@@ -650,7 +789,10 @@ async fn a_service_killed_with_deliveries_in_flight_delivers_them_all_after_a_re
         uploads.push(format!("killed{n}"));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(receiver.log().await.is_empty(), "nothing answered before the kill");
+    assert!(
+        receiver.log().await.is_empty(),
+        "nothing answered before the kill"
+    );
     drop(service); // SIGKILL
     receiver.set_mode(json!({"mode": "ok"})).await;
 
@@ -661,7 +803,9 @@ async fn a_service_killed_with_deliveries_in_flight_delivers_them_all_after_a_re
     let started = Instant::now();
     let deliveries = loop {
         let page: Value = client
-            .get(format!("http://127.0.0.1:{port}/api/v1/webhooks/deliveries"))
+            .get(format!(
+                "http://127.0.0.1:{port}/api/v1/webhooks/deliveries"
+            ))
             .bearer_auth(ADMIN)
             .send()
             .await
@@ -673,7 +817,10 @@ async fn a_service_killed_with_deliveries_in_flight_delivers_them_all_after_a_re
         if deliveries.iter().all(|d| d["state"] == "succeeded") {
             break deliveries;
         }
-        assert!(started.elapsed() < Duration::from_secs(40), "{deliveries:#?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "{deliveries:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(deliveries.len(), 10, "one delivery per upload");
@@ -690,7 +837,10 @@ async fn a_service_killed_with_deliveries_in_flight_delivers_them_all_after_a_re
     uploads.sort();
     assert_eq!(image_ids, uploads, "every event arrived after the restart");
     for d in &deliveries {
-        assert_eq!(d["attempts"], 1, "the killed attempt was never recorded: {d}");
+        assert_eq!(
+            d["attempts"], 1,
+            "the killed attempt was never recorded: {d}"
+        );
     }
 }
 
@@ -709,7 +859,9 @@ async fn two_replicas_deliver_each_event_once_and_never_at_the_same_time() {
     let replicas = [&one, &two];
     futures_util::stream::iter(0..40usize)
         .map(|n| async move {
-            let resp = replicas[n % 2].legacy_upload(&format!("pair{}", n % 4), "a.png", PNG).await;
+            let resp = replicas[n % 2]
+                .legacy_upload(&format!("pair{}", n % 4), "a.png", PNG)
+                .await;
             assert_eq!(resp.status(), StatusCode::OK);
         })
         .buffer_unordered(8)
@@ -723,7 +875,10 @@ async fn two_replicas_deliver_each_event_once_and_never_at_the_same_time() {
         by_id
             .entry(entry["id"].as_str().expect("id").to_owned())
             .or_default()
-            .push((entry["started"].as_f64().expect("start"), entry["ended"].as_f64().expect("end")));
+            .push((
+                entry["started"].as_f64().expect("start"),
+                entry["ended"].as_f64().expect("end"),
+            ));
     }
     assert_eq!(by_id.len(), 40);
     for (id, mut spans) in by_id {
@@ -734,4 +889,76 @@ async fn two_replicas_deliver_each_event_once_and_never_at_the_same_time() {
         assert_eq!(d["state"], "succeeded");
         assert_eq!(d["attempts"], 1);
     }
+}
+
+#[tokio::test]
+async fn a_stopping_service_finishes_its_attempts_within_the_grace() {
+    let receiver = Receiver::start(&[SECRET], json!({"mode": "slow", "delay": 1.5})).await;
+    let seed = TestApp::spawn().await;
+    let mut env: Vec<(String, String)> = vec![
+        ("DATA_DIR".into(), seed.dir.path().display().to_string()),
+        ("DATABASE_URL".into(), seed.database_url()),
+        ("BIND_ADDR".into(), "127.0.0.1".into()),
+        ("EMBEDDED_S3_PORT".into(), "0".into()),
+        ("SWEEP_INTERVAL".into(), "0".into()),
+        ("SHUTDOWN_GRACE".into(), "5".into()),
+    ];
+    if on_external_store() {
+        env.extend(seed.s3_settings().await);
+    }
+    let mut settings = sending_to(&receiver, "1,1,1,1,1");
+    settings[1].1 = SECRET.into();
+    env.extend(settings);
+    drop(seed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let port = free_port();
+    let mut service = start_process(&env, port).await;
+    let client = reqwest::Client::new();
+    let (content_type, body) = form_body(&[("file", Some("a.png"), PNG)]);
+    let resp = client
+        .post(format!("http://127.0.0.1:{port}/upload/drained"))
+        .header("Content-Type", &content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The attempt is in flight (the receiver holds it 1.5 s) when SIGTERM comes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = service.0.id().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let stopped = tokio::task::spawn_blocking(move || {
+        let status = service.0.wait().expect("wait");
+        (service, status)
+    })
+    .await
+    .expect("join");
+    assert!(stopped.1.success(), "a clean exit: {:?}", stopped.1);
+    let log = receiver.log().await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["answer"], 204);
+
+    // Started again: the attempt was recorded before the exit, so it is not made twice.
+    let port = free_port();
+    let _service = start_process(&env, port).await;
+    let page: Value = client
+        .get(format!(
+            "http://127.0.0.1:{port}/api/v1/webhooks/deliveries"
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("deliveries")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(page["deliveries"][0]["state"], "succeeded", "{page}");
+    assert_eq!(page["deliveries"][0]["attempts"], 1);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(receiver.log().await.len(), 1, "no second attempt");
 }

@@ -6,6 +6,7 @@ Modes (POST /_mode with a JSON object, or --mode at start):
   {"mode": "ok"}                  answer 204
   {"mode": "flaky"}               fail each webhook-id's first k attempts, k from 0 to 3 drawn
                                   from the id; each failure is a 500 or a dropped connection
+  {"mode": "first", "percent": p} fail the first attempt of p percent of webhook-ids (500)
   {"mode": "fail"}                answer 500
   {"mode": "gone"}                answer 410
   {"mode": "slow", "delay": s}    wait s seconds, then answer 204
@@ -132,6 +133,10 @@ class Handler(BaseHTTPRequestHandler):
             failures, salt = planned_failures(webhook_id)
             if attempt <= failures:
                 answer = "dropped" if (salt + attempt) % 2 else 500
+        elif kind == "first":
+            drawn = hashlib.sha256(webhook_id.encode()).digest()[2] * 100 // 256
+            if attempt == 1 and drawn < int(mode.get("percent", 30)):
+                answer = 500
         elif kind == "fail":
             answer = 500
         elif kind == "gone":

@@ -18,5 +18,6 @@ pub use format::{ImageFormat, InputError};
 pub use plan::PartPlan;
 pub use text::Text;
 pub use webhooks::{
-    CreateWebhookRequest, CreatedWebhook, Delivery, DeliveryList, DeliveryState, Webhook, WebhookList,
+    CreateWebhookRequest, CreatedWebhook, Delivery, DeliveryList, DeliveryState, Webhook,
+    WebhookList,
 };
