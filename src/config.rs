@@ -179,6 +179,9 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// `WEBHOOK_ALLOW_PRIVATE`: registered endpoints may be on private addresses.
     pub allow_private: bool,
+    /// `EVENT_RETENTION_DAYS`: events (and their settled deliveries) older than this are
+    /// removed; `None` keeps them.
+    pub retention: Option<Duration>,
 }
 
 /// The background sweep of expired uploads.
@@ -654,6 +657,10 @@ impl WebhookConfig {
             retry_schedule,
             timeout: vars.seconds("WEBHOOK_TIMEOUT", 10, (1, 300))?,
             allow_private: vars.flag("WEBHOOK_ALLOW_PRIVATE", false)?,
+            retention: match vars.number("EVENT_RETENTION_DAYS", 30u64, (0, 36_500))? {
+                0 => None,
+                days => Some(Duration::from_secs(days * 86_400)),
+            },
         })
     }
 }
@@ -825,6 +832,39 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_need_a_secret_and_take_several() {
+        let err = load(&[("WEBHOOK_URL", "https://hooks.example.com/in")]).expect_err("no secret");
+        assert_eq!(err.variable, "WEBHOOK_SECRET");
+        let two = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_c2Vjb25kLXNlY3JldC1vZi10aGUtdGVzdHMtMTIzNA==";
+        let config = load(&[
+            (
+                "WEBHOOK_URL",
+                "https://a.example.com/in, https://b.example.com/in",
+            ),
+            ("WEBHOOK_SECRET", two),
+            ("WEBHOOK_RETRY_SCHEDULE", "1, 2,4"),
+        ])
+        .expect("config");
+        assert_eq!(config.webhooks.urls.len(), 2);
+        assert_eq!(config.webhooks.secrets.len(), 2);
+        assert_eq!(
+            config.webhooks.retry_schedule,
+            [1, 2, 4].map(Duration::from_secs)
+        );
+        assert!(
+            !format!("{config:?}").contains("MfKQ9r8"),
+            "secrets are never printed"
+        );
+        let defaults = load(&[]).expect("config");
+        assert_eq!(defaults.webhooks.retry_schedule.len(), 7);
+        assert_eq!(defaults.webhooks.timeout, Duration::from_secs(10));
+        assert_eq!(
+            defaults.webhooks.retention,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         for (name, value) in [
             ("PORT", "http"),
@@ -838,6 +878,11 @@ mod tests {
             ("CORS_ORIGINS", "*"),
             ("OBJECT_URL_EXPIRES", "10"),
             ("RATE_LIMIT", "-1"),
+            ("WEBHOOK_URL", "hooks.example.com/in"),
+            ("WEBHOOK_SECRET", "not-a-whsec-secret"),
+            ("WEBHOOK_RETRY_SCHEDULE", "5,soon"),
+            ("WEBHOOK_TIMEOUT", "0"),
+            ("EVENT_RETENTION_DAYS", "-3"),
         ] {
             let err = load(&[(name, value)]).expect_err(name);
             assert_eq!(err.variable, name);

@@ -362,6 +362,26 @@ impl Db {
         Ok(result.rows_affected == 1)
     }
 
+    /// Removes events recorded before `before`, with their settled deliveries; an event
+    /// with a delivery still pending stays. Returns how many events went.
+    pub async fn prune_events(&self, before: OffsetDateTime) -> Result<u64, DbError> {
+        Delivery::delete_many()
+            .filter(delivery::Column::State.ne(DeliveryState::Pending))
+            .filter(delivery::Column::CreatedAt.lt(before))
+            .exec(&self.write)
+            .await?;
+        let still_delivered = Query::select()
+            .column(delivery::Column::EventId)
+            .from(Delivery)
+            .to_owned();
+        let result = Event::delete_many()
+            .filter(event::Column::CreatedAt.lt(before))
+            .filter(event::Column::Id.not_in_subquery(still_delivered))
+            .exec(&self.write)
+            .await?;
+        Ok(result.rows_affected)
+    }
+
     /// Deliveries still to make, held ones (their endpoint disabled) included.
     pub async fn delivery_backlog(&self) -> Result<u64, DbError> {
         Ok(Delivery::find()

@@ -36,6 +36,8 @@ const POLL: Duration = Duration::from_millis(500);
 const GATHER: Duration = Duration::from_millis(5);
 /// A lease outlives its attempt's timeout by this much.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// How often events past `EVENT_RETENTION_DAYS` are removed.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How often the backlog gauge is counted again.
 const BACKLOG_EVERY: Duration = Duration::from_secs(2);
 /// Bytes of an answer's body read (so its connection can be reused); the rest is dropped.
@@ -144,6 +146,7 @@ impl Dispatcher {
         let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let mut attempts = JoinSet::new();
         let mut counted = Instant::now() - BACKLOG_EVERY;
+        let mut pruned: Option<Instant> = None;
         loop {
             // Finished attempts are collected (their outcome is already recorded).
             while attempts.try_join_next().is_some() {}
@@ -171,6 +174,20 @@ impl Dispatcher {
                 counted = Instant::now();
                 if let Ok(backlog) = self.db.delivery_backlog().await {
                     metrics::webhook_backlog(backlog);
+                }
+            }
+            if let Some(retention) = self.settings.retention
+                && pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY)
+            {
+                pruned = Some(Instant::now());
+                match self
+                    .db
+                    .prune_events(OffsetDateTime::now_utc() - retention)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "events past their retention removed"),
+                    Err(err) => tracing::warn!(error = %err, "cannot remove old events"),
                 }
             }
             if full {

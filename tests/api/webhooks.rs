@@ -962,3 +962,29 @@ async fn a_stopping_service_finishes_its_attempts_within_the_grace() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(receiver.log().await.len(), 1, "no second attempt");
 }
+
+#[tokio::test]
+async fn old_events_are_pruned_but_never_one_still_being_delivered() {
+    let receiver = Receiver::start(&[SECRET], json!({"mode": "ok"})).await;
+    let mut settings = sending_to(&receiver, "60");
+    settings[1].1 = SECRET.into();
+    let app = TestApp::spawn_with(&pairs(&settings)).await;
+    app.legacy_stored("pruned", "a.png", PNG).await;
+    receiver.wait_delivered(1, Duration::from_secs(10)).await;
+    settled_deliveries(&app, Duration::from_secs(10)).await;
+    receiver.set_mode(json!({"mode": "fail"})).await;
+    let waiting = app.legacy_stored("pruned", "b.png", PNG).await;
+    let started = Instant::now();
+    while all_deliveries(&app, "&state=pending").await[0]["attempts"] != 1 {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let later = time::OffsetDateTime::now_utc() + Duration::from_secs(1);
+    let removed = app.db().prune_events(later).await.expect("prune");
+    assert_eq!(removed, 1, "the delivered event goes");
+    let left = all_deliveries(&app, "").await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["upload_id"], waiting["upload_id"]);
+    let events = app.sql("SELECT COUNT(*) AS n FROM events").await;
+    assert_eq!(events[0].try_get::<i64>("", "n").expect("n"), 1);
+}
