@@ -215,27 +215,7 @@ impl Db {
             }
         }
         for (status, group) in delivered {
-            let result = Delivery::update_many()
-                .col_expr(
-                    delivery::Column::State,
-                    Expr::value(DeliveryState::Succeeded),
-                )
-                .col_expr(
-                    delivery::Column::Attempts,
-                    Expr::col(delivery::Column::Attempts).add(1),
-                )
-                .col_expr(delivery::Column::LastStatus, Expr::value(Some(status)))
-                .col_expr(
-                    delivery::Column::LastError,
-                    Expr::value(Option::<String>::None),
-                )
-                .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))
-                .col_expr(
-                    delivery::Column::LockedUntil,
-                    Expr::value(Option::<OffsetDateTime>::None),
-                )
-                .col_expr(delivery::Column::Lease, Expr::value(Option::<Uuid>::None))
-                .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+            let result = attempt_recorded(DeliveryState::Succeeded, Some(status), None, now, now)
                 .filter(delivery::Column::Id.is_in(group.iter().map(|f| f.id)))
                 .filter(delivery::Column::Lease.is_in(group.iter().map(|f| f.lease)))
                 .exec(&txn)
@@ -260,21 +240,7 @@ impl Db {
                     now,
                 ),
             };
-            let update = Delivery::update_many()
-                .col_expr(delivery::Column::State, Expr::value(state))
-                .col_expr(
-                    delivery::Column::Attempts,
-                    Expr::col(delivery::Column::Attempts).add(1),
-                )
-                .col_expr(delivery::Column::LastStatus, Expr::value(status))
-                .col_expr(delivery::Column::LastError, Expr::value(error))
-                .col_expr(delivery::Column::NextAttemptAt, Expr::value(next))
-                .col_expr(
-                    delivery::Column::LockedUntil,
-                    Expr::value(Option::<OffsetDateTime>::None),
-                )
-                .col_expr(delivery::Column::Lease, Expr::value(Option::<Uuid>::None))
-                .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+            let update = attempt_recorded(state, status, error, next, now)
                 .filter(delivery::Column::Id.eq(*id))
                 .filter(delivery::Column::Lease.eq(*lease));
             if !matches!(outcome, Outcome::Gone) {
@@ -303,12 +269,7 @@ impl Db {
 
     /// Lets go of a claimed delivery without attempting it.
     pub async fn release_delivery(&self, id: Uuid, lease: Uuid) -> Result<(), DbError> {
-        Delivery::update_many()
-            .col_expr(
-                delivery::Column::LockedUntil,
-                Expr::value(Option::<OffsetDateTime>::None),
-            )
-            .col_expr(delivery::Column::Lease, Expr::value(Option::<Uuid>::None))
+        without_lease(Delivery::update_many())
             .filter(delivery::Column::Id.eq(id))
             .filter(delivery::Column::Lease.eq(lease))
             .exec(&self.write)
@@ -347,14 +308,9 @@ impl Db {
     /// `webhook-id`. A lease another dispatcher holds is let go. Returns whether it exists.
     pub async fn retry_delivery(&self, id: Uuid) -> Result<bool, DbError> {
         let now = OffsetDateTime::now_utc();
-        let result = Delivery::update_many()
+        let result = without_lease(Delivery::update_many())
             .col_expr(delivery::Column::State, Expr::value(DeliveryState::Pending))
             .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))
-            .col_expr(
-                delivery::Column::LockedUntil,
-                Expr::value(Option::<OffsetDateTime>::None),
-            )
-            .col_expr(delivery::Column::Lease, Expr::value(Option::<Uuid>::None))
             .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
             .filter(delivery::Column::Id.eq(id))
             .exec(&self.write)
@@ -512,6 +468,37 @@ fn due_deliveries(
     due
 }
 
+/// An update of a delivery whose attempt ended: its new state, the attempt counted, the
+/// answer kept, when it is due next, and its lease let go.
+fn attempt_recorded(
+    state: DeliveryState,
+    status: Option<i32>,
+    error: Option<String>,
+    next: OffsetDateTime,
+    now: OffsetDateTime,
+) -> sea_orm::UpdateMany<Delivery> {
+    without_lease(Delivery::update_many())
+        .col_expr(delivery::Column::State, Expr::value(state))
+        .col_expr(
+            delivery::Column::Attempts,
+            Expr::col(delivery::Column::Attempts).add(1),
+        )
+        .col_expr(delivery::Column::LastStatus, Expr::value(status))
+        .col_expr(delivery::Column::LastError, Expr::value(error))
+        .col_expr(delivery::Column::NextAttemptAt, Expr::value(next))
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+}
+
+/// `update`, also letting go of the delivery's lease.
+fn without_lease(update: sea_orm::UpdateMany<Delivery>) -> sea_orm::UpdateMany<Delivery> {
+    update
+        .col_expr(
+            delivery::Column::LockedUntil,
+            Expr::value(Option::<OffsetDateTime>::None),
+        )
+        .col_expr(delivery::Column::Lease, Expr::value(Option::<Uuid>::None))
+}
+
 /// Deletes the endpoints `which` selects and fails their pending deliveries.
 async fn remove_endpoints<C: ConnectionTrait>(
     txn: &C,
@@ -528,17 +515,12 @@ async fn remove_endpoints<C: ConnectionTrait>(
         return Ok(0);
     }
     let now = OffsetDateTime::now_utc();
-    Delivery::update_many()
+    without_lease(Delivery::update_many())
         .col_expr(delivery::Column::State, Expr::value(DeliveryState::Failed))
         .col_expr(
             delivery::Column::LastError,
             Expr::value(Some(ENDPOINT_REMOVED.to_owned())),
         )
-        .col_expr(
-            delivery::Column::LockedUntil,
-            Expr::value(Option::<OffsetDateTime>::None),
-        )
-        .col_expr(delivery::Column::Lease, Expr::value(Option::<Uuid>::None))
         .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
         .filter(delivery::Column::EndpointId.is_in(ids.iter().copied()))
         .filter(delivery::Column::State.eq(DeliveryState::Pending))

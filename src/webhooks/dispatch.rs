@@ -341,30 +341,22 @@ impl Dispatcher {
             Outcome::Gone => "gone",
         };
         metrics::webhook_attempt(label, elapsed);
-        match &result {
-            Attempt::Answered(status) => tracing::info!(
-                delivery_id = %delivery.id,
-                event_id = %delivery.event_id,
-                webhook_id = %endpoint.id,
-                upload_id = %delivery.upload_id,
-                attempt,
-                status,
-                outcome = label,
-                elapsed_ms = elapsed.as_millis() as u64,
-                "webhook attempt"
-            ),
-            Attempt::NoAnswer(reason) => tracing::info!(
-                delivery_id = %delivery.id,
-                event_id = %delivery.event_id,
-                webhook_id = %endpoint.id,
-                upload_id = %delivery.upload_id,
-                attempt,
-                reason = %reason,
-                outcome = label,
-                elapsed_ms = elapsed.as_millis() as u64,
-                "webhook attempt"
-            ),
-        }
+        let (status, reason) = match &result {
+            Attempt::Answered(status) => (Some(*status), None),
+            Attempt::NoAnswer(reason) => (None, Some(reason.as_str())),
+        };
+        tracing::info!(
+            delivery_id = %delivery.id,
+            event_id = %delivery.event_id,
+            webhook_id = %endpoint.id,
+            upload_id = %delivery.upload_id,
+            attempt,
+            status,
+            reason,
+            outcome = label,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "webhook attempt"
+        );
         if matches!(outcome, Outcome::Gone) {
             tracing::warn!(webhook_id = %endpoint.id, "webhook endpoint answered 410 Gone; disabled");
         }

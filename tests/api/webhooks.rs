@@ -726,6 +726,38 @@ impl Drop for Process {
     }
 }
 
+/// The settings of a service process sending to `receiver`, on a fresh database (the test
+/// suite's: SQLite in the returned directory, or Postgres) and bucket, plus `extra`.
+async fn process_env(
+    receiver: &Receiver,
+    extra: &[(&str, &str)],
+) -> (Vec<(String, String)>, std::sync::Arc<tempfile::TempDir>) {
+    let seed = TestApp::spawn().await;
+    let mut env: Vec<(String, String)> = vec![
+        ("DATA_DIR".into(), seed.dir.path().display().to_string()),
+        ("DATABASE_URL".into(), seed.database_url()),
+        ("BIND_ADDR".into(), "127.0.0.1".into()),
+        ("EMBEDDED_S3_PORT".into(), "0".into()),
+        ("SWEEP_INTERVAL".into(), "0".into()),
+    ];
+    if on_external_store() {
+        env.extend(seed.s3_settings().await);
+    }
+    let mut settings = sending_to(receiver, "1,1,1,1,1");
+    settings[1].1 = SECRET.into();
+    env.extend(settings);
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let dir = seed.dir.clone();
+    // The seed only made the database and bucket: it stops before the process starts.
+    drop(seed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (env, dir)
+}
+
 async fn start_process(env: &[(String, String)], port: u16) -> Process {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_upload-broker"))
         .env_clear()
@@ -755,22 +787,7 @@ async fn start_process(env: &[(String, String)], port: u16) -> Process {
 async fn a_service_killed_with_deliveries_in_flight_delivers_them_all_after_a_restart() {
     // The receiver holds each request two seconds: the kill comes while they are in flight.
     let receiver = Receiver::start(&[SECRET], json!({"mode": "slow", "delay": 2})).await;
-    let seed = TestApp::spawn().await;
-    let mut env: Vec<(String, String)> = vec![
-        ("DATA_DIR".into(), seed.dir.path().display().to_string()),
-        ("DATABASE_URL".into(), seed.database_url()),
-        ("BIND_ADDR".into(), "127.0.0.1".into()),
-        ("EMBEDDED_S3_PORT".into(), "0".into()),
-        ("SWEEP_INTERVAL".into(), "0".into()),
-    ];
-    if on_external_store() {
-        env.extend(seed.s3_settings().await);
-    }
-    let mut settings = sending_to(&receiver, "1,1,1,1,1");
-    settings[1].1 = SECRET.into();
-    env.extend(settings);
-    drop(seed);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (env, _dir) = process_env(&receiver, &[]).await;
 
     let port = free_port();
     let service = start_process(&env, port).await;
@@ -894,23 +911,7 @@ async fn two_replicas_deliver_each_event_once_and_never_at_the_same_time() {
 #[tokio::test]
 async fn a_stopping_service_finishes_its_attempts_within_the_grace() {
     let receiver = Receiver::start(&[SECRET], json!({"mode": "slow", "delay": 1.5})).await;
-    let seed = TestApp::spawn().await;
-    let mut env: Vec<(String, String)> = vec![
-        ("DATA_DIR".into(), seed.dir.path().display().to_string()),
-        ("DATABASE_URL".into(), seed.database_url()),
-        ("BIND_ADDR".into(), "127.0.0.1".into()),
-        ("EMBEDDED_S3_PORT".into(), "0".into()),
-        ("SWEEP_INTERVAL".into(), "0".into()),
-        ("SHUTDOWN_GRACE".into(), "5".into()),
-    ];
-    if on_external_store() {
-        env.extend(seed.s3_settings().await);
-    }
-    let mut settings = sending_to(&receiver, "1,1,1,1,1");
-    settings[1].1 = SECRET.into();
-    env.extend(settings);
-    drop(seed);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (env, _dir) = process_env(&receiver, &[("SHUTDOWN_GRACE", "5")]).await;
 
     let port = free_port();
     let mut service = start_process(&env, port).await;
