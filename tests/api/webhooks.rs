@@ -989,3 +989,20 @@ async fn old_events_are_pruned_but_never_one_still_being_delivered() {
     let events = app.sql("SELECT COUNT(*) AS n FROM events").await;
     assert_eq!(events[0].try_get::<i64>("", "n").expect("n"), 1);
 }
+
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let receiver = Receiver::start(&[SECRET], json!({"mode": "redirect"})).await;
+    let mut settings = sending_to(&receiver, "0");
+    settings[1].1 = SECRET.into();
+    let app = TestApp::spawn_with(&pairs(&settings)).await;
+    app.legacy_stored("redirected", "a.png", PNG).await;
+    let deliveries = settled_deliveries(&app, Duration::from_secs(15)).await;
+    assert_eq!(deliveries[0]["state"], "failed");
+    assert_eq!(deliveries[0]["attempts"], 2);
+    assert_eq!(deliveries[0]["last_status"], 302);
+    assert_eq!(deliveries[0]["last_error"], "HTTP 302: redirects are not followed");
+    let log = receiver.log().await;
+    assert_eq!(log.len(), 2);
+    assert!(log.iter().all(|e| e["path"] == "/hook"), "{log:?}");
+}

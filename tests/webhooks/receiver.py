@@ -9,6 +9,7 @@ Modes (POST /_mode with a JSON object, or --mode at start):
   {"mode": "first", "percent": p} fail the first attempt of p percent of webhook-ids (500)
   {"mode": "fail"}                answer 500
   {"mode": "gone"}                answer 410
+  {"mode": "redirect"}            answer 302 to /elsewhere on this receiver
   {"mode": "slow", "delay": s}    wait s seconds, then answer 204
 Any mode takes "delay" (seconds before answering).
 """
@@ -43,9 +44,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def reply(self, status, body=b""):
+    def reply(self, status, body=b"", location=None):
         try:
             self.send_response(status)
+            if location:
+                self.send_header("Location", location)
             self.send_header("Content-Length", str(len(body)))
             if body:
                 self.send_header("Content-Type", "application/json")
@@ -141,6 +144,8 @@ class Handler(BaseHTTPRequestHandler):
             answer = 500
         elif kind == "gone":
             answer = 410
+        elif kind == "redirect" and self.path != "/elsewhere":
+            answer = 302
         if not entry["verified"]:
             answer = 400
         entry["answer"] = answer
@@ -154,7 +159,7 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        self.reply(answer)
+        self.reply(answer, location="/elsewhere" if answer == 302 else None)
 
 
 def main():
