@@ -148,7 +148,7 @@ impl Dispatcher {
         let mut counted = Instant::now() - BACKLOG_EVERY;
         let mut pruned: Option<Instant> = None;
         loop {
-            // Finished attempts are collected (their outcome is already recorded).
+            // Finished attempts are collected (their outcomes are with the recorder).
             while attempts.try_join_next().is_some() {}
             let free = slots.available_permits();
             let mut full = false;
