@@ -7,6 +7,8 @@
 use serde_json::{Value, json};
 
 use crate::domain::MAX_FILENAME_CHARS;
+use crate::events::EventType;
+use crate::webhooks::MAX_PAGE;
 
 /// What an image_id may be (the contract's words).
 pub const IMAGE_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,100}$";
@@ -32,21 +34,33 @@ fn constrain(doc: &mut Value, max_upload_size: u64) {
     for item in paths.into_iter().flat_map(|p| p.values_mut()) {
         let ops = item.as_object_mut();
         for op in ops.into_iter().flat_map(|o| o.values_mut()) {
+            let operation_id = op
+                .get("operationId")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             let params = op.get_mut("parameters").and_then(Value::as_array_mut);
             for param in params.into_iter().flatten() {
-                if param.get("in").and_then(Value::as_str) != Some("path") {
-                    continue;
-                }
+                let place = param.get("in").and_then(Value::as_str).map(str::to_owned);
                 let name = param.get("name").and_then(Value::as_str).map(str::to_owned);
                 let Some(schema) = param.get_mut("schema").and_then(Value::as_object_mut) else {
                     continue;
                 };
-                match name.as_deref() {
-                    Some("image_id") => {
+                match (place.as_deref(), name.as_deref()) {
+                    (Some("path"), Some("image_id")) => {
                         schema.insert("pattern".to_owned(), json!(IMAGE_ID_PATTERN));
                     }
-                    Some("upload_id") => {
+                    // upload_id, webhook_id, delivery_id.
+                    (Some("path"), Some(id)) if id.ends_with("_id") => {
                         schema.insert("format".to_owned(), json!("uuid"));
+                    }
+                    (Some("query"), Some("upload_id")) => {
+                        schema.insert("format".to_owned(), json!("uuid"));
+                    }
+                    (Some("query"), Some("limit"))
+                        if operation_id.as_deref() == Some("list_deliveries") =>
+                    {
+                        schema.insert("minimum".to_owned(), json!(1));
+                        schema.insert("maximum".to_owned(), json!(MAX_PAGE));
                     }
                     _ => {}
                 }
@@ -95,12 +109,24 @@ fn constrain(doc: &mut Value, max_upload_size: u64) {
             "expires_in",
             &json!({ "minimum": 1, "maximum": 604_800 }),
         ),
+        (
+            "CreateWebhookRequest",
+            "url",
+            &json!({ "format": "uri", "pattern": "^https?://[^/?#\\s]+" }),
+        ),
     ] {
         if let (Some(property), Some(rules)) =
             (property_mut(schemas, schema, field), rules.as_object())
         {
             property.extend(rules.clone());
         }
+    }
+    if let Some(items) = property_mut(schemas, "CreateWebhookRequest", "events")
+        .and_then(|p| p.get_mut("items"))
+        .and_then(Value::as_object_mut)
+    {
+        let names: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        items.insert("enum".to_owned(), json!(names));
     }
     if let Some(items) = property_mut(schemas, "SignPartsRequest", "part_numbers")
         .and_then(|p| p.get_mut("items"))
@@ -130,6 +156,7 @@ fn constrain(doc: &mut Value, max_upload_size: u64) {
         "CreateUploadRequest",
         "SignPartsRequest",
         "CreateLinkRequest",
+        "CreateWebhookRequest",
     ] {
         if let Some(schema) = schemas.get_mut(schema).and_then(Value::as_object_mut) {
             schema.insert("additionalProperties".to_owned(), json!(false));

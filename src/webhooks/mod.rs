@@ -44,6 +44,8 @@ pub enum WebhookError {
     Configured,
     #[error("{0}")]
     InvalidInput(&'static str),
+    #[error("cursor is not one this API gave")]
+    InvalidCursor,
     #[error("cannot make a signing secret: {0}")]
     Random(std::io::Error),
     #[error(transparent)]
@@ -66,6 +68,7 @@ impl WebhookError {
             }
             WebhookError::UnknownEvent(_) => Problem::bad_request("unknown_event_type", message),
             WebhookError::InvalidInput(_) => Problem::bad_request("invalid_request", message),
+            WebhookError::InvalidCursor => Problem::bad_request("invalid_cursor", message),
             WebhookError::NoEndpoint | WebhookError::NoDelivery => {
                 Problem::new(404, "not_found", message)
             }

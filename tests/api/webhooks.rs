@@ -1001,7 +1001,10 @@ async fn a_redirect_is_not_followed() {
     assert_eq!(deliveries[0]["state"], "failed");
     assert_eq!(deliveries[0]["attempts"], 2);
     assert_eq!(deliveries[0]["last_status"], 302);
-    assert_eq!(deliveries[0]["last_error"], "HTTP 302: redirects are not followed");
+    assert_eq!(
+        deliveries[0]["last_error"],
+        "HTTP 302: redirects are not followed"
+    );
     let log = receiver.log().await;
     assert_eq!(log.len(), 2);
     assert!(log.iter().all(|e| e["path"] == "/hook"), "{log:?}");
