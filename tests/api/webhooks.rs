@@ -759,15 +759,18 @@ async fn process_env(
 }
 
 async fn start_process(env: &[(String, String)], port: u16) -> Process {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_upload-broker"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the service starts");
+    // Wrapped at once, so a service that never answers is still stopped and reaped.
+    let process = Process(
+        std::process::Command::new(env!("CARGO_BIN_EXE_upload-broker"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the service starts"),
+    );
     let client = reqwest::Client::new();
     for _ in 0..200 {
         if client
@@ -776,7 +779,7 @@ async fn start_process(env: &[(String, String)], port: u16) -> Process {
             .await
             .is_ok()
         {
-            return Process(child);
+            return process;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
