@@ -45,7 +45,10 @@ pub async fn record<C: ConnectionTrait>(txn: &C, event: &NewEvent) -> Result<usi
     })
     .exec_without_returning(txn)
     .await?;
-    let endpoints = Endpoint::find().all(txn).await?;
+    // Postgres: shared row locks, so an endpoint being removed waits for this transaction
+    // (and then fails the delivery it made), or is gone before it reads. SQLite has one
+    // writer, and sea-query leaves the clause out there.
+    let endpoints = Endpoint::find().lock_shared().all(txn).await?;
     let deliveries: Vec<delivery::ActiveModel> = endpoints
         .iter()
         .filter(|e| subscribed(e.events.as_deref(), event.event_type))
@@ -504,8 +507,11 @@ async fn remove_endpoints<C: ConnectionTrait>(
     txn: &C,
     which: sea_orm::sea_query::SimpleExpr,
 ) -> Result<u64, DbErr> {
+    // Locked first, so a state change recording deliveries to these endpoints has
+    // committed (and its deliveries are failed below) or waits and no longer sees them.
     let ids: Vec<Uuid> = Endpoint::find()
         .filter(which)
+        .lock_exclusive()
         .all(txn)
         .await?
         .into_iter()
@@ -551,5 +557,10 @@ mod tests {
         assert!(postgres.contains("NOT IN"), "{postgres}");
         let sqlite = due.to_string(SqliteQueryBuilder);
         assert!(!sqlite.contains("FOR UPDATE"), "{sqlite}");
+        // The endpoints a change reads are share-locked on Postgres only.
+        let read = Endpoint::find().lock_shared();
+        let on = |backend| sea_orm::QueryTrait::build(&read, backend).to_string();
+        assert!(on(sea_orm::DbBackend::Postgres).ends_with("FOR SHARE"));
+        assert!(!on(sea_orm::DbBackend::Sqlite).contains("FOR"));
     }
 }
