@@ -1012,3 +1012,45 @@ async fn a_redirect_is_not_followed() {
     assert_eq!(log.len(), 2);
     assert!(log.iter().all(|e| e["path"] == "/hook"), "{log:?}");
 }
+
+#[tokio::test]
+async fn a_hanging_endpoint_does_not_hold_up_another() {
+    // One endpoint holds every request past the timeout; the other answers at once.
+    let hanging = Receiver::start(&[], json!({"mode": "slow", "delay": 30})).await;
+    let prompt = Receiver::start(&[], json!({"mode": "ok"})).await;
+    let app = TestApp::spawn_with(&[
+        ("ADMIN_KEYS", ADMIN),
+        ("WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("WEBHOOK_TIMEOUT", "20"),
+    ])
+    .await;
+    for receiver in [&hanging, &prompt] {
+        let resp = admin_post(&app, "/api/v1/webhooks", Some(json!({"url": receiver.url}))).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let created: Value = resp.json().await.expect("JSON");
+        receiver.set_secrets(&[created["secret"].as_str().expect("secret")]).await;
+    }
+    // More events than the dispatcher has attempts in flight (128): without a bound per
+    // endpoint the hanging one would take them all until its requests time out.
+    let started = Instant::now();
+    use futures_util::StreamExt as _;
+    futures_util::stream::iter(0..140)
+        .map(|n| {
+            let app = &app;
+            async move {
+                let resp = app.legacy_upload("busy", &format!("{n}.png"), PNG).await;
+                assert_eq!(resp.status(), StatusCode::OK);
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    prompt.wait_delivered(140, Duration::from_secs(15)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(18),
+        "the prompt endpoint got every event before the other's first timeout (20 s)"
+    );
+    let held = all_deliveries(&app, "&state=pending").await;
+    assert_eq!(held.len(), 140, "the hanging endpoint's deliveries are still pending");
+    assert!(held.iter().all(|d| d["endpoint"] == hanging.url));
+}
