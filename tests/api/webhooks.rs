@@ -1028,7 +1028,9 @@ async fn a_hanging_endpoint_does_not_hold_up_another() {
         let resp = admin_post(&app, "/api/v1/webhooks", Some(json!({"url": receiver.url}))).await;
         assert_eq!(resp.status(), StatusCode::CREATED);
         let created: Value = resp.json().await.expect("JSON");
-        receiver.set_secrets(&[created["secret"].as_str().expect("secret")]).await;
+        receiver
+            .set_secrets(&[created["secret"].as_str().expect("secret")])
+            .await;
     }
     // More events than the dispatcher has attempts in flight (128): without a bound per
     // endpoint the hanging one would take them all until its requests time out.
@@ -1051,6 +1053,10 @@ async fn a_hanging_endpoint_does_not_hold_up_another() {
         "the prompt endpoint got every event before the other's first timeout (20 s)"
     );
     let held = all_deliveries(&app, "&state=pending").await;
-    assert_eq!(held.len(), 140, "the hanging endpoint's deliveries are still pending");
+    assert_eq!(
+        held.len(),
+        140,
+        "the hanging endpoint's deliveries are still pending"
+    );
     assert!(held.iter().all(|d| d["endpoint"] == hanging.url));
 }
