@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::verify::VerifiedImage;
-use super::{UploadError, UploadService, UploadState};
+use super::{Upload, UploadError, UploadService, UploadState};
 use crate::db::{Change, NewEvent, UploadRow, VerifiedObject};
 use crate::metrics;
 
@@ -65,6 +65,33 @@ struct EventBody<'a> {
     data: upload_broker_types::Upload,
 }
 
+/// The event `change` records, for the upload as it reads afterwards (`after`). Only a
+/// completion leaves an upload completed, and it brings the URL its object was just
+/// given, so no other is asked of storage.
+fn event(after: UploadRow, change: &Change) -> Result<NewEvent, UploadError> {
+    let event_type = change.event_type();
+    let upload_id = after.id;
+    let timestamp = OffsetDateTime::now_utc();
+    let s3_url = match change {
+        Change::Complete(object) => Some(object.s3_url.clone()),
+        Change::Fail(_) | Change::Expire | Change::Abort | Change::Delete => None,
+    };
+    let body = EventBody {
+        event_type: event_type.as_str(),
+        timestamp,
+        data: Upload::from_row(after, s3_url).into(),
+    };
+    let payload = serde_json::to_string(&body)
+        .map_err(|e| UploadError::Corrupt(format!("event body: {e}")))?;
+    Ok(NewEvent {
+        id: Uuid::now_v7(),
+        upload_id,
+        event_type,
+        payload,
+        created_at: timestamp,
+    })
+}
+
 /// `row` as it reads once completed with `object`.
 pub(super) fn completed(mut row: UploadRow, object: &VerifiedObject) -> UploadRow {
     row.state = UploadState::Completed;
@@ -88,9 +115,7 @@ impl UploadService {
         row: &UploadRow,
         change: Change,
     ) -> Result<bool, UploadError> {
-        let event = self
-            .event(changed_row(row.clone(), &change), &change)
-            .await?;
+        let event = event(changed_row(row.clone(), &change), &change)?;
         let changed = self
             .db
             .change(row.id, &row.image_id, &change, &event)
@@ -109,50 +134,15 @@ impl UploadService {
         object: VerifiedObject,
     ) -> Result<bool, UploadError> {
         let change = Change::Complete(Box::new(object));
-        let (id, image_id, done) = match recorded {
-            Recorded::Pending(row) => {
-                let event = self
-                    .event(changed_row(row.clone(), &change), &change)
-                    .await?;
-                let done = self
-                    .db
-                    .change(row.id, &row.image_id, &change, &event)
-                    .await?;
-                (row.id, row.image_id.clone(), done)
-            }
-            Recorded::New(row) => {
-                let (id, image_id) = (row.id, row.image_id.clone());
-                let row = changed_row(*row, &change);
-                let event = self.event(row.clone(), &change).await?;
-                self.db.insert_completed(row, &event).await?;
-                (id, image_id, true)
-            }
+        let row = match recorded {
+            Recorded::Pending(row) => return self.change(row, change).await,
+            Recorded::New(row) => changed_row(*row, &change),
         };
-        if done {
-            self.changed(id, &image_id, &change);
-        }
-        Ok(done)
-    }
-
-    /// The event `change` records, for the upload as it reads afterwards (`after`).
-    async fn event(&self, after: UploadRow, change: &Change) -> Result<NewEvent, UploadError> {
-        let event_type = change.event_type();
-        let upload_id = after.id;
-        let timestamp = OffsetDateTime::now_utc();
-        let body = EventBody {
-            event_type: event_type.as_str(),
-            timestamp,
-            data: self.view(after).await?.into(),
-        };
-        let payload = serde_json::to_string(&body)
-            .map_err(|e| UploadError::Corrupt(format!("event body: {e}")))?;
-        Ok(NewEvent {
-            id: Uuid::now_v7(),
-            upload_id,
-            event_type,
-            payload,
-            created_at: timestamp,
-        })
+        let (id, image_id) = (row.id, row.image_id.clone());
+        let event = event(row.clone(), &change)?;
+        self.db.insert_completed(row, &event).await?;
+        self.changed(id, &image_id, &change);
+        Ok(true)
     }
 
     /// One log line and the counters for a change that committed.
