@@ -38,6 +38,26 @@ pub enum DbError {
     Query(String),
 }
 
+impl DbError {
+    /// The one classification of a database failure, for every API: busy or down is a 503
+    /// to retry, anything else an internal error. The detail is logged, never sent.
+    pub fn problem(&self) -> crate::problem::Problem {
+        match self {
+            DbError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "database unavailable");
+                crate::problem::Problem::unavailable(
+                    "database_unavailable",
+                    "the database is busy or unavailable; try again shortly",
+                )
+            }
+            DbError::Query(detail) => {
+                tracing::error!(error = %detail, "database query failed");
+                crate::problem::Problem::internal()
+            }
+        }
+    }
+}
+
 impl From<DbErr> for DbError {
     fn from(err: DbErr) -> Self {
         let text = err.to_string();

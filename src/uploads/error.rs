@@ -175,7 +175,7 @@ impl UploadError {
                 Problem::new(422, rejection.code(), message).legacy(rejection.legacy_message())
             }
             UploadError::Storage(err) => storage_problem(err),
-            UploadError::Db(err) => db_problem(err),
+            UploadError::Db(err) => err.problem(),
             UploadError::Auth(auth) if auth.is_unauthenticated() => {
                 Problem::new(401, auth.code(), message)
             }
@@ -248,22 +248,6 @@ fn storage_problem(err: &StorageError) -> Problem {
         StorageError::Refused(detail) | StorageError::Signing(detail) => {
             tracing::error!(error = %detail, "object storage refused a request");
             Problem::new(502, "storage_error", "object storage refused the request")
-        }
-    }
-}
-
-fn db_problem(err: &DbError) -> Problem {
-    match err {
-        DbError::Unavailable(detail) => {
-            tracing::warn!(error = %detail, "database unavailable");
-            Problem::unavailable(
-                "database_unavailable",
-                "the database is busy or unavailable; try again shortly",
-            )
-        }
-        DbError::Query(detail) => {
-            tracing::error!(error = %detail, "database query failed");
-            Problem::internal()
         }
     }
 }

@@ -77,17 +77,7 @@ impl WebhookError {
                 tracing::error!(error = %err, "cannot make a webhook secret");
                 Problem::internal()
             }
-            WebhookError::Db(DbError::Unavailable(detail)) => {
-                tracing::warn!(error = %detail, "database unavailable");
-                Problem::unavailable(
-                    "database_unavailable",
-                    "the database is busy; retry shortly",
-                )
-            }
-            WebhookError::Db(DbError::Query(detail)) => {
-                tracing::error!(error = %detail, "database error");
-                Problem::internal()
-            }
+            WebhookError::Db(err) => err.problem(),
         }
     }
 }
