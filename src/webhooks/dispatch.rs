@@ -55,8 +55,8 @@ struct Dispatcher {
     /// Attempts in flight per endpoint.
     busy: Arc<Mutex<HashMap<Uuid, usize>>>,
     /// The endpoints deliveries were claimed for, by id: what a delivery is sent with (URL,
-    /// source, secret) never changes, so each is read once.
-    endpoints: Arc<Mutex<HashMap<Uuid, Arc<EndpointRow>>>>,
+    /// source, secret) never changes, so each is read and checked once.
+    endpoints: Arc<Mutex<HashMap<Uuid, Arc<Target>>>>,
     /// Outcomes on their way to the database, written a burst per transaction.
     outcomes: mpsc::Sender<Finished>,
 }
@@ -64,7 +64,43 @@ struct Dispatcher {
 /// A claimed delivery and where it goes.
 struct Job {
     claimed: Claimed,
-    endpoint: Arc<EndpointRow>,
+    endpoint: Arc<Target>,
+}
+
+/// An endpoint as its attempts use it, read and checked once.
+struct Target {
+    id: Uuid,
+    /// Where to POST and the keys that sign, or why it cannot be sent to.
+    to: Result<(reqwest::Url, Vec<SigningKey>), &'static str>,
+    /// Registered, and private addresses are not allowed: sent by the guarded client.
+    guarded: bool,
+}
+
+impl Target {
+    fn new(endpoint: &EndpointRow, settings: &WebhookConfig) -> Self {
+        let guarded = endpoint.source == EndpointSource::Api && !settings.allow_private;
+        let to = (|| {
+            let keys = match &endpoint.secret {
+                Some(secret) => vec![
+                    SigningKey::parse(secret)
+                        .map_err(|_| "the endpoint's stored secret is not valid")?,
+                ],
+                None => settings.secrets.clone(),
+            };
+            let url =
+                target::parse(&endpoint.url).map_err(|_| "the endpoint's URL is not valid")?;
+            // An address written in the URL is never looked up, so the resolver cannot see it.
+            if guarded && target::literal_ip(&url).is_some_and(target::is_private) {
+                return Err("the endpoint's address is private");
+            }
+            Ok((url, keys))
+        })();
+        Self {
+            id: endpoint.id,
+            to,
+            guarded,
+        }
+    }
 }
 
 /// Starts the dispatcher. The handle resolves once it has stopped after `shutdown`, with
@@ -263,7 +299,10 @@ impl Dispatcher {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for endpoint in found {
-                known.insert(endpoint.id, Arc::new(endpoint));
+                known.insert(
+                    endpoint.id,
+                    Arc::new(Target::new(&endpoint, &self.settings)),
+                );
             }
         }
         // Within one claim, an endpoint still gets at most `PER_ENDPOINT`; the rest are let
@@ -371,33 +410,15 @@ impl Dispatcher {
     }
 
     /// POSTs `payload` to `endpoint`, signed for this attempt's time.
-    async fn send(&self, endpoint: &EndpointRow, event_id: &Uuid, payload: String) -> Attempt {
-        let own_key;
-        let keys: &[SigningKey] = match &endpoint.secret {
-            Some(secret) => match SigningKey::parse(secret) {
-                Ok(key) => {
-                    own_key = [key];
-                    &own_key
-                }
-                Err(_) => {
-                    return Attempt::NoAnswer("the endpoint's stored secret is not valid".into());
-                }
-            },
-            None => &self.settings.secrets,
+    async fn send(&self, endpoint: &Target, event_id: &Uuid, payload: String) -> Attempt {
+        let (url, keys) = match &endpoint.to {
+            Ok((url, keys)) => (url.clone(), keys.as_slice()),
+            Err(reason) => return Attempt::NoAnswer((*reason).to_owned()),
         };
-        let guarded = endpoint.source == EndpointSource::Api && !self.settings.allow_private;
-        let url = match target::parse(&endpoint.url) {
-            Ok(url) => url,
-            Err(_) => return Attempt::NoAnswer("the endpoint's URL is not valid".into()),
-        };
-        // An address written in the URL is never looked up, so the resolver cannot see it.
-        if guarded && target::literal_ip(&url).is_some_and(target::is_private) {
-            return Attempt::NoAnswer("the endpoint's address is private".into());
-        }
         let id = event_id.to_string();
         let timestamp = OffsetDateTime::now_utc().unix_timestamp();
         let signature = signature::sign(&id, timestamp, payload.as_bytes(), keys);
-        let client = if guarded {
+        let client = if endpoint.guarded {
             &self.guarded
         } else {
             &self.trusted
