@@ -144,11 +144,12 @@ impl Drop for Receiver {
     }
 }
 
-/// The service's settings for sending every event to `receiver`.
-fn sending_to(receiver: &Receiver, schedule: &str) -> Vec<(String, String)> {
+/// The service's settings for sending every event to `receiver`, signed with `secrets`
+/// (space-separated).
+fn sending_to(receiver: &Receiver, schedule: &str, secrets: &str) -> Vec<(String, String)> {
     vec![
         ("WEBHOOK_URL".into(), receiver.url.clone()),
-        ("WEBHOOK_SECRET".into(), format!("{SECRET} {NEXT_SECRET}")),
+        ("WEBHOOK_SECRET".into(), secrets.into()),
         ("WEBHOOK_RETRY_SCHEDULE".into(), schedule.into()),
         ("WEBHOOK_TIMEOUT".into(), "3".into()),
         ("ADMIN_KEYS".into(), ADMIN.into()),
@@ -225,7 +226,7 @@ async fn settled_deliveries(app: &TestApp, within: Duration) -> Vec<Value> {
 #[tokio::test]
 async fn every_event_type_arrives_signed_by_each_secret_with_its_state() {
     let receiver = Receiver::start(&[SECRET, NEXT_SECRET], json!({"mode": "ok"})).await;
-    let mut settings = sending_to(&receiver, "1,1,1,1,1");
+    let mut settings = sending_to(&receiver, "1,1,1,1,1", &format!("{SECRET} {NEXT_SECRET}"));
     settings.extend([
         ("PRESIGN_EXPIRES".into(), "2".into()),
         ("CLOCK_SKEW_MARGIN".into(), "0".into()),
@@ -378,8 +379,7 @@ async fn every_event_type_arrives_signed_by_each_secret_with_its_state() {
 #[tokio::test]
 async fn failed_attempts_are_retried_until_each_event_is_delivered_exactly_once() {
     let receiver = Receiver::start(&[SECRET], json!({"mode": "flaky"})).await;
-    let mut settings = sending_to(&receiver, "1,1,1,1,1");
-    settings[1].1 = SECRET.into();
+    let settings = sending_to(&receiver, "1,1,1,1,1", SECRET);
     let app = TestApp::spawn_with(&pairs(&settings)).await;
     let mut ids = Vec::new();
     for n in 0..24 {
@@ -500,8 +500,7 @@ async fn a_410_disables_the_endpoint_until_it_is_enabled_and_nothing_waiting_is_
 #[tokio::test]
 async fn a_failed_delivery_is_replayed_with_the_same_id_and_passes_the_verifier_an_hour_later() {
     let receiver = Receiver::start(&[SECRET], json!({"mode": "fail"})).await;
-    let mut settings = sending_to(&receiver, "1");
-    settings[1].1 = SECRET.into();
+    let settings = sending_to(&receiver, "1", SECRET);
     let app = TestApp::spawn_with(&pairs(&settings)).await;
     let record = app.legacy_stored("replay", "a.png", PNG).await;
     let failed = settled_deliveries(&app, Duration::from_secs(15)).await;
@@ -717,12 +716,50 @@ async fn a_name_that_resolves_to_a_private_address_when_sending_is_not_reached()
 }
 
 /// The service as its own process, so it can be killed with SIGKILL.
-struct Process(std::process::Child);
+struct Process {
+    child: std::process::Child,
+    port: u16,
+    client: reqwest::Client,
+}
 
 impl Drop for Process {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    /// A legacy upload of the fixture PNG under `image_id`, which must succeed.
+    async fn legacy_upload(&self, image_id: &str) {
+        let (content_type, body) = form_body(&[("file", Some("a.png"), PNG)]);
+        let resp = self
+            .client
+            .post(format!("http://127.0.0.1:{}/upload/{image_id}", self.port))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
+    /// The first page of the delivery log.
+    async fn deliveries(&self) -> Vec<Value> {
+        let page: Value = self
+            .client
+            .get(format!(
+                "http://127.0.0.1:{}/api/v1/webhooks/deliveries",
+                self.port
+            ))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("deliveries")
+            .json()
+            .await
+            .expect("JSON");
+        page["deliveries"].as_array().expect("deliveries").clone()
     }
 }
 
@@ -743,9 +780,7 @@ async fn process_env(
     if on_external_store() {
         env.extend(seed.s3_settings().await);
     }
-    let mut settings = sending_to(receiver, "1,1,1,1,1");
-    settings[1].1 = SECRET.into();
-    env.extend(settings);
+    env.extend(sending_to(receiver, "1,1,1,1,1", SECRET));
     env.extend(
         extra
             .iter()
@@ -760,8 +795,8 @@ async fn process_env(
 
 async fn start_process(env: &[(String, String)], port: u16) -> Process {
     // Wrapped at once, so a service that never answers is still stopped and reaped.
-    let process = Process(
-        std::process::Command::new(env!("CARGO_BIN_EXE_upload-broker"))
+    let process = Process {
+        child: std::process::Command::new(env!("CARGO_BIN_EXE_upload-broker"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -770,10 +805,12 @@ async fn start_process(env: &[(String, String)], port: u16) -> Process {
             .stderr(Stdio::null())
             .spawn()
             .expect("the service starts"),
-    );
-    let client = reqwest::Client::new();
+        port,
+        client: reqwest::Client::new(),
+    };
     for _ in 0..200 {
-        if client
+        if process
+            .client
             .get(format!("http://127.0.0.1:{port}/health"))
             .send()
             .await
@@ -794,18 +831,9 @@ async fn a_service_killed_with_deliveries_in_flight_delivers_them_all_after_a_re
 
     let port = free_port();
     let service = start_process(&env, port).await;
-    let client = reqwest::Client::new();
-    let (content_type, body) = form_body(&[("file", Some("a.png"), PNG)]);
     let mut uploads = Vec::new();
     for n in 0..10 {
-        let resp = client
-            .post(format!("http://127.0.0.1:{port}/upload/killed{n}"))
-            .header("Content-Type", &content_type)
-            .body(body.clone())
-            .send()
-            .await
-            .expect("upload");
-        assert_eq!(resp.status(), StatusCode::OK);
+        service.legacy_upload(&format!("killed{n}")).await;
         uploads.push(format!("killed{n}"));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -818,22 +846,11 @@ async fn a_service_killed_with_deliveries_in_flight_delivers_them_all_after_a_re
 
     let restarted_at = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
     let port = free_port();
-    let _service = start_process(&env, port).await;
+    let service = start_process(&env, port).await;
     // The killed process's leases run out (WEBHOOK_TIMEOUT + 5 s) and are taken again.
     let started = Instant::now();
     let deliveries = loop {
-        let page: Value = client
-            .get(format!(
-                "http://127.0.0.1:{port}/api/v1/webhooks/deliveries"
-            ))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .expect("deliveries")
-            .json()
-            .await
-            .expect("JSON");
-        let deliveries = page["deliveries"].as_array().expect("deliveries").clone();
+        let deliveries = service.deliveries().await;
         if deliveries.iter().all(|d| d["state"] == "succeeded") {
             break deliveries;
         }
@@ -867,8 +884,7 @@ async fn a_service_killed_with_deliveries_in_flight_delivers_them_all_after_a_re
 #[tokio::test]
 async fn two_replicas_deliver_each_event_once_and_never_at_the_same_time() {
     let receiver = Receiver::start(&[SECRET], json!({"mode": "ok", "delay": 0.05})).await;
-    let mut settings = sending_to(&receiver, "1,1,1,1,1");
-    settings[1].1 = SECRET.into();
+    let settings = sending_to(&receiver, "1,1,1,1,1", SECRET);
     let one = TestApp::spawn_with(&pairs(&settings)).await;
     let mut shared = one.s3_settings().await;
     shared.push(("DATABASE_URL".into(), one.database_url()));
@@ -918,26 +934,17 @@ async fn a_stopping_service_finishes_its_attempts_within_the_grace() {
 
     let port = free_port();
     let mut service = start_process(&env, port).await;
-    let client = reqwest::Client::new();
-    let (content_type, body) = form_body(&[("file", Some("a.png"), PNG)]);
-    let resp = client
-        .post(format!("http://127.0.0.1:{port}/upload/drained"))
-        .header("Content-Type", &content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(resp.status(), StatusCode::OK);
+    service.legacy_upload("drained").await;
     // The attempt is in flight (the receiver holds it 1.5 s) when SIGTERM comes.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = service.0.id().to_string();
+    let pid = service.child.id().to_string();
     let term = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("kill");
     assert!(term.success());
     let stopped = tokio::task::spawn_blocking(move || {
-        let status = service.0.wait().expect("wait");
+        let status = service.child.wait().expect("wait");
         (service, status)
     })
     .await
@@ -949,20 +956,10 @@ async fn a_stopping_service_finishes_its_attempts_within_the_grace() {
 
     // Started again: the attempt was recorded before the exit, so it is not made twice.
     let port = free_port();
-    let _service = start_process(&env, port).await;
-    let page: Value = client
-        .get(format!(
-            "http://127.0.0.1:{port}/api/v1/webhooks/deliveries"
-        ))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("deliveries")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(page["deliveries"][0]["state"], "succeeded", "{page}");
-    assert_eq!(page["deliveries"][0]["attempts"], 1);
+    let service = start_process(&env, port).await;
+    let deliveries = service.deliveries().await;
+    assert_eq!(deliveries[0]["state"], "succeeded", "{deliveries:?}");
+    assert_eq!(deliveries[0]["attempts"], 1);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(receiver.log().await.len(), 1, "no second attempt");
 }
@@ -970,8 +967,7 @@ async fn a_stopping_service_finishes_its_attempts_within_the_grace() {
 #[tokio::test]
 async fn old_events_are_pruned_but_never_one_still_being_delivered() {
     let receiver = Receiver::start(&[SECRET], json!({"mode": "ok"})).await;
-    let mut settings = sending_to(&receiver, "60");
-    settings[1].1 = SECRET.into();
+    let settings = sending_to(&receiver, "60", SECRET);
     let app = TestApp::spawn_with(&pairs(&settings)).await;
     app.legacy_stored("pruned", "a.png", PNG).await;
     receiver.wait_delivered(1, Duration::from_secs(10)).await;
@@ -996,8 +992,7 @@ async fn old_events_are_pruned_but_never_one_still_being_delivered() {
 #[tokio::test]
 async fn a_redirect_is_not_followed() {
     let receiver = Receiver::start(&[SECRET], json!({"mode": "redirect"})).await;
-    let mut settings = sending_to(&receiver, "0");
-    settings[1].1 = SECRET.into();
+    let settings = sending_to(&receiver, "0", SECRET);
     let app = TestApp::spawn_with(&pairs(&settings)).await;
     app.legacy_stored("redirected", "a.png", PNG).await;
     let deliveries = settled_deliveries(&app, Duration::from_secs(15)).await;
