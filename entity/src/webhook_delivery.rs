@@ -1,7 +1,5 @@
 //! One event on its way to one endpoint.
 
-use std::fmt;
-
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -51,20 +49,4 @@ pub enum DeliveryState {
     /// Every attempt of the schedule failed, or the endpoint answered 410 or is gone.
     #[sea_orm(string_value = "failed")]
     Failed,
-}
-
-impl DeliveryState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Pending => "pending",
-            DeliveryState::Succeeded => "succeeded",
-            DeliveryState::Failed => "failed",
-        }
-    }
-}
-
-impl fmt::Display for DeliveryState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
