@@ -15,6 +15,7 @@ pub mod startup;
 pub mod storage;
 pub mod telemetry;
 pub mod uploads;
+pub mod variants;
 pub mod vary;
 pub mod webhooks;
 

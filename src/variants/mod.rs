@@ -1,0 +1,4 @@
+//! Image variants (thumbnails and display sizes). `pipeline` makes them from an original's
+//! bytes, pure.
+
+pub mod pipeline;
