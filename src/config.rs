@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::variants::pipeline::{Preset, VariantFormat};
 use crate::webhooks::signature::SigningKey;
 
 const MIB: u64 = 1024 * 1024;
@@ -77,6 +78,7 @@ pub struct Config {
     pub access: AccessConfig,
     pub sweeper: SweeperConfig,
     pub webhooks: WebhookConfig,
+    pub variants: VariantConfig,
 }
 
 /// The listener, the process and its logs.
@@ -350,6 +352,7 @@ impl Config {
             access: AccessConfig::read(&vars)?,
             sweeper: SweeperConfig::read(&vars)?,
             webhooks: WebhookConfig::read(&vars)?,
+            variants: VariantConfig::read(&vars)?,
             data_dir,
         })
     }
@@ -599,6 +602,95 @@ impl AccessConfig {
                 .map(Secret::new)
                 .collect(),
         })
+    }
+}
+
+/// Which variants are made, and with what.
+#[derive(Clone, Debug)]
+pub struct VariantConfig {
+    /// `IMAGE_VARIANTS`: named presets, the longest side in pixels; empty turns variants off.
+    pub presets: Vec<Preset>,
+    /// `VARIANT_FORMATS`: the encodings each preset is made in.
+    pub formats: Vec<VariantFormat>,
+    /// `VARIANT_MAX_PIXELS`: larger images get no variants (`image_too_large`).
+    pub max_pixels: u64,
+    /// `VARIANT_WORKERS`: jobs decoding at once (default: the number of cores).
+    pub workers: usize,
+}
+
+/// The longest side a preset may ask for.
+const MAX_PRESET_SIDE: u32 = 8192;
+
+impl VariantConfig {
+    fn read(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        // Unset gives the default; set but empty turns variants off.
+        let presets_text = match (vars.get)("IMAGE_VARIANTS") {
+            None => "thumb:256,display:1280".to_owned(),
+            Some(text) => text,
+        };
+        let mut presets: Vec<Preset> = Vec::new();
+        for item in presets_text
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
+            let preset = item
+                .split_once(':')
+                .and_then(|(name, side)| {
+                    let valid_name = !name.is_empty()
+                        && name.len() <= 32
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    let side: u32 = side.trim().parse().ok()?;
+                    (valid_name && (1..=MAX_PRESET_SIDE).contains(&side)).then(|| Preset {
+                        name: name.to_owned(),
+                        longest: side,
+                    })
+                })
+                .ok_or_else(|| {
+                    invalid(
+                        "IMAGE_VARIANTS",
+                        "must list name:pixels presets (1 to 8192), separated by commas, like thumb:256,display:1280",
+                    )
+                })?;
+            if presets.iter().any(|p| p.name == preset.name) {
+                return Err(invalid(
+                    "IMAGE_VARIANTS",
+                    format!("{} is listed twice", preset.name),
+                ));
+            }
+            presets.push(preset);
+        }
+        let formats_text = vars
+            .text("VARIANT_FORMATS")
+            .unwrap_or_else(|| "webp,jpeg".to_owned());
+        let mut formats = Vec::new();
+        for name in formats_text
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            let format = VariantFormat::parse(&name.to_ascii_lowercase())
+                .ok_or_else(|| invalid("VARIANT_FORMATS", "must list webp and/or jpeg"))?;
+            if !formats.contains(&format) {
+                formats.push(format);
+            }
+        }
+        if formats.is_empty() && !presets.is_empty() {
+            return Err(invalid("VARIANT_FORMATS", "must list webp and/or jpeg"));
+        }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Ok(Self {
+            presets,
+            formats,
+            max_pixels: vars.number("VARIANT_MAX_PIXELS", 50_000_000u64, (1, 1_000_000_000))?,
+            workers: vars.number("VARIANT_WORKERS", cores, (1, 256))?,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.presets.is_empty()
     }
 }
 
@@ -862,6 +954,42 @@ mod tests {
             defaults.webhooks.retention,
             Some(Duration::from_secs(30 * 86_400))
         );
+    }
+
+    #[test]
+    fn variants_have_presets_formats_and_limits() {
+        let defaults = load(&[]).expect("config");
+        let names: Vec<(&str, u32)> = defaults
+            .variants
+            .presets
+            .iter()
+            .map(|p| (p.name.as_str(), p.longest))
+            .collect();
+        assert_eq!(names, [("thumb", 256), ("display", 1280)]);
+        assert_eq!(
+            defaults.variants.formats,
+            [VariantFormat::Webp, VariantFormat::Jpeg]
+        );
+        assert_eq!(defaults.variants.max_pixels, 50_000_000);
+        assert!(defaults.variants.workers >= 1);
+        let off = load(&[("IMAGE_VARIANTS", "")]).expect("config");
+        assert!(!off.variants.enabled());
+        let one =
+            load(&[("IMAGE_VARIANTS", "card:600"), ("VARIANT_FORMATS", "JPEG")]).expect("config");
+        assert_eq!(one.variants.presets.len(), 1);
+        assert_eq!(one.variants.formats, [VariantFormat::Jpeg]);
+        for (name, value) in [
+            ("IMAGE_VARIANTS", "thumb"),
+            ("IMAGE_VARIANTS", "thumb:0"),
+            ("IMAGE_VARIANTS", "thumb:99999"),
+            ("IMAGE_VARIANTS", "a b:100"),
+            ("IMAGE_VARIANTS", "thumb:100,thumb:200"),
+            ("VARIANT_FORMATS", "gif"),
+            ("VARIANT_MAX_PIXELS", "0"),
+            ("VARIANT_WORKERS", "0"),
+        ] {
+            assert_eq!(load(&[(name, value)]).expect_err(value).variable, name);
+        }
     }
 
     #[test]
