@@ -568,6 +568,8 @@ pub fn new_pending(fields: NewUpload) -> ActiveModel {
         expires_at: Set(fields.expires_at),
         uploaded_at: Set(None),
         updated_at: Set(now),
+        variants_state: Set(None),
+        variants: Set(None),
     }
 }
 

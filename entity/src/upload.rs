@@ -39,6 +39,11 @@ pub struct Model {
     pub expires_at: TimeDateTimeWithTimeZone,
     pub uploaded_at: Option<TimeDateTimeWithTimeZone>,
     pub updated_at: TimeDateTimeWithTimeZone,
+    /// `pending`, `ready`, `failed` (or none when variants are off or it is not completed).
+    pub variants_state: Option<String>,
+    /// JSON: each preset's formats, with their key, width, height and size, once made; or
+    /// `{"code": ...}` when they failed.
+    pub variants: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -114,6 +114,8 @@ mod tests {
             uploaded_at: Some(now),
             updated_at: now,
             link_id: None,
+            variants_state: None,
+            variants: None,
         }
     }
 

@@ -25,7 +25,7 @@ macro_rules! columns {
         "id, image_id, state, method, object_key, original_filename, content_type, \
          declared_size, file_size, checksum_sha256, etag, width, height, metadata, s3_url, \
          multipart_upload_id, part_size, part_count, checksum_algorithm, failure_code, \
-         created_at, expires_at, uploaded_at, updated_at, link_id"
+         created_at, expires_at, uploaded_at, updated_at, link_id, variants_state, variants"
     };
 }
 const FIND: &str = concat!("SELECT ", columns!(), " FROM uploads WHERE id = ?1");
@@ -135,6 +135,8 @@ fn model(row: &Row<'_>) -> rusqlite::Result<Model> {
             rusqlite::types::ValueRef::Null => None,
             _ => Some(uuid(row, 24)?),
         },
+        variants_state: row.get(25)?,
+        variants: row.get(26)?,
     })
 }
 
