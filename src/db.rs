@@ -85,6 +85,8 @@ pub struct Db {
     latest: Option<std::sync::Arc<LatestCache>>,
     /// Woken after every commit that recorded an event, so its deliveries start at once.
     recorded: std::sync::Arc<tokio::sync::Notify>,
+    /// `IMAGE_VARIANTS` is set: each completion also records a variants job.
+    variants: bool,
 }
 
 /// A row waiting for the group-commit task, and where its answer goes.
@@ -126,6 +128,7 @@ impl Db {
                     .map(|path| std::sync::Arc::new(SqliteReads::new(path))),
                 latest: Some(std::sync::Arc::default()),
                 recorded: std::sync::Arc::default(),
+                variants: config.variants.enabled(),
             })
         } else {
             // Replicas starting together take turns at the migrations.
@@ -147,6 +150,7 @@ impl Db {
                 direct: None,
                 latest: None,
                 recorded: std::sync::Arc::default(),
+                variants: config.variants.enabled(),
             })
         }
     }
@@ -203,7 +207,7 @@ impl Db {
         event: &NewEvent,
     ) -> Result<bool, DbError> {
         let txn = self.write.begin().await?;
-        let changed = transitions::apply(&txn, id, change, event).await?;
+        let changed = transitions::apply(&txn, id, change, event, self.variants).await?;
         txn.commit().await?;
         if changed {
             self.recorded.notify_one();
@@ -219,7 +223,7 @@ impl Db {
     pub async fn insert_completed(&self, row: Model, event: &NewEvent) -> Result<(), DbError> {
         let image_id = row.image_id.clone();
         let txn = self.write.begin().await?;
-        transitions::insert_completed(&txn, row.into_active_model(), event).await?;
+        transitions::insert_completed(&txn, row.into_active_model(), event, self.variants).await?;
         txn.commit().await?;
         self.recorded.notify_one();
         self.changed_latest(&image_id);

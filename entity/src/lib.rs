@@ -3,6 +3,7 @@
 pub mod event;
 pub mod link_use;
 pub mod upload;
+pub mod variant_job;
 pub mod webhook_delivery;
 pub mod webhook_endpoint;
 

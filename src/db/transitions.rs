@@ -88,6 +88,7 @@ pub async fn apply<C: ConnectionTrait>(
     id: Uuid,
     change: &Change,
     event: &NewEvent,
+    variants: bool,
 ) -> Result<bool, DbErr> {
     debug_assert!(event.upload_id == id && event.event_type == change.event_type());
     let updated_at = match change {
@@ -112,7 +113,11 @@ pub async fn apply<C: ConnectionTrait>(
             .col_expr(Column::Width, Expr::value(object.width))
             .col_expr(Column::Height, Expr::value(object.height))
             .col_expr(Column::S3Url, Expr::value(object.s3_url.clone()))
-            .col_expr(Column::UploadedAt, Expr::value(object.uploaded_at)),
+            .col_expr(Column::UploadedAt, Expr::value(object.uploaded_at))
+            .col_expr(
+                Column::VariantsState,
+                Expr::value(variants.then(|| VARIANTS_PENDING.to_owned())),
+            ),
         Change::Fail(code) => update.col_expr(Column::FailureCode, Expr::value(*code)),
         Change::Expire | Change::Abort | Change::Delete => update,
     };
@@ -124,6 +129,9 @@ pub async fn apply<C: ConnectionTrait>(
     let changed = result.rows_affected == 1;
     if changed {
         webhooks::record(txn, event).await?;
+        if variants && matches!(change, Change::Complete(_)) {
+            enqueue_variants(txn, id, updated_at).await?;
+        }
         if change.to() != UploadState::Completed {
             // It no longer counts against the link it was made with.
             release_link_use_of(txn, id).await?;
@@ -171,6 +179,32 @@ async fn release_link_use_of<C: ConnectionTrait>(txn: &C, id: Uuid) -> Result<()
     give_back_use(txn, link_use::Column::LinkId.in_subquery(link_of_upload)).await
 }
 
+/// An upload's `variants_state` while its job waits.
+pub const VARIANTS_PENDING: &str = "pending";
+
+/// The job that makes upload `id`'s variants, due now.
+async fn enqueue_variants<C: ConnectionTrait>(
+    txn: &C,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> Result<(), DbErr> {
+    use entity::variant_job::{ActiveModel as Job, Entity as Jobs};
+    Jobs::insert(Job {
+        upload_id: ActiveValue::Set(id),
+        state: ActiveValue::Set(VARIANTS_PENDING.to_owned()),
+        attempts: ActiveValue::Set(0),
+        next_attempt_at: ActiveValue::Set(now),
+        locked_until: ActiveValue::Set(None),
+        lease: ActiveValue::Set(None),
+        last_error: ActiveValue::Set(None),
+        created_at: ActiveValue::Set(now),
+        updated_at: ActiveValue::Set(now),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
 /// One use fewer for the link `which` selects, never below zero.
 async fn give_back_use<C: ConnectionTrait>(
     conn: &C,
@@ -192,15 +226,23 @@ async fn give_back_use<C: ConnectionTrait>(
 /// verified the bytes itself), and its `upload.completed` event, inside `txn`.
 pub async fn insert_completed<C: ConnectionTrait>(
     txn: &C,
-    row: ActiveModel,
+    mut row: ActiveModel,
     event: &NewEvent,
+    variants: bool,
 ) -> Result<(), DbErr> {
     debug_assert!(
         row.state.as_ref() == &UploadState::Completed
             && row.method.as_ref() == &UploadMethod::Legacy
             && event.event_type == EventType::UploadCompleted
     );
+    if variants {
+        row.variants_state = ActiveValue::Set(Some(VARIANTS_PENDING.to_owned()));
+    }
     Upload::insert(row).exec_without_returning(txn).await?;
     webhooks::record(txn, event).await?;
+    if variants {
+        // The event is the new upload's: its id is the row's.
+        enqueue_variants(txn, event.upload_id, event.created_at).await?;
+    }
     Ok(())
 }

@@ -16,5 +16,6 @@ mod openapi;
 mod replicas;
 mod security;
 mod validation;
+mod variants;
 mod verification;
 mod webhooks;
