@@ -23,6 +23,7 @@ use crate::config::Config;
 mod latest_cache;
 mod sqlite_reads;
 pub mod transitions;
+pub mod variant_jobs;
 pub mod webhooks;
 use latest_cache::{Cached, LatestCache};
 use sqlite_reads::SqliteReads;

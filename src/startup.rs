@@ -101,6 +101,14 @@ impl Application {
                 "webhooks on"
             );
         }
+        if config.variants.enabled() {
+            crate::variants::spawn_variant_worker(
+                db.clone(),
+                storage.clone(),
+                config.variants.clone(),
+                shutdown.clone(),
+            );
+        }
         let webhooks = WebhookService::new(db.clone(), config.clone());
         let app = routes(
             uploads.clone(),

@@ -165,6 +165,41 @@ impl Storage {
         .await
     }
 
+    /// The whole object, when it is at most `max` bytes (`None`: larger).
+    pub async fn read_all(&self, key: &str, max: u64) -> Result<Option<Bytes>, StorageError> {
+        match self.head(key).await? {
+            Some(head) if head.size <= max => self
+                .read_range(key, format!("bytes=0-{}", head.size.saturating_sub(1)))
+                .await
+                .map(Some),
+            Some(_) => Ok(None),
+            None => Err(StorageError::NoSuchKey),
+        }
+    }
+
+    /// Stores a variant: its type, and cached for good (its key never holds other bytes).
+    pub async fn put_immutable(
+        &self,
+        key: &str,
+        content_type: &str,
+        bytes: Bytes,
+    ) -> Result<(), StorageError> {
+        self.bounded(async {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type(content_type)
+                .cache_control("public, max-age=31536000, immutable")
+                .body(bytes.into())
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Streams the whole object through SHA-256.
     pub async fn sha256(&self, key: &str) -> Result<Sha256Checksum, StorageError> {
         let mut out = self

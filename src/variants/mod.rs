@@ -2,3 +2,6 @@
 //! bytes, pure.
 
 pub mod pipeline;
+pub mod worker;
+
+pub use worker::spawn_variant_worker;

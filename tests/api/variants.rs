@@ -33,3 +33,50 @@ async fn each_completion_records_its_variants_job_and_nothing_else_does() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_completed_upload_gets_every_preset_in_every_format() {
+    let app = TestApp::spawn_with(&[("IMAGE_VARIANTS", "thumb:16,display:1280")]).await;
+    let record = app.upload("made", "a.jpg", "image/jpeg", JPEG).await;
+    let id = record["upload_id"].as_str().expect("id").to_owned();
+    let started = std::time::Instant::now();
+    let row = loop {
+        let row = app.row(&id).await.expect("row");
+        if row.variants_state.as_deref() != Some("pending") {
+            break row;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "still pending"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        row.variants_state.as_deref(),
+        Some("ready"),
+        "{:?}",
+        row.variants
+    );
+    let variants: serde_json::Value =
+        serde_json::from_str(row.variants.as_deref().expect("variants")).expect("JSON");
+    let original = image::load_from_memory(JPEG).expect("fixture");
+    for preset in ["thumb", "display"] {
+        for format in ["webp", "jpeg"] {
+            let made = &variants[preset][format];
+            let key = made["key"].as_str().expect("key");
+            assert_eq!(key, format!("variants/made/{id}/{preset}.{format}"));
+            let bytes = app.object(key).await.expect("stored");
+            assert_eq!(made["size"], bytes.len());
+            let decoded = image::load_from_memory(&bytes).expect("decodes");
+            assert_eq!(made["width"], decoded.width());
+            assert_eq!(made["height"], decoded.height());
+            let longest = decoded.width().max(decoded.height());
+            let expected = if preset == "thumb" {
+                16
+            } else {
+                original.width().max(original.height()).min(1280)
+            };
+            assert_eq!(longest, expected, "{preset}.{format}");
+        }
+    }
+}
