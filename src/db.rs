@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::config::Config;
 
 mod latest_cache;
+mod lease;
 mod sqlite_reads;
 pub mod transitions;
 pub mod variant_jobs;
@@ -28,6 +29,7 @@ pub mod webhooks;
 use latest_cache::{Cached, LatestCache};
 use sqlite_reads::SqliteReads;
 pub use transitions::{Change, VerifiedObject};
+pub use variant_jobs::{JobOutcome, VariantJobRow};
 pub use webhooks::NewEvent;
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,8 @@ pub struct Db {
     recorded: std::sync::Arc<tokio::sync::Notify>,
     /// `IMAGE_VARIANTS` is set: each completion also records a variants job.
     variants: bool,
+    /// Woken after every commit that recorded a variants job.
+    jobs_recorded: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// A row waiting for the group-commit task, and where its answer goes.
@@ -129,6 +133,7 @@ impl Db {
                     .map(|path| std::sync::Arc::new(SqliteReads::new(path))),
                 latest: Some(std::sync::Arc::default()),
                 recorded: std::sync::Arc::default(),
+                jobs_recorded: std::sync::Arc::default(),
                 variants: config.variants.enabled(),
             })
         } else {
@@ -151,6 +156,7 @@ impl Db {
                 direct: None,
                 latest: None,
                 recorded: std::sync::Arc::default(),
+                jobs_recorded: std::sync::Arc::default(),
                 variants: config.variants.enabled(),
             })
         }
@@ -212,6 +218,9 @@ impl Db {
         txn.commit().await?;
         if changed {
             self.recorded.notify_one();
+            if self.variants && matches!(change, Change::Complete(_)) {
+                self.jobs_recorded.notify_one();
+            }
             if change.touches_completed() {
                 self.changed_latest(image_id);
             }
@@ -227,8 +236,16 @@ impl Db {
         transitions::insert_completed(&txn, row.into_active_model(), event, self.variants).await?;
         txn.commit().await?;
         self.recorded.notify_one();
+        if self.variants {
+            self.jobs_recorded.notify_one();
+        }
         self.changed_latest(&image_id);
         Ok(())
+    }
+
+    /// Woken after each commit that recorded a variants job.
+    pub fn jobs_recorded(&self) -> &tokio::sync::Notify {
+        &self.jobs_recorded
     }
 
     /// Woken after each commit that recorded an event.
@@ -575,6 +592,7 @@ pub fn new_pending(fields: NewUpload) -> ActiveModel {
         updated_at: Set(now),
         variants_state: Set(None),
         variants: Set(None),
+        variants_failure_code: Set(None),
     }
 }
 

@@ -115,6 +115,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "Webhook attempt latency, from sending the request to its answer or failure.",
     ),
     (
+        "upload_broker_variant_jobs_total",
+        "counter",
+        "Variant jobs run, by outcome (ready, failed, retry).",
+    ),
+    (
+        "upload_broker_variant_job_duration_seconds",
+        "histogram",
+        "Variant job time, from claiming it to its variants stored (or its failure).",
+    ),
+    (
         "upload_broker_webhook_backlog",
         "gauge",
         "Webhook deliveries not yet made (the outbox), as the dispatcher last counted.",
@@ -225,6 +235,16 @@ pub fn webhook_attempt(outcome: &str, elapsed: Duration) {
         &[],
         elapsed,
     );
+}
+
+/// A variants job ended with `outcome` after `elapsed`.
+pub fn variant_job(outcome: &str, elapsed: Duration) {
+    add(
+        "upload_broker_variant_jobs_total",
+        &[("outcome", outcome)],
+        1,
+    );
+    observe("upload_broker_variant_job_duration_seconds", &[], elapsed);
 }
 
 /// Deliveries still to make.

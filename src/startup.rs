@@ -104,8 +104,8 @@ impl Application {
         if config.variants.enabled() {
             crate::variants::spawn_variant_worker(
                 db.clone(),
-                storage.clone(),
-                config.variants.clone(),
+                uploads.clone(),
+                config.variants.workers,
                 shutdown.clone(),
             );
         }

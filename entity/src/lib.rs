@@ -7,6 +7,9 @@ pub mod variant_job;
 pub mod webhook_delivery;
 pub mod webhook_endpoint;
 
-pub use upload::{Entity as Upload, Model as UploadModel, UploadMethod, UploadState};
+pub use upload::{
+    Entity as Upload, Model as UploadModel, UploadMethod, UploadState, VariantsState,
+};
+pub use variant_job::JobState;
 pub use webhook_delivery::DeliveryState;
 pub use webhook_endpoint::EndpointSource;

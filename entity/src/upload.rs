@@ -39,11 +39,12 @@ pub struct Model {
     pub expires_at: TimeDateTimeWithTimeZone,
     pub uploaded_at: Option<TimeDateTimeWithTimeZone>,
     pub updated_at: TimeDateTimeWithTimeZone,
-    /// `pending`, `ready`, `failed` (or none when variants are off or it is not completed).
-    pub variants_state: Option<String>,
-    /// JSON: each preset's formats, with their key, width, height and size, once made; or
-    /// `{"code": ...}` when they failed.
+    /// None when variants are off, or it has not completed.
+    pub variants_state: Option<VariantsState>,
+    /// JSON: each preset's formats, with their key, width, height and size, once made.
     pub variants: Option<String>,
+    /// Why its variants cannot be made (`image_too_large`, `invalid_image`, ...).
+    pub variants_failure_code: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -179,5 +180,30 @@ mod tests {
         assert_eq!(methods, ["PUT", "MULTIPART", "LEGACY"]);
         assert!(UploadMethod::try_from_value(&"put".to_owned()).is_err());
         assert_eq!(UploadMethod::parse("LEGACY"), Some(UploadMethod::Legacy));
+    }
+}
+
+/// Where a completed upload's variants are, stored in `uploads.variants_state`.
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+#[serde(rename_all = "lowercase")]
+pub enum VariantsState {
+    /// Its job is recorded and not yet done.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// Every preset is stored in every format.
+    #[sea_orm(string_value = "ready")]
+    Ready,
+    /// They can never be made (`variants_failure_code` says why).
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}
+
+impl VariantsState {
+    /// The state of a stored name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Self> {
+        <Self as sea_orm::Iterable>::iter().find(|state| state.to_value() == name)
     }
 }

@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub upload_id: Uuid,
-    /// `pending`, `done` or `failed`.
-    pub state: String,
+    pub state: JobState,
     pub attempts: i32,
     pub next_attempt_at: TimeDateTimeWithTimeZone,
     pub locked_until: Option<TimeDateTimeWithTimeZone>,
@@ -23,3 +22,21 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Where a variants job is.
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// To run when `next_attempt_at` comes.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// Its variants are stored and recorded.
+    #[sea_orm(string_value = "done")]
+    Done,
+    /// It can never succeed.
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}

@@ -9,6 +9,7 @@ enum Uploads {
     Table,
     VariantsState,
     Variants,
+    VariantsFailureCode,
 }
 
 #[derive(DeriveIden)]
@@ -48,6 +49,14 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
+            .alter_table(
+                Table::alter()
+                    .table(Uploads::Table)
+                    .add_column(string_null(Uploads::VariantsFailureCode))
+                    .to_owned(),
+            )
+            .await?;
+        manager
             .create_table(
                 Table::create()
                     .table(VariantJobs::Table)
@@ -79,14 +88,16 @@ impl MigrationTrait for Migration {
         manager
             .drop_table(Table::drop().table(VariantJobs::Table).to_owned())
             .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Uploads::Table)
-                    .drop_column(Uploads::Variants)
-                    .to_owned(),
-            )
-            .await?;
+        for column in [Uploads::VariantsFailureCode, Uploads::Variants] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Uploads::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
         manager
             .alter_table(
                 Table::alter()

@@ -4,7 +4,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use super::uploads::UploadRecord;
+use super::uploads::{UploadRecord, VariantRedirect};
 use super::{ApiError, ApiTags};
 use crate::domain::ImageId;
 use crate::uploads::UploadService;
@@ -76,5 +76,26 @@ impl ImagesApi {
     async fn latest_image(&self, image_id: Path<String>) -> Result<LatestImageResponse, ApiError> {
         let view = self.uploads.latest(&ImageId::parse(&image_id)?).await?;
         Ok(LatestImageResponse::Ok(Json(view.into())))
+    }
+
+    /// Get a variant of an image_id's newest upload
+    ///
+    /// As `get_upload_variant`, for the newest completed upload of the image_id: an
+    /// `<img src>` that always shows the latest. Not cached, since a newer upload changes it.
+    #[oai(
+        path = "/api/v1/images/:image_id/latest/variants/:variant",
+        method = "get",
+        operation_id = "latest_image_variant"
+    )]
+    async fn latest_image_variant(
+        &self,
+        image_id: Path<String>,
+        /// `<preset>.<format>`, such as `thumb.webp`.
+        variant: Path<String>,
+    ) -> Result<VariantRedirect, ApiError> {
+        let parsed = ImageId::parse(&image_id)?;
+        let name = self.uploads.variant_name(&variant)?;
+        let url = self.uploads.latest_variant_url(&parsed, &name).await?;
+        Ok(VariantRedirect::found(url, "no-cache"))
     }
 }

@@ -135,6 +135,7 @@ pub const ROUTES: &[Route] = &[
         &[read("GET"), write("POST")],
     ),
     v1("/api/v1/uploads/{upload_id}/confirm", &[write("POST")]),
+    v1("/api/v1/uploads/{upload_id}/variants/{variant}", GET),
     v1("/api/v1/webhooks", &[admin("GET"), admin("POST")]),
     v1("/api/v1/webhooks/deliveries", &[admin("GET")]),
     v1(
@@ -145,6 +146,7 @@ pub const ROUTES: &[Route] = &[
     v1("/api/v1/webhooks/{webhook_id}/enable", &[admin("POST")]),
     v1("/api/v1/images/{image_id}", GET),
     v1("/api/v1/images/{image_id}/latest", GET),
+    v1("/api/v1/images/{image_id}/latest/variants/{variant}", GET),
     legacy("/api/url/{image_id}", GET),
     legacy("/api/images/{image_id}", GET),
     legacy("/upload/{image_id}", &[write("POST")]),

@@ -67,6 +67,26 @@ enum UploadResponse {
     Ok(Json<UploadRecord>),
 }
 
+/// How long a browser may keep an upload's variant redirect: well within the life of the
+/// URL it points at.
+const VARIANT_REDIRECT_CACHE: &str = "private, max-age=300";
+
+#[derive(ApiResponse)]
+pub(super) enum VariantRedirect {
+    /// The variant's URL.
+    #[oai(status = 302)]
+    Found(
+        #[oai(header = "Location")] String,
+        #[oai(header = "Cache-Control")] String,
+    ),
+}
+
+impl VariantRedirect {
+    pub(super) fn found(url: String, cache: &str) -> Self {
+        VariantRedirect::Found(url, cache.to_owned())
+    }
+}
+
 #[derive(ApiResponse)]
 enum SignPartsResponse {
     /// Presigned UploadPart requests, one per part asked for.
@@ -219,6 +239,28 @@ impl UploadsApi {
         let id = parse_upload_id(&upload_id)?;
         let view = self.uploads.get(id).await?;
         Ok(UploadResponse::Ok(Json(view.into())))
+    }
+
+    /// Get one of an upload's variants
+    ///
+    /// Redirects to the variant `<preset>.<format>` (such as `thumb.webp`) of a completed
+    /// upload, making it first if it is missing; requests that ask at the same time wait
+    /// for the same one. The presets are `IMAGE_VARIANTS`, the formats `VARIANT_FORMATS`.
+    #[oai(
+        path = "/api/v1/uploads/:upload_id/variants/:variant",
+        method = "get",
+        operation_id = "get_upload_variant"
+    )]
+    async fn get_upload_variant(
+        &self,
+        upload_id: Path<String>,
+        /// `<preset>.<format>`, such as `thumb.webp`.
+        variant: Path<String>,
+    ) -> Result<VariantRedirect, ApiError> {
+        let id = parse_upload_id(&upload_id)?;
+        let name = self.uploads.variant_name(&variant)?;
+        let url = self.uploads.variant_url(id, &name).await?;
+        Ok(VariantRedirect::found(url, VARIANT_REDIRECT_CACHE))
     }
 
     /// Abort or delete an upload

@@ -116,6 +116,7 @@ mod tests {
             link_id: None,
             variants_state: None,
             variants: None,
+            variants_failure_code: None,
         }
     }
 

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use entity::{UploadMethod, UploadState};
+use entity::{UploadMethod, UploadState, VariantsState};
 use sea_orm::ActiveEnum;
 
 use super::READER_CACHE_KIB;
@@ -25,7 +25,8 @@ macro_rules! columns {
         "id, image_id, state, method, object_key, original_filename, content_type, \
          declared_size, file_size, checksum_sha256, etag, width, height, metadata, s3_url, \
          multipart_upload_id, part_size, part_count, checksum_algorithm, failure_code, \
-         created_at, expires_at, uploaded_at, updated_at, link_id, variants_state, variants"
+         created_at, expires_at, uploaded_at, updated_at, link_id, variants_state, variants, \
+         variants_failure_code"
     };
 }
 const FIND: &str = concat!("SELECT ", columns!(), " FROM uploads WHERE id = ?1");
@@ -135,8 +136,12 @@ fn model(row: &Row<'_>) -> rusqlite::Result<Model> {
             rusqlite::types::ValueRef::Null => None,
             _ => Some(uuid(row, 24)?),
         },
-        variants_state: row.get(25)?,
+        variants_state: match row.get_ref(25)? {
+            rusqlite::types::ValueRef::Null => None,
+            _ => Some(stored(row, 25, VariantsState::parse)?),
+        },
         variants: row.get(26)?,
+        variants_failure_code: row.get(27)?,
     })
 }
 

@@ -5,12 +5,13 @@
 
 use entity::link_use::{self, Entity as LinkUse};
 use entity::upload::{ActiveModel, Column, Entity as Upload};
-use entity::{UploadMethod, UploadState};
+use entity::{UploadMethod, UploadState, VariantsState};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ActiveValue, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::variant_jobs::JobOutcome;
 use super::webhooks::{self, NewEvent};
 use crate::events::EventType;
 
@@ -116,7 +117,7 @@ pub async fn apply<C: ConnectionTrait>(
             .col_expr(Column::UploadedAt, Expr::value(object.uploaded_at))
             .col_expr(
                 Column::VariantsState,
-                Expr::value(variants.then(|| VARIANTS_PENDING.to_owned())),
+                Expr::value(variants.then_some(VariantsState::Pending)),
             ),
         Change::Fail(code) => update.col_expr(Column::FailureCode, Expr::value(*code)),
         Change::Expire | Change::Abort | Change::Delete => update,
@@ -179,29 +180,15 @@ async fn release_link_use_of<C: ConnectionTrait>(txn: &C, id: Uuid) -> Result<()
     give_back_use(txn, link_use::Column::LinkId.in_subquery(link_of_upload)).await
 }
 
-/// An upload's `variants_state` while its job waits.
-pub const VARIANTS_PENDING: &str = "pending";
-
 /// The job that makes upload `id`'s variants, due now.
 async fn enqueue_variants<C: ConnectionTrait>(
     txn: &C,
     id: Uuid,
     now: OffsetDateTime,
 ) -> Result<(), DbErr> {
-    use entity::variant_job::{ActiveModel as Job, Entity as Jobs};
-    Jobs::insert(Job {
-        upload_id: ActiveValue::Set(id),
-        state: ActiveValue::Set(VARIANTS_PENDING.to_owned()),
-        attempts: ActiveValue::Set(0),
-        next_attempt_at: ActiveValue::Set(now),
-        locked_until: ActiveValue::Set(None),
-        lease: ActiveValue::Set(None),
-        last_error: ActiveValue::Set(None),
-        created_at: ActiveValue::Set(now),
-        updated_at: ActiveValue::Set(now),
-    })
-    .exec_without_returning(txn)
-    .await?;
+    entity::variant_job::Entity::insert(super::variant_jobs::pending_job(id, now))
+        .exec_without_returning(txn)
+        .await?;
     Ok(())
 }
 
@@ -222,6 +209,39 @@ async fn give_back_use<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Records how upload `id`'s variants job ended on the upload (while it is still
+/// completed), and its `event` (`variants.ready`), inside `txn`. A job that will be tried
+/// again changes nothing. Returns whether the upload changed.
+pub async fn settle_variants<C: ConnectionTrait>(
+    txn: &C,
+    id: Uuid,
+    outcome: &JobOutcome,
+    event: Option<&NewEvent>,
+) -> Result<bool, DbErr> {
+    let update = Upload::update_many()
+        .filter(Column::Id.eq(id))
+        .filter(Column::State.eq(UploadState::Completed));
+    let update = match outcome {
+        JobOutcome::Ready { variants } => update
+            .col_expr(Column::VariantsState, Expr::value(VariantsState::Ready))
+            .col_expr(Column::Variants, Expr::value(variants.clone()))
+            .col_expr(
+                Column::VariantsFailureCode,
+                Expr::value(Option::<String>::None),
+            ),
+        JobOutcome::Failed { code } => update
+            .col_expr(Column::VariantsState, Expr::value(VariantsState::Failed))
+            .col_expr(Column::VariantsFailureCode, Expr::value(code.clone())),
+        JobOutcome::Retry { .. } => return Ok(false),
+    };
+    let settled = update.exec(txn).await?.rows_affected == 1;
+    if let (true, Some(event)) = (settled, event) {
+        debug_assert!(event.upload_id == id && event.event_type == EventType::VariantsReady);
+        webhooks::record(txn, event).await?;
+    }
+    Ok(settled)
+}
+
 /// Records an upload that arrives completed (the legacy upload: the service stored and
 /// verified the bytes itself), and its `upload.completed` event, inside `txn`.
 pub async fn insert_completed<C: ConnectionTrait>(
@@ -236,7 +256,7 @@ pub async fn insert_completed<C: ConnectionTrait>(
             && event.event_type == EventType::UploadCompleted
     );
     if variants {
-        row.variants_state = ActiveValue::Set(Some(VARIANTS_PENDING.to_owned()));
+        row.variants_state = ActiveValue::Set(Some(VariantsState::Pending));
     }
     Upload::insert(row).exec_without_returning(txn).await?;
     webhooks::record(txn, event).await?;

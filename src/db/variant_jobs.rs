@@ -1,25 +1,23 @@
-//! Variant jobs: claimed with a lease like webhook deliveries (one statement; `FOR UPDATE
-//! SKIP LOCKED` on Postgres), and finished together with the upload's `variants_state`.
+//! Variant jobs: one per completed upload, claimed with a lease through the same machinery
+//! as webhook deliveries (`lease.rs`), and settled together with the upload's
+//! `variants_state` through the seam (`transitions::settle_variants`).
 
-use entity::upload::{Column as UploadColumn, Entity as Upload};
-use entity::variant_job::{self as job, Entity as Job};
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use entity::JobState;
+use entity::variant_job::{self as job, ActiveModel, Entity as Job};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{ActiveValue, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Db, DbError};
+use super::webhooks::NewEvent;
+use super::{Db, DbError, lease, transitions};
 
 pub use job::Model as VariantJobRow;
 
-const PENDING: &str = "pending";
-const DONE: &str = "done";
-const FAILED: &str = "failed";
-
 /// How a job ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
-    /// Every variant is stored: `variants` is the record's JSON.
+    /// Every variant is stored: `variants` is what the upload's record keeps (JSON).
     Ready { variants: String },
     /// It can never succeed (a bomb, an undecodable file): `code` says why.
     Failed { code: String },
@@ -36,43 +34,65 @@ impl Db {
         lease: Uuid,
         limit: u64,
     ) -> Result<Vec<VariantJobRow>, DbError> {
-        let mut due = Query::select();
-        due.column(job::Column::UploadId)
-            .from(Job)
-            .and_where(job::Column::State.eq(PENDING))
-            .and_where(job::Column::NextAttemptAt.lte(now))
-            .and_where(
-                job::Column::LockedUntil
-                    .is_null()
-                    .or(job::Column::LockedUntil.lt(now)),
-            )
-            .order_by(job::Column::NextAttemptAt, sea_orm::Order::Asc)
-            .limit(limit)
-            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        Ok(Job::update_many()
-            .col_expr(job::Column::LockedUntil, Expr::value(until))
-            .col_expr(job::Column::Lease, Expr::value(lease))
-            .filter(job::Column::UploadId.in_subquery(due.to_owned()))
-            .exec_with_returning(&self.write)
-            .await?)
+        let due = lease::due::<Job>(now, limit);
+        Ok(lease::claim::<Job, _>(&self.write, due, until, lease).await?)
     }
 
-    /// Records how job `upload_id` ended, if `lease` still holds it, with the upload's
-    /// `variants_state` (and `variants`) in the same transaction. Returns whether it did.
-    pub async fn finish_variant_job(
+    /// Claims upload `upload_id`'s job now, whenever it was due, recording it first if it
+    /// has none (variants asked for on demand); a job that is done is made again. Returns
+    /// `false` when a live lease holds it (someone is making it) or it failed for good.
+    pub async fn claim_variant_job_now(
+        &self,
+        upload_id: Uuid,
+        until: OffsetDateTime,
+        lease: Uuid,
+    ) -> Result<bool, DbError> {
+        let now = OffsetDateTime::now_utc();
+        let txn = self.write.begin().await?;
+        Job::insert(pending_job(upload_id, now))
+            .on_conflict(
+                OnConflict::column(job::Column::UploadId)
+                    .value(job::Column::State, JobState::Pending)
+                    .value(job::Column::NextAttemptAt, now)
+                    .action_and_where(job::Column::State.eq(JobState::Done))
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        let claimed = lease::claim_one::<Job, _>(&txn, upload_id, now, until, lease).await?;
+        txn.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Holds job `upload_id` until `until`, if `lease` still holds it. Returns whether it does.
+    pub async fn extend_variant_lease(
         &self,
         upload_id: Uuid,
         lease: Uuid,
+        until: OffsetDateTime,
+    ) -> Result<bool, DbError> {
+        Ok(lease::extend::<Job, _>(&self.write, upload_id, lease, until).await?)
+    }
+
+    /// Records how job `upload_id` (of `image_id`) ended, if `lease` still holds it, with
+    /// the upload's variants and its `event` through the seam, in one transaction. Returns
+    /// whether it did.
+    pub async fn finish_variant_job(
+        &self,
+        upload_id: Uuid,
+        image_id: &str,
+        lease: Uuid,
         outcome: &JobOutcome,
+        event: Option<&NewEvent>,
     ) -> Result<bool, DbError> {
         let now = OffsetDateTime::now_utc();
         let (state, error, next) = match outcome {
-            JobOutcome::Ready { .. } => (DONE, None, now),
-            JobOutcome::Failed { code } => (FAILED, Some(code.clone()), now),
-            JobOutcome::Retry { error, at } => (PENDING, Some(error.clone()), *at),
+            JobOutcome::Ready { .. } => (JobState::Done, None, now),
+            JobOutcome::Failed { code } => (JobState::Failed, Some(code.clone()), now),
+            JobOutcome::Retry { error, at } => (JobState::Pending, Some(error.clone()), *at),
         };
         let txn = self.write.begin().await?;
-        let finished = Job::update_many()
+        let finished = lease::released(Job::update_many())
             .col_expr(job::Column::State, Expr::value(state))
             .col_expr(
                 job::Column::Attempts,
@@ -80,11 +100,6 @@ impl Db {
             )
             .col_expr(job::Column::LastError, Expr::value(error))
             .col_expr(job::Column::NextAttemptAt, Expr::value(next))
-            .col_expr(
-                job::Column::LockedUntil,
-                Expr::value(Option::<OffsetDateTime>::None),
-            )
-            .col_expr(job::Column::Lease, Expr::value(Option::<Uuid>::None))
             .col_expr(job::Column::UpdatedAt, Expr::value(now))
             .filter(job::Column::UploadId.eq(upload_id))
             .filter(job::Column::Lease.eq(lease))
@@ -94,23 +109,29 @@ impl Db {
             txn.rollback().await?;
             return Ok(false);
         }
-        let upload = match outcome {
-            JobOutcome::Ready { variants } => Some(("ready", Some(variants.clone()))),
-            JobOutcome::Failed { code } => Some((
-                "failed",
-                Some(serde_json::json!({ "code": code }).to_string()),
-            )),
-            JobOutcome::Retry { .. } => None,
-        };
-        if let Some((variants_state, variants)) = upload {
-            Upload::update_many()
-                .col_expr(UploadColumn::VariantsState, Expr::value(variants_state))
-                .col_expr(UploadColumn::Variants, Expr::value(variants))
-                .filter(UploadColumn::Id.eq(upload_id))
-                .exec(&txn)
-                .await?;
-        }
+        let settled = transitions::settle_variants(&txn, upload_id, outcome, event).await?;
         txn.commit().await?;
+        if settled {
+            if event.is_some() {
+                self.recorded.notify_one();
+            }
+            self.changed_latest(image_id);
+        }
         Ok(true)
+    }
+}
+
+/// A job for `upload_id`, due at `now`.
+pub(super) fn pending_job(upload_id: Uuid, now: OffsetDateTime) -> ActiveModel {
+    ActiveModel {
+        upload_id: ActiveValue::Set(upload_id),
+        state: ActiveValue::Set(JobState::Pending),
+        attempts: ActiveValue::Set(0),
+        next_attempt_at: ActiveValue::Set(now),
+        locked_until: ActiveValue::Set(None),
+        lease: ActiveValue::Set(None),
+        last_error: ActiveValue::Set(None),
+        created_at: ActiveValue::Set(now),
+        updated_at: ActiveValue::Set(now),
     }
 }

@@ -8,7 +8,7 @@ use entity::event::{self, Entity as Event};
 use entity::webhook_delivery::{self as delivery, Entity as Delivery};
 use entity::webhook_endpoint::{self as endpoint, Entity as Endpoint};
 use entity::{DeliveryState, EndpointSource};
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
@@ -16,7 +16,7 @@ use sea_orm::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Db, DbError};
+use super::{Db, DbError, lease};
 use crate::events::{EventType, subscribed};
 
 pub use delivery::Model as DeliveryRow;
@@ -144,12 +144,7 @@ impl Db {
         busy: &[Uuid],
     ) -> Result<Vec<Claimed>, DbError> {
         let due = due_deliveries(now, limit, busy);
-        let claimed = Delivery::update_many()
-            .col_expr(delivery::Column::LockedUntil, Expr::value(until))
-            .col_expr(delivery::Column::Lease, Expr::value(lease))
-            .filter(delivery::Column::Id.in_subquery(due))
-            .exec_with_returning(&self.write)
-            .await?;
+        let claimed = lease::claim::<Delivery, _>(&self.write, due, until, lease).await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
@@ -272,7 +267,7 @@ impl Db {
 
     /// Lets go of a claimed delivery without attempting it.
     pub async fn release_delivery(&self, id: Uuid, lease: Uuid) -> Result<(), DbError> {
-        without_lease(Delivery::update_many())
+        lease::released(Delivery::update_many())
             .filter(delivery::Column::Id.eq(id))
             .filter(delivery::Column::Lease.eq(lease))
             .exec(&self.write)
@@ -311,7 +306,7 @@ impl Db {
     /// `webhook-id`. A lease another dispatcher holds is let go. Returns whether it exists.
     pub async fn retry_delivery(&self, id: Uuid) -> Result<bool, DbError> {
         let now = OffsetDateTime::now_utc();
-        let result = without_lease(Delivery::update_many())
+        let result = lease::released(Delivery::update_many())
             .col_expr(delivery::Column::State, Expr::value(DeliveryState::Pending))
             .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))
             .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
@@ -439,8 +434,7 @@ impl Db {
 }
 
 /// The ids of up to `limit` due deliveries whose endpoints are enabled and not in `busy`,
-/// soonest first. Postgres: replicas claiming together skip each other's rows (`FOR UPDATE
-/// SKIP LOCKED`). SQLite leaves the clause out; its one writer runs each claim whole.
+/// soonest first.
 fn due_deliveries(
     now: OffsetDateTime,
     limit: u64,
@@ -451,20 +445,8 @@ fn due_deliveries(
         .from(Endpoint)
         .and_where(endpoint::Column::Enabled.eq(true))
         .to_owned();
-    let mut due = Query::select();
-    due.column(delivery::Column::Id)
-        .from(Delivery)
-        .and_where(delivery::Column::State.eq(DeliveryState::Pending))
-        .and_where(delivery::Column::NextAttemptAt.lte(now))
-        .and_where(
-            delivery::Column::LockedUntil
-                .is_null()
-                .or(delivery::Column::LockedUntil.lt(now)),
-        )
-        .and_where(delivery::Column::EndpointId.in_subquery(enabled))
-        .order_by(delivery::Column::NextAttemptAt, sea_orm::Order::Asc)
-        .limit(limit)
-        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    let mut due = lease::due::<Delivery>(now, limit);
+    due.and_where(delivery::Column::EndpointId.in_subquery(enabled));
     if !busy.is_empty() {
         due.and_where(delivery::Column::EndpointId.is_not_in(busy.iter().copied()));
     }
@@ -480,7 +462,7 @@ fn attempt_recorded(
     next: OffsetDateTime,
     now: OffsetDateTime,
 ) -> sea_orm::UpdateMany<Delivery> {
-    without_lease(Delivery::update_many())
+    lease::released(Delivery::update_many())
         .col_expr(delivery::Column::State, Expr::value(state))
         .col_expr(
             delivery::Column::Attempts,
@@ -490,16 +472,6 @@ fn attempt_recorded(
         .col_expr(delivery::Column::LastError, Expr::value(error))
         .col_expr(delivery::Column::NextAttemptAt, Expr::value(next))
         .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
-}
-
-/// `update`, also letting go of the delivery's lease.
-fn without_lease(update: sea_orm::UpdateMany<Delivery>) -> sea_orm::UpdateMany<Delivery> {
-    update
-        .col_expr(
-            delivery::Column::LockedUntil,
-            Expr::value(Option::<OffsetDateTime>::None),
-        )
-        .col_expr(delivery::Column::Lease, Expr::value(Option::<Uuid>::None))
 }
 
 /// Deletes the endpoints `which` selects and fails their pending deliveries.
@@ -521,7 +493,7 @@ async fn remove_endpoints<C: ConnectionTrait>(
         return Ok(0);
     }
     let now = OffsetDateTime::now_utc();
-    without_lease(Delivery::update_many())
+    lease::released(Delivery::update_many())
         .col_expr(delivery::Column::State, Expr::value(DeliveryState::Failed))
         .col_expr(
             delivery::Column::LastError,

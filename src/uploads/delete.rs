@@ -26,7 +26,11 @@ impl UploadService {
         match row.state {
             // Cleanup is idempotent and redone on every DELETE, so a failed one is retried
             // by the next call (and by the sweeper).
-            UploadState::Aborted | UploadState::Deleted => self.remove_objects(&row).await,
+            UploadState::Aborted => self.remove_objects(&row).await,
+            UploadState::Deleted => {
+                self.remove_objects(&row).await?;
+                self.remove_variants(&row).await
+            }
             UploadState::Pending
             | UploadState::Completed
             | UploadState::Failed

@@ -127,6 +127,17 @@ pub enum UploadError {
     /// The legacy form is not what the seed accepted (no file, two files, a huge field).
     #[error("{0}")]
     InvalidForm(&'static str),
+    #[error("no such variant preset; the presets are {0}")]
+    UnknownPreset(String),
+    #[error("variants are made as {0} only")]
+    UnsupportedVariantFormat(String),
+    #[error("the upload is {0}, not completed; it has no variants")]
+    NotCompleted(UploadState),
+    /// Its variants can never be made: `image_too_large`, `invalid_image`, ...
+    #[error("this upload's variants cannot be made ({0})")]
+    VariantsFailed(String),
+    #[error("the variant is being made; try again shortly")]
+    VariantsPending,
 }
 
 impl UploadError {
@@ -190,6 +201,15 @@ impl UploadError {
             }
             UploadError::InvalidForm(what) => {
                 Problem::bad_request("invalid_request", *what).legacy(*what)
+            }
+            UploadError::UnknownPreset(_) => Problem::new(404, "unknown_preset", message),
+            UploadError::UnsupportedVariantFormat(_) => {
+                Problem::new(415, "unsupported_format", message)
+            }
+            UploadError::NotCompleted(_) => Problem::new(409, "not_completed", message),
+            UploadError::VariantsFailed(code) => Problem::new(422, code, message),
+            UploadError::VariantsPending => {
+                Problem::unavailable("variants_pending", message).retry_after(1)
             }
         }
     }

@@ -158,7 +158,7 @@ impl UploadService {
         tracing::info!(upload_id = %id, image_id = %image_id, state = %UploadState::Pending, method = %row.method, size, "upload issued");
         metrics::upload_transition(UploadState::Pending);
         Ok(IssuedUpload {
-            upload: Upload::from_row(row, None),
+            upload: Upload::from_row(row, None, None),
             put,
         })
     }

@@ -53,17 +53,21 @@ impl UploadService {
         self.view(row).await
     }
 
-    /// A completed upload's URL is made fresh, so presigned GETs never go stale.
+    /// A completed upload's URLs (its object's, its variants') are made fresh, so
+    /// presigned GETs never go stale.
     pub(super) async fn view(&self, row: UploadRow) -> Result<Upload, UploadError> {
-        let s3_url = match row.state {
-            UploadState::Completed => Some(self.storage.object_url(&row.object_key).await?),
+        let (s3_url, variants) = match row.state {
+            UploadState::Completed => (
+                Some(self.storage.object_url(&row.object_key).await?),
+                self.variant_files(&row).await?,
+            ),
             UploadState::Pending
             | UploadState::Failed
             | UploadState::Expired
             | UploadState::Aborted
-            | UploadState::Deleted => None,
+            | UploadState::Deleted => (None, None),
         };
-        Ok(Upload::from_row(row, s3_url))
+        Ok(Upload::from_row(row, s3_url, variants))
     }
 }
 

@@ -16,6 +16,7 @@ mod record;
 mod streamed;
 mod sweep;
 mod transition;
+mod variants;
 pub mod verify;
 
 pub use access::{Action, UploadLink};
@@ -25,10 +26,11 @@ pub use issue::UploadRequest;
 pub use multipart::{MAX_PARTS_PER_CALL, PartPlan, SignedParts};
 pub use record::{
     BucketCors, ImagePage, IssuedUpload, SignedRequest, StoredPart, Upload, UploadMethod,
-    UploadState, wire_state,
+    UploadState, VariantFiles, VariantsState, wire_state,
 };
 pub use streamed::{STREAM_BUFFER_BUDGET, StoredObject};
 pub use sweep::{KEY_PREFIX, STAGING_PREFIX, SweepReport, spawn_sweeper};
+pub use variants::{JOB_LEASE, VARIANT_PREFIX, VariantName, variant_key};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +69,11 @@ pub struct UploadService {
     /// Full decodes (`VERIFY_DECODE`) at once: one per core, each holding a whole file and
     /// up to `DECODE_MEMORY`.
     decode_slots: Arc<Semaphore>,
+    /// Variant jobs at once in this process (`VARIANT_WORKERS`), the worker's and those
+    /// asked for on demand together.
+    variant_slots: Arc<Semaphore>,
+    /// Upload ids whose variants this process is making on demand, and who waits.
+    making: variants::Making,
 }
 
 impl UploadService {
@@ -78,6 +85,7 @@ impl UploadService {
         shutdown: Shutdown,
     ) -> Self {
         let budget_kib = usize::try_from(STREAM_BUFFER_BUDGET / 1024).unwrap_or(usize::MAX);
+        let variant_workers = config.variants.workers.max(1);
         Self {
             db,
             storage,
@@ -93,6 +101,8 @@ impl UploadService {
             decode_slots: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
+            variant_slots: Arc::new(Semaphore::new(variant_workers)),
+            making: variants::Making::default(),
         }
     }
 

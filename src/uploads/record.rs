@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use entity::{UploadMethod, UploadState};
+pub use entity::{UploadMethod, UploadState, VariantsState};
 
 use upload_broker_types as types;
 
@@ -45,11 +45,35 @@ pub struct Upload {
     pub uploaded_at: Option<OffsetDateTime>,
     /// Why verification refused it.
     pub failure_code: Option<String>,
+    /// `None` when variants are off or it has not completed.
+    pub variants_state: Option<VariantsState>,
+    /// Once ready: each preset's files by format, with URLs made fresh.
+    pub variants: Option<VariantFiles>,
+    pub variants_failure_code: Option<String>,
 }
 
+/// Each preset's variant files by format.
+pub type VariantFiles = BTreeMap<String, BTreeMap<String, types::VariantFile>>;
+
+/// One stored variant, as the upload's row keeps it (`uploads.variants`, JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct StoredVariant {
+    pub key: String,
+    pub width: u32,
+    pub height: u32,
+    pub size: u64,
+}
+
+/// Each preset's stored variants by format.
+pub(super) type StoredVariants = BTreeMap<String, BTreeMap<String, StoredVariant>>;
+
 impl Upload {
-    /// The record of `row`, with `s3_url` as made fresh for it.
-    pub(super) fn from_row(row: UploadRow, s3_url: Option<String>) -> Self {
+    /// The record of `row`, with `s3_url` and the variants' URLs as made fresh for it.
+    pub(super) fn from_row(
+        row: UploadRow,
+        s3_url: Option<String>,
+        variants: Option<VariantFiles>,
+    ) -> Self {
         Self {
             id: row.id,
             state: row.state,
@@ -75,6 +99,9 @@ impl Upload {
             expires_at: row.expires_at,
             uploaded_at: row.uploaded_at,
             failure_code: row.failure_code,
+            variants_state: row.variants_state,
+            variants,
+            variants_failure_code: row.variants_failure_code,
             image_id: row.image_id,
         }
     }
@@ -112,6 +139,14 @@ impl From<Upload> for types::Upload {
             expires_at: upload.expires_at,
             uploaded_at: upload.uploaded_at,
             failure_code: upload.failure_code,
+            variants_state: match upload.variants_state {
+                None => types::VariantsState::None,
+                Some(VariantsState::Pending) => types::VariantsState::Pending,
+                Some(VariantsState::Ready) => types::VariantsState::Ready,
+                Some(VariantsState::Failed) => types::VariantsState::Failed,
+            },
+            variants: upload.variants,
+            variants_failure_code: upload.variants_failure_code,
             image_id: upload.image_id,
         }
     }

@@ -346,7 +346,10 @@ impl UploadService {
             .record_completed(Recorded::New(Box::new(row.clone())), object.clone())
             .await
         {
-            Ok(_) => Ok(Upload::from_row(completed(row, &object), Some(s3_url))),
+            Ok(_) => {
+                let row = completed(row, &object, self.config.variants.enabled());
+                Ok(Upload::from_row(row, Some(s3_url), None))
+            }
             Err(err) => {
                 self.discard(stored).await;
                 Err(err)

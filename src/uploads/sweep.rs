@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::variants::{VARIANT_PREFIX, variant_owner};
 use super::{UploadError, UploadService, UploadState};
 use crate::metrics;
 use crate::shutdown::Shutdown;
@@ -61,6 +62,7 @@ impl UploadService {
             .checked_sub(grace)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         self.remove_orphan_objects(cutoff, &mut report).await?;
+        self.remove_orphan_variants(cutoff, &mut report).await?;
         self.abort_orphan_multipart(cutoff, &mut report).await?;
         // Last, so it also takes what the steps above left (s3s-fs keeps a deleted
         // object's attributes).
@@ -120,6 +122,41 @@ impl UploadService {
                 self.storage.delete(&key).await?;
                 report.orphan_objects_deleted += 1;
                 tracing::info!(key, "orphan object deleted");
+            }
+        }
+        Ok(())
+    }
+
+    /// Variants whose upload is gone (deleted, or never recorded): a job that was making
+    /// them when the upload was deleted stores them after the delete removed the others.
+    async fn remove_orphan_variants(
+        &self,
+        cutoff: SystemTime,
+        report: &mut SweepReport,
+    ) -> Result<(), UploadError> {
+        let mut owners = std::collections::HashMap::new();
+        for (key, modified) in self.storage.list_objects(VARIANT_PREFIX).await? {
+            let Some(upload_id) = variant_owner(&key) else {
+                continue;
+            };
+            if modified > cutoff {
+                continue;
+            }
+            let owned = match owners.get(&upload_id) {
+                Some(owned) => *owned,
+                None => {
+                    let owned = self
+                        .db
+                        .find_fresh(upload_id)
+                        .await?
+                        .is_some_and(|row| row.state == UploadState::Completed);
+                    *owners.entry(upload_id).or_insert(owned)
+                }
+            };
+            if !owned {
+                self.storage.delete(&key).await?;
+                report.orphan_objects_deleted += 1;
+                tracing::info!(key, "orphan variant deleted");
             }
         }
         Ok(())

@@ -7,8 +7,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::verify::VerifiedImage;
-use super::{Upload, UploadError, UploadService, UploadState};
+use super::{Upload, UploadError, UploadService, UploadState, VariantsState};
 use crate::db::{Change, NewEvent, UploadRow, VerifiedObject};
+use crate::events::EventType;
 use crate::metrics;
 
 /// Where a completed upload's record comes from.
@@ -39,10 +40,11 @@ pub(super) fn verified_object(
     }
 }
 
-/// `row` as it reads once `change` is made.
-fn changed_row(row: UploadRow, change: &Change) -> UploadRow {
+/// `row` as it reads once `change` is made (`variants`: a completion records a variants
+/// job).
+fn changed_row(row: UploadRow, change: &Change, variants: bool) -> UploadRow {
     let mut row = match change {
-        Change::Complete(object) => return completed(row, object),
+        Change::Complete(object) => return completed(row, object, variants),
         Change::Fail(code) => UploadRow {
             failure_code: Some((*code).to_owned()),
             ..row
@@ -69,17 +71,21 @@ struct EventBody<'a> {
 /// completion leaves an upload completed, and it brings the URL its object was just
 /// given, so no other is asked of storage.
 fn event(after: UploadRow, change: &Change) -> Result<NewEvent, UploadError> {
-    let event_type = change.event_type();
-    let upload_id = after.id;
-    let timestamp = OffsetDateTime::now_utc();
     let s3_url = match change {
         Change::Complete(object) => Some(object.s3_url.clone()),
         Change::Fail(_) | Change::Expire | Change::Abort | Change::Delete => None,
     };
+    event_of(change.event_type(), Upload::from_row(after, s3_url, None))
+}
+
+/// An event of `event_type` about `upload`, as it reads after what happened.
+pub(super) fn event_of(event_type: EventType, upload: Upload) -> Result<NewEvent, UploadError> {
+    let upload_id = upload.id;
+    let timestamp = OffsetDateTime::now_utc();
     let body = EventBody {
         event_type: event_type.as_str(),
         timestamp,
-        data: Upload::from_row(after, s3_url).into(),
+        data: upload.into(),
     };
     let payload = serde_json::to_string(&body)
         .map_err(|e| UploadError::Corrupt(format!("event body: {e}")))?;
@@ -92,9 +98,10 @@ fn event(after: UploadRow, change: &Change) -> Result<NewEvent, UploadError> {
     })
 }
 
-/// `row` as it reads once completed with `object`.
-pub(super) fn completed(mut row: UploadRow, object: &VerifiedObject) -> UploadRow {
+/// `row` as it reads once completed with `object` (`variants`: with its variants job).
+pub(super) fn completed(mut row: UploadRow, object: &VerifiedObject, variants: bool) -> UploadRow {
     row.state = UploadState::Completed;
+    row.variants_state = variants.then_some(VariantsState::Pending);
     row.file_size = Some(object.file_size);
     row.content_type = object.content_type.clone();
     row.etag = object.etag.clone();
@@ -115,7 +122,8 @@ impl UploadService {
         row: &UploadRow,
         change: Change,
     ) -> Result<bool, UploadError> {
-        let event = event(changed_row(row.clone(), &change), &change)?;
+        let variants = self.config.variants.enabled();
+        let event = event(changed_row(row.clone(), &change, variants), &change)?;
         let changed = self
             .db
             .change(row.id, &row.image_id, &change, &event)
@@ -136,7 +144,7 @@ impl UploadService {
         let change = Change::Complete(Box::new(object));
         let row = match recorded {
             Recorded::Pending(row) => return self.change(row, change).await,
-            Recorded::New(row) => changed_row(*row, &change),
+            Recorded::New(row) => changed_row(*row, &change, self.config.variants.enabled()),
         };
         let (id, image_id) = (row.id, row.image_id.clone());
         let event = event(row.clone(), &change)?;

@@ -1,5 +1,6 @@
 //! Image variants.
 
+use entity::VariantsState;
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -23,7 +24,7 @@ async fn each_completion_records_its_variants_job_and_nothing_else_does() {
             .row(record["upload_id"].as_str().expect("id"))
             .await
             .expect("row");
-        assert_eq!(row.variants_state.as_deref(), Some("pending"));
+        assert_eq!(row.variants_state, Some(VariantsState::Pending));
     }
     let off = TestApp::spawn_with(&[("IMAGE_VARIANTS", "")]).await;
     off.upload("jobs", "a.png", "image/png", PNG).await;
@@ -42,7 +43,7 @@ async fn a_completed_upload_gets_every_preset_in_every_format() {
     let started = std::time::Instant::now();
     let row = loop {
         let row = app.row(&id).await.expect("row");
-        if row.variants_state.as_deref() != Some("pending") {
+        if row.variants_state != Some(VariantsState::Pending) {
             break row;
         }
         assert!(
@@ -52,8 +53,8 @@ async fn a_completed_upload_gets_every_preset_in_every_format() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert_eq!(
-        row.variants_state.as_deref(),
-        Some("ready"),
+        row.variants_state,
+        Some(VariantsState::Ready),
         "{:?}",
         row.variants
     );

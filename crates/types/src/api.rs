@@ -26,6 +26,35 @@ pub enum UploadState {
     Deleted,
 }
 
+/// Where an upload's variants (thumbnails, display sizes) are: `none` when variants are
+/// off or the upload has not completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(poem_openapi::Enum),
+    oai(rename_all = "lowercase")
+)]
+#[serde(rename_all = "lowercase")]
+pub enum VariantsState {
+    Pending,
+    Ready,
+    Failed,
+    #[default]
+    None,
+}
+
+/// One stored variant of an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct VariantFile {
+    /// A URL that returns the variant's bytes to a plain GET.
+    pub url: String,
+    pub width: u32,
+    pub height: u32,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
 /// How the client sends the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
@@ -222,6 +251,17 @@ pub struct Upload {
     #[cfg_attr(feature = "openapi", oai(nullable))]
     #[serde(default)]
     pub failure_code: Option<String>,
+    #[serde(default)]
+    pub variants_state: VariantsState,
+    /// Once `ready`: each preset's files by format, such as `variants.thumb.webp.url`.
+    #[cfg_attr(feature = "openapi", oai(nullable))]
+    #[serde(default)]
+    pub variants: Option<BTreeMap<String, BTreeMap<String, VariantFile>>>,
+    /// Why the variants cannot be made (`failed` only): `image_too_large`, `invalid_image`,
+    /// `variant_failed` or `missing_object`.
+    #[cfg_attr(feature = "openapi", oai(nullable))]
+    #[serde(default)]
+    pub variants_failure_code: Option<String>,
 }
 
 /// One page of an image_id's completed uploads, newest first.

@@ -12,7 +12,7 @@ mod webhooks;
 pub use api::{
     CreateLinkRequest, CreateUploadRequest, Error, ImageList, IssuedUpload, SignPartsRequest,
     SignedPart, SignedPartList, Upload, UploadLink, UploadMethod, UploadState, UploadedPart,
-    UploadedPartList,
+    UploadedPartList, VariantFile, VariantsState,
 };
 pub use format::{ImageFormat, InputError};
 pub use plan::PartPlan;
