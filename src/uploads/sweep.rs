@@ -62,7 +62,7 @@ impl UploadService {
             .checked_sub(grace)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         self.remove_orphan_objects(cutoff, &mut report).await?;
-        self.remove_orphan_variants(cutoff, &mut report).await?;
+        self.remove_orphan_variants(&mut report).await?;
         self.abort_orphan_multipart(cutoff, &mut report).await?;
         // Last, so it also takes what the steps above left (s3s-fs keeps a deleted
         // object's attributes).
@@ -127,21 +127,15 @@ impl UploadService {
         Ok(())
     }
 
-    /// Variants whose upload is gone (deleted, or never recorded): a job that was making
-    /// them when the upload was deleted stores them after the delete removed the others.
-    async fn remove_orphan_variants(
-        &self,
-        cutoff: SystemTime,
-        report: &mut SweepReport,
-    ) -> Result<(), UploadError> {
+    /// Variants whose upload is no longer completed: a job that was making them when the
+    /// upload was deleted stores them after the delete removed the others. No grace is
+    /// needed: a job only stores variants of an upload whose completion it has read.
+    async fn remove_orphan_variants(&self, report: &mut SweepReport) -> Result<(), UploadError> {
         let mut owners = std::collections::HashMap::new();
-        for (key, modified) in self.storage.list_objects(VARIANT_PREFIX).await? {
+        for (key, _) in self.storage.list_objects(VARIANT_PREFIX).await? {
             let Some(upload_id) = variant_owner(&key) else {
                 continue;
             };
-            if modified > cutoff {
-                continue;
-            }
             let owned = match owners.get(&upload_id) {
                 Some(owned) => *owned,
                 None => {

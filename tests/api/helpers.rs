@@ -840,3 +840,90 @@ pub fn run_outside_suite(switch: &str, what: &str, mut command: std::process::Co
         .unwrap_or_else(|err| panic!("the {what} could not start ({command:?}): {err}"));
     assert!(status.success(), "the {what} failed: {status}");
 }
+
+/// The service as its own process, so it can be killed with SIGKILL.
+pub struct Process {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub client: reqwest::Client,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    /// A legacy upload of the fixture PNG under `image_id`, which must succeed.
+    pub async fn legacy_upload(&self, image_id: &str) {
+        let (content_type, body) = form_body(&[("file", Some("a.png"), PNG)]);
+        let resp = self
+            .client
+            .post(format!("http://127.0.0.1:{}/upload/{image_id}", self.port))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+}
+
+/// The settings of a service process on a fresh database (the test suite's: SQLite in the
+/// returned directory, or Postgres) and bucket, plus `extra`.
+pub async fn service_process_env(extra: &[(&str, &str)]) -> (Vec<(String, String)>, Arc<TempDir>) {
+    let seed = TestApp::spawn().await;
+    let mut env: Vec<(String, String)> = vec![
+        ("DATA_DIR".into(), seed.dir.path().display().to_string()),
+        ("DATABASE_URL".into(), seed.database_url()),
+        ("BIND_ADDR".into(), "127.0.0.1".into()),
+        ("EMBEDDED_S3_PORT".into(), "0".into()),
+        ("SWEEP_INTERVAL".into(), "0".into()),
+    ];
+    if on_external_store() {
+        env.extend(seed.s3_settings().await);
+    }
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let dir = seed.dir.clone();
+    // The seed only made the database and bucket: it stops before the process starts.
+    drop(seed);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    (env, dir)
+}
+
+/// Starts the service binary with `env` on `port`, and waits until it answers.
+pub async fn start_process(env: &[(String, String)], port: u16) -> Process {
+    // Wrapped at once, so a service that never answers is still stopped and reaped.
+    let process = Process {
+        child: std::process::Command::new(env!("CARGO_BIN_EXE_upload-broker"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the service starts"),
+        port,
+        client: reqwest::Client::new(),
+    };
+    for _ in 0..200 {
+        if process
+            .client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return process;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the service did not answer on port {port}");
+}

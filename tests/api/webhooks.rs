@@ -715,35 +715,7 @@ async fn a_name_that_resolves_to_a_private_address_when_sending_is_not_reached()
     );
 }
 
-/// The service as its own process, so it can be killed with SIGKILL.
-struct Process {
-    child: std::process::Child,
-    port: u16,
-    client: reqwest::Client,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Process {
-    /// A legacy upload of the fixture PNG under `image_id`, which must succeed.
-    async fn legacy_upload(&self, image_id: &str) {
-        let (content_type, body) = form_body(&[("file", Some("a.png"), PNG)]);
-        let resp = self
-            .client
-            .post(format!("http://127.0.0.1:{}/upload/{image_id}", self.port))
-            .header("Content-Type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("upload");
-        assert_eq!(resp.status(), StatusCode::OK);
-    }
-
     /// The first page of the delivery log.
     async fn deliveries(&self) -> Vec<Value> {
         let page: Value = self
@@ -763,64 +735,23 @@ impl Process {
     }
 }
 
-/// The settings of a service process sending to `receiver`, on a fresh database (the test
-/// suite's: SQLite in the returned directory, or Postgres) and bucket, plus `extra`.
+/// The settings of a service process sending to `receiver`, on a fresh database and
+/// bucket, plus `extra`.
 async fn process_env(
     receiver: &Receiver,
     extra: &[(&str, &str)],
 ) -> (Vec<(String, String)>, std::sync::Arc<tempfile::TempDir>) {
-    let seed = TestApp::spawn().await;
-    let mut env: Vec<(String, String)> = vec![
-        ("DATA_DIR".into(), seed.dir.path().display().to_string()),
-        ("DATABASE_URL".into(), seed.database_url()),
-        ("BIND_ADDR".into(), "127.0.0.1".into()),
-        ("EMBEDDED_S3_PORT".into(), "0".into()),
-        ("SWEEP_INTERVAL".into(), "0".into()),
-    ];
-    if on_external_store() {
-        env.extend(seed.s3_settings().await);
-    }
-    env.extend(sending_to(receiver, "1,1,1,1,1", SECRET));
-    env.extend(
+    let mut settings = sending_to(receiver, "1,1,1,1,1", SECRET);
+    settings.extend(
         extra
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
-    let dir = seed.dir.clone();
-    // The seed only made the database and bucket: it stops before the process starts.
-    drop(seed);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    (env, dir)
-}
-
-async fn start_process(env: &[(String, String)], port: u16) -> Process {
-    // Wrapped at once, so a service that never answers is still stopped and reaped.
-    let process = Process {
-        child: std::process::Command::new(env!("CARGO_BIN_EXE_upload-broker"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the service starts"),
-        port,
-        client: reqwest::Client::new(),
-    };
-    for _ in 0..200 {
-        if process
-            .client
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            return process;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the service did not answer on port {port}");
+    let settings: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    service_process_env(&settings).await
 }
 
 #[tokio::test]

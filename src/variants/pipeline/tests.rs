@@ -161,3 +161,85 @@ fn a_large_jpeg_is_decoded_at_a_reduced_scale() {
     // 1/8 scale: 300 x 200, at least the 128 asked for.
     assert_eq!((decoded.width(), decoded.height()), (300, 200));
 }
+
+/// The variant's mean colour.
+fn mean_rgb(bytes: &[u8]) -> [u8; 3] {
+    let rgb = image::load_from_memory(bytes).expect("decodes").to_rgb8();
+    let n = u64::from(rgb.width() * rgb.height());
+    let mut sum = [0u64; 3];
+    for p in rgb.pixels() {
+        for c in 0..3 {
+            sum[c] += u64::from(p[c]);
+        }
+    }
+    sum.map(|s| (s / n) as u8)
+}
+
+fn close(a: [u8; 3], b: [u8; 3]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 12)
+}
+
+#[test]
+fn an_animated_gif_gives_its_first_frame() {
+    use image::codecs::gif::GifEncoder;
+    use image::{Delay, Frame};
+    let frame = |rgba: [u8; 4]| {
+        Frame::from_parts(
+            RgbaImage::from_pixel(40, 30, image::Rgba(rgba)),
+            0,
+            0,
+            Delay::from_numer_denom_ms(100, 1),
+        )
+    };
+    let mut gif = Vec::new();
+    GifEncoder::new(&mut gif)
+        .encode_frames([frame([255, 0, 0, 255]), frame([0, 0, 255, 255])])
+        .expect("gif");
+    let made = make(&gif, &presets()[..1], &[VariantFormat::Jpeg], LIMITS).expect("variants");
+    assert_eq!((made[0].width, made[0].height), (40, 30));
+    assert!(
+        close(mean_rgb(&made[0].bytes), [255, 0, 0]),
+        "the red first frame"
+    );
+}
+
+#[test]
+fn a_16_bit_tiff_converts_to_the_same_colours() {
+    let deep =
+        image::ImageBuffer::<image::Rgb<u16>, _>::from_pixel(64, 48, image::Rgb([65535, 32768, 0]));
+    let mut tiff = std::io::Cursor::new(Vec::new());
+    DynamicImage::ImageRgb16(deep)
+        .write_to(&mut tiff, image::ImageFormat::Tiff)
+        .expect("tiff");
+    let made = make(tiff.get_ref(), &presets()[..1], &BOTH, LIMITS).expect("variants");
+    for variant in &made {
+        assert_eq!((variant.width, variant.height), (64, 48));
+        assert!(
+            close(mean_rgb(&variant.bytes), [255, 128, 0]),
+            "{:?}",
+            variant.format
+        );
+    }
+}
+
+#[test]
+fn a_cmyk_tiff_converts_or_fails_with_a_code_never_a_panic() {
+    // Cyan at full ink: shown as (0, 255, 255).
+    let cmyk: Vec<u8> = std::iter::repeat_n([255u8, 0, 0, 0], 32 * 32)
+        .flatten()
+        .collect();
+    let mut tiff = std::io::Cursor::new(Vec::new());
+    tiff::encoder::TiffEncoder::new(&mut tiff)
+        .expect("encoder")
+        .write_image::<tiff::encoder::colortype::CMYK8>(32, 32, &cmyk)
+        .expect("tiff");
+    match make(
+        tiff.get_ref(),
+        &presets()[..1],
+        &[VariantFormat::Jpeg],
+        LIMITS,
+    ) {
+        Ok(made) => assert!(close(mean_rgb(&made[0].bytes), [0, 255, 255])),
+        Err(err) => assert_eq!(err.code(), "invalid_image", "{err}"),
+    }
+}
