@@ -118,7 +118,7 @@ def imagemagick():
     for _ in range(2):
         for name in ("convert-im6.q16", "magick", "convert"):
             path = shutil.which(name)
-            if path and "ImageMagick" in version_line([path, "-version"]):
+            if path and version_line([path, "-version"]).startswith("Version: ImageMagick"):
                 return [path]
         apt_install("imagemagick")
     sys.exit("ImageMagick's convert was not found after installing it")

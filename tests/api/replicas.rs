@@ -110,3 +110,37 @@ async fn a_private_bucket_reached_at_another_address_gets_urls_for_that_address(
     assert_eq!(served.status(), StatusCode::OK);
     assert_eq!(served.bytes().await.expect("bytes").as_ref(), PNG);
 }
+
+#[tokio::test]
+async fn two_replicas_make_each_uploads_variants_once() {
+    let one = TestApp::spawn_with(&[("SWEEP_INTERVAL", "1")]).await;
+    let two = second_replica(&one).await;
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        let app = if n % 2 == 0 { &one } else { &two };
+        let record = app.upload("twins", "a.jpg", "image/jpeg", JPEG).await;
+        ids.push(record["upload_id"].as_str().expect("id").to_owned());
+    }
+    for id in &ids {
+        let started = std::time::Instant::now();
+        loop {
+            let record = two.get_json(&format!("/api/v1/uploads/{id}")).await;
+            if record["variants_state"] == "ready" {
+                break;
+            }
+            assert_ne!(record["variants_state"], "failed", "{record}");
+            assert!(started.elapsed().as_secs() < 60, "still pending: {record}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    let jobs = one.sql("SELECT state, attempts FROM variant_jobs").await;
+    assert_eq!(jobs.len(), 8);
+    for job in jobs {
+        assert_eq!(job.try_get::<String>("", "state").expect("state"), "done");
+        assert_eq!(
+            job.try_get::<i32>("", "attempts").expect("attempts"),
+            1,
+            "made once"
+        );
+    }
+}

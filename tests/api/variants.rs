@@ -604,3 +604,128 @@ async fn deleting_an_upload_deletes_its_variants_and_the_sweeper_takes_orphans()
         "live variants stay"
     );
 }
+
+/// A photo-sized JPEG (4000 x 3000) with gradients and edges: a job on it takes a while
+/// in a debug build.
+fn large_jpeg() -> Vec<u8> {
+    let image = image::RgbImage::from_fn(4000, 3000, |x, y| {
+        let stripe = if (x / 97 + y / 89) % 2 == 0 { 40 } else { 0 };
+        image::Rgb([(x / 16) as u8, (y / 12) as u8, 100 + stripe])
+    });
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 85)
+        .encode(image.as_raw(), 4000, 3000, jpeg_encoder::ColorType::Rgb)
+        .expect("jpeg");
+    out
+}
+
+#[tokio::test]
+async fn a_job_cut_short_by_a_kill_is_finished_after_a_restart() {
+    let (env, _dir) = service_process_env(&[PRESETS]).await;
+    let database_url = env
+        .iter()
+        .find(|(k, _)| k == "DATABASE_URL")
+        .map(|(_, v)| v.clone())
+        .expect("database");
+    let db = sea_orm::Database::connect(database_url)
+        .await
+        .expect("database");
+    let query = |sql: &str| {
+        sea_orm::Statement::from_string(sea_orm::ConnectionTrait::get_database_backend(&db), sql)
+    };
+    let first = start_process(&env, free_port()).await;
+    let (content_type, body) = form_body(&[("file", Some("big.jpg"), &large_jpeg())]);
+    let resp = first
+        .client
+        .post(format!("http://127.0.0.1:{}/upload/killed", first.port))
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Killed as soon as its worker holds the job.
+    let started = std::time::Instant::now();
+    let upload_id = loop {
+        let rows = sea_orm::ConnectionTrait::query_all_raw(
+            &db,
+            query("SELECT upload_id, state FROM variant_jobs WHERE lease IS NOT NULL"),
+        )
+        .await
+        .expect("jobs");
+        if let Some(row) = rows.first() {
+            let state: String = row.try_get("", "state").expect("state");
+            assert_eq!(state, "pending", "the job finished before the kill");
+            break row.try_get::<uuid::Uuid>("", "upload_id").expect("id");
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never claimed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    drop(first);
+    let jobs = sea_orm::ConnectionTrait::query_all_raw(
+        &db,
+        query("SELECT state, attempts FROM variant_jobs"),
+    )
+    .await
+    .expect("jobs");
+    assert_eq!(
+        jobs[0].try_get::<String>("", "state").expect("state"),
+        "pending"
+    );
+
+    // The dead worker's lease runs out (JOB_LEASE, 15 s) and the next process takes it.
+    let second = start_process(&env, free_port()).await;
+    let started = std::time::Instant::now();
+    let record = loop {
+        let record: Value = second
+            .client
+            .get(format!(
+                "http://127.0.0.1:{}/api/v1/uploads/{upload_id}",
+                second.port
+            ))
+            .send()
+            .await
+            .expect("record")
+            .json()
+            .await
+            .expect("JSON");
+        if record["variants_state"] != "pending" {
+            break record;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(record["variants_state"], "ready", "{record}");
+    let jobs = sea_orm::ConnectionTrait::query_all_raw(
+        &db,
+        query("SELECT state, attempts FROM variant_jobs"),
+    )
+    .await
+    .expect("jobs");
+    assert_eq!(
+        jobs[0].try_get::<String>("", "state").expect("state"),
+        "done"
+    );
+    assert_eq!(
+        jobs[0].try_get::<i32>("", "attempts").expect("attempts"),
+        1,
+        "the killed attempt was never recorded"
+    );
+    let display = &record["variants"]["display"]["jpeg"];
+    assert_eq!(
+        (display["width"].clone(), display["height"].clone()),
+        (json!(1280), json!(960))
+    );
+    let bytes = fetch(display["url"].as_str().expect("url"))
+        .await
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(
+        image::load_from_memory(&bytes).expect("decodes").width(),
+        1280
+    );
+}
