@@ -2,7 +2,7 @@
 // that can be resumed, and the earlier uploads of this image_id.
 
 import { api } from './api.js';
-import { badge, copyButton, h, imageOrBadge, announce } from './dom.js';
+import { badge, copyButton, h, imageOrBadge, announce, thumbnail } from './dom.js';
 import { canPreview } from './filecheck.js';
 import { formatBytes, formatDuration, formatPercent, formatRate, formatTimeLeft, formatWhen, typeLabel } from './format.js';
 import { History } from './history.js';
@@ -288,9 +288,9 @@ function statsLine(upload, fraction) {
 function showResult(upload, row) {
   const record = upload.record;
   const name = record.original_filename || upload.file.name;
-  // The thumbnail now shows the stored image itself.
+  // The thumbnail now shows the stored image's thumb variant; the link opens the original.
   const link = h('a', { class: 'upload__open-image', href: record.s3_url, target: '_blank', rel: 'noopener', 'aria-label': `Open ${name} as stored` },
-    imageOrBadge(record.s3_url, '', record.content_type, name));
+    thumbnail(record, name));
   row.thumb.replaceChildren(link);
   if (row.preview) {
     URL.revokeObjectURL(row.preview);

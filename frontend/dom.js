@@ -30,6 +30,27 @@ export function imageOrBadge(src, alt, contentType, name) {
   return img;
 }
 
+/**
+ * An upload's `thumb` variant, never its original: WebP in a <picture> that falls back to
+ * JPEG. Once the record says the variants are ready, their own URLs; before that, the
+ * service's on-demand variant URLs, which make the variant if it is missing. A type badge
+ * when the variants failed, or the browser cannot draw what came back.
+ */
+export function thumbnail(record, name) {
+  if (record.variants_state === 'failed') return badge(record.content_type, name);
+  const made = record.variants_state === 'ready' ? record.variants?.thumb : null;
+  const onDemand = (format) => `/api/v1/uploads/${encodeURIComponent(record.upload_id)}/variants/thumb.${format}`;
+  const webp = made ? made.webp?.url : onDemand('webp');
+  const jpeg = made ? made.jpeg?.url : onDemand('jpeg');
+  const fallback = jpeg ?? webp;
+  if (!fallback) return badge(record.content_type, name);
+  const img = imageOrBadge(fallback, '', record.content_type, name);
+  if (!webp || webp === fallback) return img;
+  const picture = h('picture', { class: 'thumbnail' }, h('source', { type: 'image/webp', srcset: webp }), img);
+  img.addEventListener('error', () => picture.replaceWith(badge(record.content_type, name)), { once: true });
+  return picture;
+}
+
 let announcer = null;
 
 /** Says `text` to screen readers through the page's polite live region. */

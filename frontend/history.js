@@ -2,7 +2,7 @@
 
 import { api } from './api.js';
 import { formatBytes, formatFullDate, formatWhen, typeLabel } from './format.js';
-import { copyButton, h, imageOrBadge } from './dom.js';
+import { copyButton, h, thumbnail } from './dom.js';
 
 const PAGE = 12;
 
@@ -73,7 +73,7 @@ function card(record) {
   const when = record.uploaded_at || record.created_at;
   return h('li', { class: 'card', 'data-upload-id': record.upload_id },
     h('a', { class: 'card__image', href: record.s3_url, target: '_blank', rel: 'noopener', 'aria-label': `Open ${name}` },
-      imageOrBadge(record.s3_url, '', record.content_type, name)),
+      thumbnail(record, name)),
     h('div', { class: 'card__body' },
       h('p', { class: 'card__name', title: name }, name),
       h('p', { class: 'card__meta' },

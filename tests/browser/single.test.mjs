@@ -54,12 +54,14 @@ describe('single-PUT uploads', () => {
 
     // The row shows the stored image and its URL, and the copy button copies it.
     assert.equal(unsigned(row.url), unsigned(record.s3_url));
+    // Its thumbnail is the thumb variant (64 x 48 is kept as it is: never enlarged), not
+    // the original.
     const thumb = page.locator(`li.upload[data-upload-id="${row.uploadId}"] .upload__thumb img`);
     await thumb.waitFor();
-    assert.equal(unsigned(await thumb.getAttribute('src')), unsigned(record.s3_url));
+    assert.match(await thumb.getAttribute('src'), /\/variants\/thumb\.jpeg$/);
     await page.waitForFunction((uploadId) => {
       const img = document.querySelector(`li.upload[data-upload-id="${uploadId}"] .upload__thumb img`);
-      return img && img.complete && img.naturalWidth === 64;
+      return img && img.complete && img.naturalWidth === 64 && /\/variants\//.test(img.currentSrc);
     }, row.uploadId);
     await page.getByRole('button', { name: 'Copy the URL of holiday.png' }).first().click();
     assert.equal(await page.evaluate(() => navigator.clipboard.readText()), row.url);
@@ -70,6 +72,65 @@ describe('single-PUT uploads', () => {
     assert.deepEqual(list.body.images.map((i) => i.upload_id), [row.uploadId]);
     await page.locator(`#history-list li[data-upload-id="${row.uploadId}"]`).waitFor();
 
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  test('finished uploads and the earlier uploads grid show thumb variants and never download an original', async () => {
+    await ready();
+    const id = imageId('tiles');
+    const files = [
+      await makePng(dir, 'wide-poster.png', 3 * MIB),
+      await copyFixture(dir, 'photo.jpg', 'tile-photo.jpg'),
+    ];
+    const { context, page, problems } = await openPage(browser);
+    const requests = recordRequests(page);
+    await page.goto(`${service.baseUrl}/${id}`);
+    await page.setInputFiles('#file-input', files.map((f) => f.path));
+    for (const file of files) {
+      assert.equal(await waitForRow(page, file.name, ['completed', 'failed', 'rejected', 'refused']), 'completed');
+    }
+    const drawn = (selector) => page.waitForFunction((sel) => {
+      const imgs = [...document.querySelectorAll(sel)];
+      return imgs.length >= 2 && imgs.every((img) => img.complete && img.naturalWidth > 0);
+    }, selector);
+    await drawn('li.upload[data-state="completed"] .upload__thumb img');
+    // Opened again: the grid is drawn from the records, whose variants are ready by now.
+    const list = await getJson(`${service.baseUrl}/api/v1/images/${id}`);
+    for (const record of list.body.images) {
+      const started = Date.now();
+      while ((await getJson(`${service.baseUrl}/api/v1/uploads/${record.upload_id}`)).body.variants_state === 'pending') {
+        assert.ok(Date.now() - started < 30_000, 'variants still pending');
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+    await page.reload();
+    await page.waitForFunction(() => document.querySelectorAll('#history-list li').length === 2);
+    await drawn('#history-list img');
+    const tiles = await page.evaluate(() => [...document.querySelectorAll('#history-list picture')].map((p) => ({
+      webp: p.querySelector('source[type="image/webp"]')?.getAttribute('srcset'),
+      src: p.querySelector('img').currentSrc,
+      width: p.querySelector('img').naturalWidth,
+      height: p.querySelector('img').naturalHeight,
+    })));
+    assert.equal(tiles.length, 2);
+    for (const tile of tiles) {
+      // Chromium draws WebP, so the <source> is the one shown.
+      assert.match(new URL(tile.src).pathname, /\/variants\/tiles-[^/]+\/[0-9a-f-]{36}\/thumb\.webp$/, tile.src);
+      assert.equal(unsigned(tile.src), unsigned(tile.webp));
+      assert.ok(Math.max(tile.width, tile.height) <= 256, `a thumb, not the original: ${tile.width}x${tile.height}`);
+    }
+    // Every image the page fetched over the network was a variant (or the on-demand URL
+    // that makes one); the only other pictures are the chosen files' local previews.
+    const images = requests.filter((r) => r.request.resourceType() === 'image' && !r.url.startsWith('blob:')
+      && !new URL(r.url).pathname.startsWith('/static/') && new URL(r.url).pathname !== '/favicon.ico');
+    assert.ok(images.length >= 4, `${images.length} image requests`);
+    for (const r of images) {
+      const { pathname } = new URL(r.url);
+      assert.match(pathname, /\/variants\//, `an image request for ${r.url}`);
+    }
+    const originals = list.body.images.map((i) => i.key);
+    assert.ok(requests.every((r) => !originals.some((key) => new URL(r.url).pathname.endsWith(key))), 'no original downloaded');
     assert.deepEqual(problems, []);
     await context.close();
   });
