@@ -157,10 +157,11 @@ fn decode(original: &[u8], at_least: u32, limits: Limits) -> Result<DynamicImage
     // Animated GIF and WebP: the first frame.
     let mut image = DynamicImage::from_decoder(decoder).map_err(bad)?;
     image.apply_orientation(orientation);
+    // Converted in place when it is already 8-bit RGB(A): no second copy of a large image.
     Ok(if image.color().has_alpha() {
-        DynamicImage::ImageRgba8(image.to_rgba8())
+        DynamicImage::ImageRgba8(image.into_rgba8())
     } else {
-        DynamicImage::ImageRgb8(image.to_rgb8())
+        DynamicImage::ImageRgb8(image.into_rgb8())
     })
 }
 
@@ -221,11 +222,13 @@ fn resize(image: &DynamicImage, longest: u32) -> Result<DynamicImage, VariantErr
     }
     let tw = ((f64::from(w) * scale).round() as u32).max(1);
     let th = ((f64::from(h) * scale).round() as u32).max(1);
+    // Read where it lies: `decode` gives 8-bit RGB or RGBA.
     let (pixel, bytes) = match image {
-        DynamicImage::ImageRgba8(rgba) => (fr::PixelType::U8x4, rgba.as_raw().clone()),
-        other => (fr::PixelType::U8x3, other.to_rgb8().into_raw()),
+        DynamicImage::ImageRgba8(rgba) => (fr::PixelType::U8x4, rgba.as_raw().as_slice()),
+        DynamicImage::ImageRgb8(rgb) => (fr::PixelType::U8x3, rgb.as_raw().as_slice()),
+        _ => return Err(VariantError::Panicked),
     };
-    let src = fr::images::Image::from_vec_u8(w, h, bytes, pixel)
+    let src = fr::images::ImageRef::new(w, h, bytes, pixel)
         .map_err(|e| VariantError::Undecodable(e.to_string()))?;
     let mut dst = fr::images::Image::new(tw, th, pixel);
     let options =
