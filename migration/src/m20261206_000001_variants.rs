@@ -32,30 +32,20 @@ enum VariantJobs {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // SQLite adds one column per ALTER TABLE.
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Uploads::Table)
-                    .add_column(string_null(Uploads::VariantsState))
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Uploads::Table)
-                    .add_column(text_null(Uploads::Variants))
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Uploads::Table)
-                    .add_column(string_null(Uploads::VariantsFailureCode))
-                    .to_owned(),
-            )
-            .await?;
+        for column in [
+            string_null(Uploads::VariantsState),
+            text_null(Uploads::Variants),
+            string_null(Uploads::VariantsFailureCode),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Uploads::Table)
+                        .add_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
         manager
             .create_table(
                 Table::create()
@@ -88,7 +78,11 @@ impl MigrationTrait for Migration {
         manager
             .drop_table(Table::drop().table(VariantJobs::Table).to_owned())
             .await?;
-        for column in [Uploads::VariantsFailureCode, Uploads::Variants] {
+        for column in [
+            Uploads::VariantsFailureCode,
+            Uploads::Variants,
+            Uploads::VariantsState,
+        ] {
             manager
                 .alter_table(
                     Table::alter()
@@ -98,13 +92,6 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Uploads::Table)
-                    .drop_column(Uploads::VariantsState)
-                    .to_owned(),
-            )
-            .await
+        Ok(())
     }
 }

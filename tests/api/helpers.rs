@@ -858,7 +858,12 @@ impl Drop for Process {
 impl Process {
     /// A legacy upload of the fixture PNG under `image_id`, which must succeed.
     pub async fn legacy_upload(&self, image_id: &str) {
-        let (content_type, body) = form_body(&[("file", Some("a.png"), PNG)]);
+        self.legacy_upload_file(image_id, "a.png", PNG).await;
+    }
+
+    /// A legacy upload of `bytes` as `filename` under `image_id`, which must succeed.
+    pub async fn legacy_upload_file(&self, image_id: &str, filename: &str, bytes: &[u8]) {
+        let (content_type, body) = form_body(&[("file", Some(filename), bytes)]);
         let resp = self
             .client
             .post(format!("http://127.0.0.1:{}/upload/{image_id}", self.port))

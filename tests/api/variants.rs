@@ -198,42 +198,25 @@ async fn every_format_gets_upright_variants_of_the_right_size_without_metadata()
             .get_field(exif::Tag::GPSLatitudeRef, exif::In::PRIMARY)
             .is_some()
     );
-    let wide = || DynamicImage::ImageRgb8(halves(300, 200));
-    let files: Vec<(&str, &str, Vec<u8>, (u32, u32))> = vec![
+    let wide = |format| {
         (
-            "a.png",
-            "image/png",
-            encoded(wide(), ImageFormat::Png),
+            encoded(DynamicImage::ImageRgb8(halves(300, 200)), format),
             (300, 200),
-        ),
-        // Shown upright: 200 x 400.
-        ("b.jpg", "image/jpeg", phone, (200, 400)),
-        (
-            "c.gif",
-            "image/gif",
-            encoded(wide(), ImageFormat::Gif),
-            (300, 200),
-        ),
-        (
-            "d.webp",
-            "image/webp",
-            encoded(wide(), ImageFormat::WebP),
-            (300, 200),
-        ),
-        (
-            "e.tiff",
-            "image/tiff",
-            encoded(wide(), ImageFormat::Tiff),
-            (300, 200),
-        ),
-        (
-            "f.bmp",
-            "image/bmp",
-            encoded(wide(), ImageFormat::Bmp),
-            (300, 200),
-        ),
-    ];
-    for (name, mime, bytes, (w, h)) in files {
+        )
+    };
+    // Name, type, bytes, and the size it is shown at (the phone photo upright: 200 x 400).
+    type Shown = (Vec<u8>, (u32, u32));
+    let mut files: Vec<(&str, &str, Shown)> = vec![("b.jpg", "image/jpeg", (phone, (200, 400)))];
+    for (name, mime, format) in [
+        ("a.png", "image/png", ImageFormat::Png),
+        ("c.gif", "image/gif", ImageFormat::Gif),
+        ("d.webp", "image/webp", ImageFormat::WebP),
+        ("e.tiff", "image/tiff", ImageFormat::Tiff),
+        ("f.bmp", "image/bmp", ImageFormat::Bmp),
+    ] {
+        files.push((name, mime, wide(format)));
+    }
+    for (name, mime, (bytes, (w, h))) in files {
         let record = app.upload("formats", name, mime, &bytes).await;
         let id = record["upload_id"].as_str().expect("id");
         assert_eq!(record["variants_state"], "pending", "{name}");
@@ -354,15 +337,9 @@ async fn a_decompression_bomb_is_refused_before_it_is_decoded() {
         error_code(resp).await,
         (StatusCode::UNPROCESSABLE_ENTITY, "image_too_large".into())
     );
-    let jobs = app.sql("SELECT state, attempts FROM variant_jobs").await;
-    assert_eq!(jobs.len(), 1);
     assert_eq!(
-        jobs[0].try_get::<String>("", "state").expect("state"),
-        "failed"
-    );
-    assert_eq!(
-        jobs[0].try_get::<i32>("", "attempts").expect("attempts"),
-        1,
+        jobs(&app).await,
+        [("failed".to_owned(), 1)],
         "never retried"
     );
     assert!(
@@ -407,17 +384,7 @@ async fn fifty_requests_for_a_missing_variant_make_it_once() {
         );
     }
     assert_eq!(locations.len(), 1, "{locations:?}");
-    let jobs = app.sql("SELECT state, attempts FROM variant_jobs").await;
-    assert_eq!(jobs.len(), 1);
-    assert_eq!(
-        jobs[0].try_get::<String>("", "state").expect("state"),
-        "done"
-    );
-    assert_eq!(
-        jobs[0].try_get::<i32>("", "attempts").expect("attempts"),
-        1,
-        "made once"
-    );
+    assert_eq!(jobs(&app).await, [("done".to_owned(), 1)], "made once");
     let mut stored: Vec<String> = files_in_store(&app)
         .await
         .into_iter()
@@ -446,8 +413,7 @@ async fn fifty_requests_for_a_missing_variant_make_it_once() {
         .expect("answer");
     assert_eq!(again.status(), StatusCode::FOUND);
     assert_eq!(again.headers()["cache-control"], "private, max-age=300");
-    let jobs = app.sql("SELECT attempts FROM variant_jobs").await;
-    assert_eq!(jobs[0].try_get::<i32>("", "attempts").expect("attempts"), 1);
+    assert_eq!(jobs(&app).await, [("done".to_owned(), 1)], "not made again");
 }
 
 #[tokio::test]
@@ -605,6 +571,29 @@ async fn deleting_an_upload_deletes_its_variants_and_the_sweeper_takes_orphans()
     );
 }
 
+/// Each variants job's state and attempts, in the database `conn` reaches.
+async fn jobs_in(conn: &impl sea_orm::ConnectionTrait) -> Vec<(String, i32)> {
+    let query = "SELECT state, attempts FROM variant_jobs";
+    conn.query_all_raw(sea_orm::Statement::from_string(
+        conn.get_database_backend(),
+        query,
+    ))
+    .await
+    .expect("jobs")
+    .iter()
+    .map(|row| {
+        (
+            row.try_get("", "state").expect("state"),
+            row.try_get("", "attempts").expect("attempts"),
+        )
+    })
+    .collect()
+}
+
+async fn jobs(app: &TestApp) -> Vec<(String, i32)> {
+    jobs_in(app.db().writer()).await
+}
+
 /// A photo-sized JPEG (4000 x 3000) with gradients and edges: a job on it takes a while
 /// in a debug build.
 fn large_jpeg() -> Vec<u8> {
@@ -634,16 +623,9 @@ async fn a_job_cut_short_by_a_kill_is_finished_after_a_restart() {
         sea_orm::Statement::from_string(sea_orm::ConnectionTrait::get_database_backend(&db), sql)
     };
     let first = start_process(&env, free_port()).await;
-    let (content_type, body) = form_body(&[("file", Some("big.jpg"), &large_jpeg())]);
-    let resp = first
-        .client
-        .post(format!("http://127.0.0.1:{}/upload/killed", first.port))
-        .header("Content-Type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(resp.status(), StatusCode::OK);
+    first
+        .legacy_upload_file("killed", "big.jpg", &large_jpeg())
+        .await;
     // Killed as soon as its worker holds the job.
     let started = std::time::Instant::now();
     let upload_id = loop {
@@ -662,16 +644,7 @@ async fn a_job_cut_short_by_a_kill_is_finished_after_a_restart() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     drop(first);
-    let jobs = sea_orm::ConnectionTrait::query_all_raw(
-        &db,
-        query("SELECT state, attempts FROM variant_jobs"),
-    )
-    .await
-    .expect("jobs");
-    assert_eq!(
-        jobs[0].try_get::<String>("", "state").expect("state"),
-        "pending"
-    );
+    assert_eq!(jobs_in(&db).await, [("pending".to_owned(), 0)]);
 
     // The dead worker's lease runs out (JOB_LEASE, 15 s) and the next process takes it.
     let second = start_process(&env, free_port()).await;
@@ -699,19 +672,9 @@ async fn a_job_cut_short_by_a_kill_is_finished_after_a_restart() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert_eq!(record["variants_state"], "ready", "{record}");
-    let jobs = sea_orm::ConnectionTrait::query_all_raw(
-        &db,
-        query("SELECT state, attempts FROM variant_jobs"),
-    )
-    .await
-    .expect("jobs");
     assert_eq!(
-        jobs[0].try_get::<String>("", "state").expect("state"),
-        "done"
-    );
-    assert_eq!(
-        jobs[0].try_get::<i32>("", "attempts").expect("attempts"),
-        1,
+        jobs_in(&db).await,
+        [("done".to_owned(), 1)],
         "the killed attempt was never recorded"
     );
     let display = &record["variants"]["display"]["jpeg"];
