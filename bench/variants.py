@@ -13,7 +13,8 @@ metadata stripped, fit inside the box, never enlarged, EXIF orientation applied)
   convert        (Debian's imagemagick, ImageMagick 6) `convert IN -auto-orient
                  -thumbnail NxN> -strip -quality 80 OUT`: decodes the JPEG whole, then its
                  default filter for shrinking, Lanczos. Also shown with the
-                 `-define jpeg:size=2Nx2N` hint that lets libjpeg decode at a DCT scale.
+                 `-define jpeg:size=WxH` hint (at least twice N on the longest side) that
+                 lets libjpeg decode at the same DCT scale as ours.
   sharp          (npm, bench/peers/sharp/make.js): one node process, each file a pipeline
                  on a clone of the input, run at once on sharp's thread pool; its default
                  kernel, Lanczos3, with shrink-on-load; sharp's own libvips and mozjpeg (at
@@ -178,7 +179,13 @@ def tools(convert, vips):
                 for name, px, fmt in each_file(presets, formats)]
 
     def magick(src, out, presets, formats, hint=False):
-        return [convert + (["-define", f"jpeg:size={2 * px}x{2 * px}"] if hint else [])
+        def at_least(px):
+            # libjpeg's scale is chosen so that both sides stay at least this large.
+            w, h = dimensions(src)
+            longest = max(w, h, 1)
+            return ["-define", f"jpeg:size={-(-2 * px * w // longest)}x{-(-2 * px * h // longest)}"]
+
+        return [convert + (at_least(px) if hint else [])
                 + [src, "-auto-orient", "-thumbnail", f"{px}x{px}>", "-strip", "-quality", "80",
                    os.path.join(out, f"{name}.{fmt}")]
                 for name, px, fmt in each_file(presets, formats)]
@@ -271,6 +278,11 @@ def dimensions(path):
 
 
 # The report.
+
+def load():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
 
 def machine():
     model = "?"
@@ -365,7 +377,7 @@ def main():
         {"id": "png-job", "title": "4000x3000 PNG → full job: thumb 256 and display 1280, WebP and JPEG",
          "input": files["png"], "presets": FULL[0], "formats": FULL[1], "tools": job},
     ]
-    started = time.time()
+    started, load_before = time.time(), load()
     measured = {}
     for row in rows:
         print(f"{row['title']} ...", flush=True)
@@ -375,7 +387,7 @@ def main():
         out = os.path.join(work, f"{key}-sizes", "convert")
         os.makedirs(out, exist_ok=True)
         run_once(makers["convert"](files[key], out, *FULL))
-    elapsed = time.time() - started
+    elapsed, load_after = time.time() - started, load()
 
     thumb, job_row = measured["jpeg-thumb"], measured["jpeg-job"]
     ours_rss = max(job_row["ours"]["rss"]) / MIB
@@ -392,7 +404,8 @@ def main():
     lines = [
         f"# Image variants ({datetime.datetime.now().strftime('%Y-%m-%d %H:%M')})",
         "",
-        f"Machine: {machine()}. Command: `python3 bench/variants.py --runs {args.runs}` "
+        f"Machine: {machine()}; load average {load_before} before measuring, {load_after} "
+        f"after (the machine is shared). Command: `python3 bench/variants.py --runs {args.runs}` "
         f"({elapsed:.0f} s of measuring).",
         "",
         f"Inputs (synthetic landscapes, bench/peers/pillow/make_inputs.py): a 6000x4000 JPEG at quality 90 "

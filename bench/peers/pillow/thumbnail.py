@@ -2,12 +2,13 @@
 
     .venv/bin/python thumbnail.py INPUT OUTPUT_DIR [thumb:256,display:1280] [webp,jpeg]
 
-The input is opened once. `Image.draft` asks libjpeg for its DCT scaling to the smallest
-size of at least twice the largest preset (what `Image.thumbnail` does by itself for one
-preset; Pillow's way to decode a JPEG small), `ImageOps.exif_transpose` puts it upright,
-then each preset is a copy made with `Image.thumbnail` (fit inside, never enlarged) with
-`Resampling.LANCZOS` (Lanczos3; thumbnail's default is BICUBIC) and its default
-reducing_gap of 2.0 (a box reduce by a whole factor first, then Lanczos for the rest).
+The input is opened once. `Image.draft` asks libjpeg-turbo for its DCT scaling to the
+smallest size whose longest side is at least twice the largest preset (as ours; what
+`Image.thumbnail` asks by itself for one preset: Pillow's way to decode a JPEG small),
+`ImageOps.exif_transpose` puts it upright, then each preset is a copy made with
+`Image.thumbnail` (fit inside, never enlarged) with `Resampling.LANCZOS` (Lanczos3;
+thumbnail's default is BICUBIC) and its default reducing_gap of 2.0 (a box reduce by a
+whole factor first, then Lanczos for the rest).
 Saved at quality 80 (JPEG: 4:2:0, no Huffman optimisation; WebP: method 4), with no
 EXIF, as Pillow saves by default.
 """
@@ -28,7 +29,10 @@ def main():
     formats = (args[3] if len(args) > 3 else "webp,jpeg").split(",")
     largest = max(px for _, px in presets)
     with Image.open(source) as image:
-        image.draft("RGB", (2 * largest, 2 * largest))
+        # Both sides at least twice the largest preset's box, as Image.thumbnail asks itself.
+        w, h = image.size
+        longest = max(w, h)
+        image.draft("RGB", (-(-2 * largest * w // longest), -(-2 * largest * h // longest)))
         image = ImageOps.exif_transpose(image)
         if image.mode not in ("RGB", "RGBA"):
             image = image.convert("RGBA" if "A" in image.getbands() else "RGB")

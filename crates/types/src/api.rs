@@ -398,6 +398,20 @@ mod tests {
             expires_at: at,
             uploaded_at: Some(at),
             failure_code: None,
+            variants_state: VariantsState::Ready,
+            variants: Some(BTreeMap::from([(
+                "thumb".to_owned(),
+                BTreeMap::from([(
+                    "webp".to_owned(),
+                    VariantFile {
+                        url: "http://store/v.webp".to_owned(),
+                        width: 1,
+                        height: 1,
+                        size: 40,
+                    },
+                )]),
+            )])),
+            variants_failure_code: None,
         };
         agrees(&upload);
         agrees(&Upload {
@@ -409,6 +423,14 @@ mod tests {
             state: UploadState::Failed,
             uploaded_at: None,
             failure_code: Some("checksum_mismatch".to_owned()),
+            variants_state: VariantsState::None,
+            variants: None,
+            ..upload.clone()
+        });
+        agrees(&Upload {
+            variants_state: VariantsState::Failed,
+            variants: None,
+            variants_failure_code: Some("image_too_large".to_owned()),
             ..upload
         });
         agrees(&IssuedUpload {
