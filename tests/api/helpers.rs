@@ -88,6 +88,9 @@ impl TestApp {
             ("ENVIRONMENT".into(), "test".into()),
             // Tests sweep when they mean to, with `uploads.sweep`.
             ("SWEEP_INTERVAL".into(), "0".into()),
+            // Variants are made where a test asks for them: elsewhere their jobs would add
+            // objects and events that test does not expect.
+            ("IMAGE_VARIANTS".into(), String::new()),
         ]);
         if let Some(url) = test_database(&dir).await {
             env.insert("DATABASE_URL".into(), url);
@@ -886,6 +889,7 @@ pub async fn service_process_env(extra: &[(&str, &str)]) -> (Vec<(String, String
         ("BIND_ADDR".into(), "127.0.0.1".into()),
         ("EMBEDDED_S3_PORT".into(), "0".into()),
         ("SWEEP_INTERVAL".into(), "0".into()),
+        ("IMAGE_VARIANTS".into(), String::new()),
     ];
     if on_external_store() {
         env.extend(seed.s3_settings().await);

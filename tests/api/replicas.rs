@@ -6,21 +6,22 @@ use serde_json::Value;
 use crate::helpers::*;
 
 /// A second service sharing `first`'s database and (through S3) its store, both sweeping.
-async fn second_replica(first: &TestApp) -> TestApp {
+async fn second_replica(first: &TestApp, extra: &[(&str, &str)]) -> TestApp {
     let mut settings = first.s3_settings().await;
     settings.push(("DATABASE_URL".into(), first.database_url()));
     settings.push(("SWEEP_INTERVAL".into(), "1".into()));
-    let vars: Vec<(&str, &str)> = settings
+    let mut vars: Vec<(&str, &str)> = settings
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
+    vars.extend(extra);
     TestApp::spawn_with(&vars).await
 }
 
 #[tokio::test]
 async fn uploads_issued_by_one_replica_are_confirmed_by_the_other() {
     let one = TestApp::spawn_with(&[("SWEEP_INTERVAL", "1")]).await;
-    let two = second_replica(&one).await;
+    let two = second_replica(&one, &[]).await;
 
     let issued = one.issue("pair", "a.png", "image/png", PNG).await;
     assert_eq!(one.put(&issued, PNG).await.status(), StatusCode::OK);
@@ -64,7 +65,7 @@ async fn five_hundred_flows_across_two_replicas_all_hold() {
         return;
     }
     let one = TestApp::spawn_with(&[("SWEEP_INTERVAL", "1")]).await;
-    let two = second_replica(&one).await;
+    let two = second_replica(&one, &[]).await;
     five_hundred_flows_hold(
         |n| {
             if n % 2 == 0 {
@@ -113,8 +114,9 @@ async fn a_private_bucket_reached_at_another_address_gets_urls_for_that_address(
 
 #[tokio::test]
 async fn two_replicas_make_each_uploads_variants_once() {
-    let one = TestApp::spawn_with(&[("SWEEP_INTERVAL", "1")]).await;
-    let two = second_replica(&one).await;
+    let variants = ("IMAGE_VARIANTS", "thumb:64,display:1280");
+    let one = TestApp::spawn_with(&[("SWEEP_INTERVAL", "1"), variants]).await;
+    let two = second_replica(&one, &[variants]).await;
     let mut ids = Vec::new();
     for n in 0..8 {
         let app = if n % 2 == 0 { &one } else { &two };

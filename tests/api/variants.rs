@@ -10,7 +10,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn each_completion_records_its_variants_job_and_nothing_else_does() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&[("IMAGE_VARIANTS", "thumb:256,display:1280")]).await;
     let put = app.upload("jobs", "a.png", "image/png", PNG).await;
     let legacy = app.legacy_stored("jobs", "b.png", PNG).await;
     let pending = app.issue("jobs", "c.png", "image/png", PNG).await;
@@ -320,7 +320,7 @@ fn declared_png(side: u32) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_decompression_bomb_is_refused_before_it_is_decoded() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&[PRESETS]).await;
     // 100 MP: within confirm's default MAX_IMAGE_PIXELS, above VARIANT_MAX_PIXELS.
     let bomb = declared_png(10_000);
     let record = app.upload("bomb", "bomb.png", "image/png", &bomb).await;

@@ -755,6 +755,42 @@ async fn process_env(
 }
 
 #[tokio::test]
+async fn variants_ready_follows_the_completion_with_the_variants_urls() {
+    let receiver = Receiver::start(&[SECRET], json!({"mode": "ok"})).await;
+    let mut settings = sending_to(&receiver, "1,1,1,1,1", SECRET);
+    settings.push(("IMAGE_VARIANTS".into(), "thumb:32".into()));
+    let app = TestApp::spawn_with(&pairs(&settings)).await;
+    let record = app.upload("madehook", "a.jpg", "image/jpeg", JPEG).await;
+    let id = record["upload_id"].as_str().expect("id");
+    let delivered = receiver.wait_delivered(2, Duration::from_secs(30)).await;
+    let mut events: Vec<&Value> = delivered.values().map(|entries| &entries[0]).collect();
+    events.sort_by_key(|e| e["event_timestamp"].as_str().map(str::to_owned));
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().expect("type"),
+                e["upload_id"].as_str().expect("id"),
+            )
+        })
+        .collect();
+    assert_eq!(kinds, [("upload.completed", id), ("variants.ready", id)]);
+    assert_eq!(events[0]["variants_state"], "pending");
+    assert_eq!(events[1]["variants_state"], "ready");
+    assert_eq!(events[1]["verified"], true);
+    let thumb = &events[1]["variants"]["thumb"]["webp"];
+    let bytes = reqwest::get(thumb["url"].as_str().expect("url"))
+        .await
+        .expect("GET")
+        .bytes()
+        .await
+        .expect("bytes");
+    let image = image::load_from_memory(&bytes).expect("the variant decodes");
+    assert_eq!(image.width().max(image.height()), 32);
+    assert_eq!(thumb["size"], bytes.len());
+}
+
+#[tokio::test]
 async fn a_service_killed_with_deliveries_in_flight_delivers_them_all_after_a_restart() {
     // The receiver holds each request two seconds: the kill comes while they are in flight.
     let receiver = Receiver::start(&[SECRET], json!({"mode": "slow", "delay": 2})).await;

@@ -121,6 +121,8 @@ class Handler(BaseHTTPRequestHandler):
                 "upload_id": data.get("upload_id"),
                 "image_id": data.get("image_id"),
                 "failure_code": data.get("failure_code"),
+                "variants_state": data.get("variants_state"),
+                "variants": data.get("variants"),
             }
         )
         with LOCK:
