@@ -39,24 +39,29 @@ impl Db {
     }
 
     /// Claims upload `upload_id`'s job now, whenever it was due, recording it first if it
-    /// has none (variants asked for on demand); a job that is done is made again. Returns
-    /// `false` when a live lease holds it (someone is making it) or it failed for good.
+    /// has none (variants asked for on demand); with `remake`, a job that is done is made
+    /// again (its record lacks a preset or format asked for). Returns `false` when a live
+    /// lease holds it (someone is making it), or it is settled and not to be made again.
     pub async fn claim_variant_job_now(
         &self,
         upload_id: Uuid,
         until: OffsetDateTime,
         lease: Uuid,
+        remake: bool,
     ) -> Result<bool, DbError> {
         let now = OffsetDateTime::now_utc();
         let txn = self.write.begin().await?;
+        let mut on_conflict = OnConflict::column(job::Column::UploadId);
+        if remake {
+            on_conflict
+                .value(job::Column::State, JobState::Pending)
+                .value(job::Column::NextAttemptAt, now)
+                .action_and_where(job::Column::State.eq(JobState::Done));
+        } else {
+            on_conflict.do_nothing();
+        }
         Job::insert(pending_job(upload_id, now))
-            .on_conflict(
-                OnConflict::column(job::Column::UploadId)
-                    .value(job::Column::State, JobState::Pending)
-                    .value(job::Column::NextAttemptAt, now)
-                    .action_and_where(job::Column::State.eq(JobState::Done))
-                    .to_owned(),
-            )
+            .on_conflict(on_conflict.to_owned())
             .exec_without_returning(&txn)
             .await?;
         let claimed = lease::claim_one::<Job, _>(&txn, upload_id, now, until, lease).await?;

@@ -169,11 +169,18 @@ impl UploadService {
         self.fresh_row(id).await
     }
 
-    /// Claims `row`'s job and runs it; if someone else holds it, waits until they are done.
+    /// Claims `row`'s job and runs it; if someone else holds it, waits until they are done
+    /// (and if it is settled, returns at once).
     async fn make_claimed(&self, row: &UploadRow) {
         let lease = Uuid::now_v7();
         let until = OffsetDateTime::now_utc() + JOB_LEASE;
-        match self.db.claim_variant_job_now(row.id, until, lease).await {
+        // Ready without the variant asked for: made before a preset or format was added.
+        let remake = row.variants_state == Some(VariantsState::Ready);
+        match self
+            .db
+            .claim_variant_job_now(row.id, until, lease, remake)
+            .await
+        {
             Ok(true) => {
                 if let Err(err) = self.run_variants_job(row.id, 0, lease).await {
                     tracing::warn!(upload_id = %row.id, error = %err, "cannot record a variants job");
@@ -184,7 +191,12 @@ impl UploadService {
                 while Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     match self.db.find_fresh(row.id).await {
-                        Ok(Some(now)) if now.variants_state != Some(VariantsState::Pending) => {
+                        Ok(Some(now))
+                            if matches!(
+                                now.variants_state,
+                                Some(VariantsState::Ready | VariantsState::Failed)
+                            ) =>
+                        {
                             break;
                         }
                         Ok(Some(_)) => {}

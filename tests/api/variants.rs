@@ -692,3 +692,26 @@ async fn a_job_cut_short_by_a_kill_is_finished_after_a_restart() {
         1280
     );
 }
+
+#[tokio::test]
+async fn a_preset_added_later_is_made_when_first_asked_for() {
+    let before = TestApp::spawn_with(&[("IMAGE_VARIANTS", "thumb:64")]).await;
+    let record = before.upload("added", "a.jpg", "image/jpeg", JPEG).await;
+    let id = record["upload_id"].as_str().expect("id").to_owned();
+    assert_eq!(settled(&before, &id).await["variants_state"], "ready");
+    let app = before.restart(&[PRESETS]).await;
+    let resp = no_redirects()
+        .get(app.url(&format!("/api/v1/uploads/{id}/variants/display.webp")))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let record = app.get_json(&format!("/api/v1/uploads/{id}")).await;
+    assert_eq!(record["variants_state"], "ready");
+    assert!(record["variants"]["display"]["webp"]["url"].is_string());
+    assert_eq!(
+        jobs(&app).await,
+        [("done".to_owned(), 2)],
+        "made again, once"
+    );
+}
