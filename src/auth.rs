@@ -117,6 +117,24 @@ impl std::fmt::Debug for Access {
     }
 }
 
+/// An operator, known by a fingerprint of the admin key they used: enough to tell keys
+/// apart in the audit log, and nothing that gives the key away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    pub fingerprint: String,
+}
+
+impl Operator {
+    fn of_key(key: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("upload-broker admin key:{key}").as_bytes());
+        let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            fingerprint: format!("key-{hex}"),
+        }
+    }
+}
+
 impl Access {
     pub fn new(keys: Vec<Secret>, secret: Option<Secret>, admin_keys: Vec<Secret>) -> Self {
         Self {
@@ -126,8 +144,9 @@ impl Access {
         }
     }
 
-    /// Whether `bearer` is one of `ADMIN_KEYS`. An API key or a link token is not.
-    pub fn admin(&self, bearer: Option<&str>) -> Result<(), AuthError> {
+    /// The operator behind `bearer`, if it is one of `ADMIN_KEYS`. An API key or a link
+    /// token is not.
+    pub fn admin(&self, bearer: Option<&str>) -> Result<Operator, AuthError> {
         if self.admin_keys.is_empty() {
             return Err(AuthError::AdminDisabled);
         }
@@ -137,7 +156,7 @@ impl Access {
             constant_time_eq(key.expose().as_bytes(), token.as_bytes()) | found
         });
         if matched && !token.is_empty() {
-            Ok(())
+            Ok(Operator::of_key(token))
         } else {
             Err(AuthError::AdminKeyRequired)
         }
@@ -248,7 +267,10 @@ mod tests {
     #[test]
     fn only_an_admin_key_is_one() {
         let access = access();
-        assert_eq!(access.admin(Some("admin-key")), Ok(()));
+        let operator = access.admin(Some("admin-key")).expect("an admin");
+        assert!(operator.fingerprint.starts_with("key-"));
+        assert!(!operator.fingerprint.contains("admin-key"));
+        assert_eq!(access.admin(Some("admin-key")), Ok(operator));
         for token in [
             None,
             Some(""),

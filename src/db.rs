@@ -20,6 +20,8 @@ use uuid::Uuid;
 
 use crate::config::Config;
 
+pub mod admin;
+pub mod counters;
 mod latest_cache;
 mod lease;
 mod sqlite_reads;
@@ -167,7 +169,12 @@ impl Db {
     /// many requests, each still answered only after its row is durable in the WAL.
     pub async fn insert(&self, model: ActiveModel) -> Result<Model, DbError> {
         let Some(inserts) = &self.inserts else {
-            return Ok(model.insert(&self.write).await?);
+            let bytes = *model.declared_size.as_ref();
+            let txn = self.write.begin().await?;
+            let row = model.insert(&txn).await?;
+            transitions::created(&txn, 1, bytes).await?;
+            txn.commit().await?;
+            return Ok(row);
         };
         let (tx, rx) = oneshot::channel();
         inserts
@@ -213,8 +220,24 @@ impl Db {
         change: &Change,
         event: &NewEvent,
     ) -> Result<bool, DbError> {
+        self.change_audited(id, image_id, change, event, None).await
+    }
+
+    /// `change`, made by an operator: `audit` is recorded in the same transaction, whether
+    /// or not the change was still to make.
+    pub async fn change_audited(
+        &self,
+        id: Uuid,
+        image_id: &str,
+        change: &Change,
+        event: &NewEvent,
+        audit: Option<&admin::NewAudit>,
+    ) -> Result<bool, DbError> {
         let txn = self.write.begin().await?;
         let changed = transitions::apply(&txn, id, change, event, self.variants).await?;
+        if let Some(entry) = audit {
+            admin::write(&txn, entry).await?;
+        }
         txn.commit().await?;
         if changed {
             self.recorded.notify_one();
@@ -472,9 +495,7 @@ async fn group_commits(write: DatabaseConnection, mut queue: mpsc::Receiver<Pend
         // statement atomic): one round trip to the connection's thread, where BEGIN,
         // INSERT and COMMIT were three. Every row sets every column, as one INSERT needs,
         // so each stored row is exactly its model and nothing has to be read back.
-        let outcome = Upload::insert_many(group.iter().map(|(model, _)| model.clone()))
-            .exec_without_returning(&write)
-            .await;
+        let outcome = insert_group(&write, &group).await;
         match outcome {
             Ok(_) => {
                 for (model, reply) in group.drain(..) {
@@ -492,12 +513,30 @@ async fn group_commits(write: DatabaseConnection, mut queue: mpsc::Receiver<Pend
                 // ...but one bad row must not fail the others: retry each on its own.
                 DbError::Query(_) => {
                     for (model, reply) in group.drain(..) {
-                        let _ = reply.send(model.insert(&write).await.map_err(DbError::from));
+                        let one = [(model, reply)];
+                        let result = insert_group(&write, &one).await;
+                        let [(model, reply)] = one;
+                        let _ = reply.send(
+                            result
+                                .map_err(DbError::from)
+                                .and_then(|()| model.try_into_model().map_err(DbError::from)),
+                        );
                     }
                 }
             },
         }
     }
+}
+
+/// Inserts `group`'s rows and counts them in the stats, in one transaction.
+async fn insert_group(write: &DatabaseConnection, group: &[PendingInsert]) -> Result<(), DbErr> {
+    let bytes: i64 = group.iter().map(|(m, _)| *m.declared_size.as_ref()).sum();
+    let txn = write.begin().await?;
+    Upload::insert_many(group.iter().map(|(model, _)| model.clone()))
+        .exec_without_returning(&txn)
+        .await?;
+    transitions::created(&txn, group.len() as i64, bytes).await?;
+    txn.commit().await
 }
 
 /// A pool of `max` connections; on SQLite, with a page cache of `cache_kib` each when given.

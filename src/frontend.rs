@@ -37,9 +37,18 @@ impl Assets {
             .map(|(_, bytes)| Cow::Borrowed(*bytes))
     }
 
-    /// The page itself.
+    /// The upload page.
     pub fn page(&self) -> String {
-        self.get("index.html")
+        self.text("index.html")
+    }
+
+    /// The operators' console.
+    pub fn console(&self) -> String {
+        self.text("admin.html")
+    }
+
+    fn text(&self, name: &str) -> String {
+        self.get(name)
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .unwrap_or_default()
     }

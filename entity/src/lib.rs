@@ -1,8 +1,11 @@
 //! Database entities shared by the service and its migrations.
 
+pub mod audit_entry;
 pub mod event;
 pub mod link_use;
 pub mod upload;
+pub mod upload_counter;
+pub mod upload_hourly;
 pub mod variant_job;
 pub mod webhook_delivery;
 pub mod webhook_endpoint;

@@ -9,6 +9,7 @@ mod m20261201_000002_lookup_index_id;
 mod m20261204_000001_link_uses;
 mod m20261205_000001_webhooks;
 mod m20261206_000001_variants;
+mod m20261207_000001_operators;
 mod seed_import;
 
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_link_uses::Migration),
             Box::new(m20261205_000001_webhooks::Migration),
             Box::new(m20261206_000001_variants::Migration),
+            Box::new(m20261207_000001_operators::Migration),
         ]
     }
 }

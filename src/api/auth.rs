@@ -25,9 +25,13 @@ pub async fn authenticate<E: Endpoint>(next: E, mut req: Request) -> poem::Resul
                 credential(&req, route.family == Family::Legacy).as_deref(),
             )
             .map(Some),
-            Auth::Admin => access
-                .admin(super::bearer_token(&req).as_deref())
-                .map(|()| None),
+            Auth::Admin => match access.admin(super::bearer_token(&req).as_deref()) {
+                Ok(operator) => {
+                    req.set_data(operator);
+                    Ok(None)
+                }
+                Err(err) => Err(err),
+            },
         };
         match found {
             Ok(Some(caller)) => req.set_data(caller),

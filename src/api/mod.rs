@@ -1,5 +1,6 @@
 //! The HTTP API: one `#[OpenApi]` struct per tag, documented from the code.
 
+mod admin;
 mod auth;
 mod document;
 mod error;
@@ -41,6 +42,7 @@ pub enum ApiTags {
     System,
     /// Signed event notifications: endpoints, the delivery log, replays (admin key).
     Webhooks,
+    Admin,
 }
 
 pub type Apis = (
@@ -50,6 +52,8 @@ pub type Apis = (
     system::SystemApi,
     pages::PagesApi,
     webhooks::WebhooksApi,
+    admin::AdminApi,
+    pages::ConsoleApi,
 );
 
 /// `Authorization: Bearer <token>`: one of `API_KEYS`, or an upload link's token.
@@ -98,13 +102,16 @@ pub fn service(
     assets: Assets,
     environment: &str,
 ) -> OpenApiService<Apis, ()> {
+    let uploads_for_admin = uploads.clone();
     let apis = (
         uploads::UploadsApi::new(uploads.clone()),
         images::ImagesApi::new(uploads.clone()),
         legacy::LegacyApi::new(uploads.clone()),
         system::SystemApi::new(uploads, environment.to_owned()),
-        pages::PagesApi::new(assets),
+        pages::PagesApi::new(assets.clone()),
         webhooks::WebhooksApi::new(webhooks),
+        admin::AdminApi::new(uploads_for_admin),
+        pages::ConsoleApi::new(assets),
     );
     OpenApiService::new(apis, "upload-broker", env!("CARGO_PKG_VERSION")).description(
         "Upload images straight to S3 through short-lived presigned URLs. Every upload is \

@@ -32,6 +32,33 @@ enum PageResponse {
     NotFound(Json<LegacyError>),
 }
 
+#[derive(ApiResponse)]
+enum ConsoleResponse {
+    /// The operators' console; it asks for an admin key, kept for the browser tab only.
+    #[oai(status = 200)]
+    Page(Html<String>),
+}
+
+#[OpenApi(tag = "ApiTags::Admin")]
+impl ConsoleApi {
+    /// The operators' console
+    #[oai(path = "/admin", method = "get", operation_id = "admin_console")]
+    async fn admin_console(&self) -> ConsoleResponse {
+        ConsoleResponse::Page(Html(self.assets.console()))
+    }
+}
+
+/// The console page, served without a key (its API calls need one).
+pub struct ConsoleApi {
+    assets: Assets,
+}
+
+impl ConsoleApi {
+    pub fn new(assets: Assets) -> Self {
+        Self { assets }
+    }
+}
+
 #[OpenApi(tag = "ApiTags::Legacy")]
 impl PagesApi {
     /// Upload page for an image_id

@@ -144,6 +144,18 @@ pub const ROUTES: &[Route] = &[
     ),
     v1("/api/v1/webhooks/{webhook_id}", &[admin("DELETE")]),
     v1("/api/v1/webhooks/{webhook_id}/enable", &[admin("POST")]),
+    v1("/api/v1/admin/uploads", &[admin("GET")]),
+    v1("/api/v1/admin/stats", &[admin("GET")]),
+    v1("/api/v1/admin/audit", &[admin("GET")]),
+    v1("/api/v1/admin/uploads/{upload_id}", &[admin("DELETE")]),
+    v1(
+        "/api/v1/admin/uploads/{upload_id}/reverify",
+        &[admin("POST")],
+    ),
+    v1(
+        "/api/v1/admin/uploads/{upload_id}/variants",
+        &[admin("POST")],
+    ),
     v1("/api/v1/images/{image_id}", GET),
     v1("/api/v1/images/{image_id}/latest", GET),
     v1("/api/v1/images/{image_id}/latest/variants/{variant}", GET),
@@ -162,6 +174,10 @@ pub const ROUTES: &[Route] = &[
         ..tree("/static")
     },
     route("/", GET),
+    Route {
+        page: true,
+        ..route("/admin", GET)
+    },
     Route {
         page: true,
         ..route("/{image_id}", GET)

@@ -108,7 +108,7 @@ enum DeleteResponse {
     Deleted,
 }
 
-fn parse_upload_id(raw: &str) -> Result<Uuid, ApiError> {
+pub(super) fn parse_upload_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| {
         crate::problem::Problem::bad_request("invalid_upload_id", "upload_id must be a UUID").into()
     })

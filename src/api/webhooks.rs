@@ -7,7 +7,10 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use uuid::Uuid;
 
+use poem::web::Data;
+
 use super::{AdminKey, ApiError, ApiTags};
+use crate::auth::Operator;
 use crate::problem::Problem;
 use crate::webhooks::{MAX_PAGE, WebhookError, WebhookService};
 
@@ -101,10 +104,14 @@ impl WebhooksApi {
     async fn create_webhook(
         &self,
         _auth: AdminKey,
+        operator: Data<&Operator>,
         body: Json<CreateWebhookRequest>,
     ) -> Result<CreatedResponse, ApiError> {
         let body = body.0;
-        let created = self.webhooks.register(&body.url, body.events).await?;
+        let created = self
+            .webhooks
+            .register(&operator, &body.url, body.events)
+            .await?;
         Ok(CreatedResponse::Created(Json(created)))
     }
 
@@ -129,10 +136,11 @@ impl WebhooksApi {
     async fn delete_webhook(
         &self,
         _auth: AdminKey,
+        operator: Data<&Operator>,
         webhook_id: Path<String>,
     ) -> Result<RemovedResponse, ApiError> {
         let id = parse_id(&webhook_id, "invalid_webhook_id")?;
-        self.webhooks.remove(id).await?;
+        self.webhooks.remove(&operator, id).await?;
         Ok(RemovedResponse::Removed)
     }
 
@@ -147,10 +155,13 @@ impl WebhooksApi {
     async fn enable_webhook(
         &self,
         _auth: AdminKey,
+        operator: Data<&Operator>,
         webhook_id: Path<String>,
     ) -> Result<EndpointResponse, ApiError> {
         let id = parse_id(&webhook_id, "invalid_webhook_id")?;
-        Ok(EndpointResponse::Ok(Json(self.webhooks.enable(id).await?)))
+        Ok(EndpointResponse::Ok(Json(
+            self.webhooks.enable(&operator, id).await?,
+        )))
     }
 
     /// The webhook delivery log
@@ -204,10 +215,11 @@ impl WebhooksApi {
     async fn retry_delivery(
         &self,
         _auth: AdminKey,
+        operator: Data<&Operator>,
         delivery_id: Path<String>,
     ) -> Result<RetryResponse, ApiError> {
         let id = parse_id(&delivery_id, "invalid_delivery_id")?;
-        self.webhooks.retry(id).await?;
+        self.webhooks.retry(&operator, id).await?;
         Ok(RetryResponse::Accepted)
     }
 }

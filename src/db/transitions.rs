@@ -11,6 +11,7 @@ use sea_orm::{ActiveValue, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, Que
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::counters;
 use super::variant_jobs::JobOutcome;
 use super::webhooks::{self, NewEvent};
 use crate::events::EventType;
@@ -122,13 +123,29 @@ pub async fn apply<C: ConnectionTrait>(
         Change::Fail(code) => update.col_expr(Column::FailureCode, Expr::value(*code)),
         Change::Expire | Change::Abort | Change::Delete => update,
     };
-    let result = update
+    let after = update
         .filter(Column::Id.eq(id))
         .filter(Column::State.eq(change.from()))
-        .exec(txn)
+        .exec_with_returning(txn)
         .await?;
-    let changed = result.rows_affected == 1;
-    if changed {
+    let changed = after.len() == 1;
+    if let Some(row) = after.first() {
+        // Bytes: the file's size once known, the declared size before.
+        let bytes = row.file_size.unwrap_or(row.declared_size);
+        let before = match change {
+            Change::Complete(_) => row.declared_size,
+            Change::Fail(_) | Change::Expire | Change::Abort | Change::Delete => bytes,
+        };
+        counters::add(
+            txn,
+            &[(change.from(), -1, -before), (change.to(), 1, bytes)],
+        )
+        .await?;
+        match change {
+            Change::Complete(_) => counters::hourly(txn, false, bytes).await?,
+            Change::Fail(_) => counters::hourly(txn, true, 0).await?,
+            Change::Expire | Change::Abort | Change::Delete => {}
+        }
         webhooks::record(txn, event).await?;
         if variants && matches!(change, Change::Complete(_)) {
             enqueue_variants(txn, id, updated_at).await?;
@@ -242,6 +259,28 @@ pub async fn settle_variants<C: ConnectionTrait>(
     Ok(settled)
 }
 
+/// Upload `id`'s variants are to be made again (an operator asked): pending, while it is
+/// completed.
+pub async fn variants_requested<C: ConnectionTrait>(txn: &C, id: Uuid) -> Result<(), DbErr> {
+    Upload::update_many()
+        .col_expr(Column::VariantsState, Expr::value(VariantsState::Pending))
+        .col_expr(
+            Column::VariantsFailureCode,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(Column::Id.eq(id))
+        .filter(Column::State.eq(UploadState::Completed))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Records new pending uploads, `count` of them declaring `bytes` in all, in the stats
+/// (their creation has no event).
+pub async fn created<C: ConnectionTrait>(txn: &C, count: i64, bytes: i64) -> Result<(), DbErr> {
+    counters::add(txn, &[(UploadState::Pending, count, bytes)]).await
+}
+
 /// Records an upload that arrives completed (the legacy upload: the service stored and
 /// verified the bytes itself), and its `upload.completed` event, inside `txn`.
 pub async fn insert_completed<C: ConnectionTrait>(
@@ -258,7 +297,13 @@ pub async fn insert_completed<C: ConnectionTrait>(
     if variants {
         row.variants_state = ActiveValue::Set(Some(VariantsState::Pending));
     }
+    let bytes = row
+        .file_size
+        .as_ref()
+        .unwrap_or(*row.declared_size.as_ref());
     Upload::insert(row).exec_without_returning(txn).await?;
+    counters::add(txn, &[(UploadState::Completed, 1, bytes)]).await?;
+    counters::hourly(txn, false, bytes).await?;
     webhooks::record(txn, event).await?;
     if variants {
         // The event is the new upload's: its id is the row's.

@@ -9,6 +9,7 @@ use sea_orm::{ActiveValue, ColumnTrait, EntityTrait, QueryFilter, TransactionTra
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::admin::{self, NewAudit};
 use super::webhooks::NewEvent;
 use super::{Db, DbError, lease, transitions};
 
@@ -67,6 +68,34 @@ impl Db {
         let claimed = lease::claim_one::<Job, _>(&txn, upload_id, now, until, lease).await?;
         txn.commit().await?;
         Ok(claimed)
+    }
+
+    /// Makes upload `upload_id` (of `image_id`)'s variants again: its job is due now and
+    /// its `variants_state` pending, with an operator's `audit` entry, in one transaction.
+    pub async fn request_variants(
+        &self,
+        upload_id: Uuid,
+        image_id: &str,
+        audit: &NewAudit,
+    ) -> Result<(), DbError> {
+        let now = OffsetDateTime::now_utc();
+        let txn = self.write.begin().await?;
+        Job::insert(pending_job(upload_id, now))
+            .on_conflict(
+                OnConflict::column(job::Column::UploadId)
+                    .value(job::Column::State, JobState::Pending)
+                    .value(job::Column::NextAttemptAt, now)
+                    .value(job::Column::Attempts, 0)
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        transitions::variants_requested(&txn, upload_id).await?;
+        admin::write(&txn, audit).await?;
+        txn.commit().await?;
+        self.jobs_recorded.notify_one();
+        self.changed_latest(image_id);
+        Ok(())
     }
 
     /// Holds job `upload_id` until `until`, if `lease` still holds it. Returns whether it does.

@@ -16,6 +16,7 @@ use sea_orm::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::admin::{self, NewAudit};
 use super::{Db, DbError, lease};
 use crate::events::{EventType, subscribed};
 
@@ -304,16 +305,26 @@ impl Db {
 
     /// Makes delivery `id` due now, whatever its state: the same event, the same
     /// `webhook-id`. A lease another dispatcher holds is let go. Returns whether it exists.
-    pub async fn retry_delivery(&self, id: Uuid) -> Result<bool, DbError> {
+    /// `audit` is recorded with it.
+    pub async fn retry_delivery(&self, id: Uuid, audit: &NewAudit) -> Result<bool, DbError> {
         let now = OffsetDateTime::now_utc();
+        let txn = self.write.begin().await?;
         let result = lease::released(Delivery::update_many())
             .col_expr(delivery::Column::State, Expr::value(DeliveryState::Pending))
             .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))
             .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
             .filter(delivery::Column::Id.eq(id))
-            .exec(&self.write)
+            .exec(&txn)
             .await?;
-        Ok(result.rows_affected == 1)
+        let found = result.rows_affected == 1;
+        if found {
+            admin::write(&txn, audit).await?;
+        }
+        txn.commit().await?;
+        if found {
+            self.recorded.notify_one();
+        }
+        Ok(found)
     }
 
     /// Removes events recorded before `before`, with their settled deliveries; an event
@@ -356,25 +367,37 @@ impl Db {
         Ok(Endpoint::find_by_id(id).one(&self.write).await?)
     }
 
-    pub async fn insert_endpoint(&self, row: EndpointRow) -> Result<(), DbError> {
+    /// Registers an endpoint, with the operator's `audit` entry.
+    pub async fn insert_endpoint(&self, row: EndpointRow, audit: &NewAudit) -> Result<(), DbError> {
         let model: endpoint::ActiveModel = row.into();
-        Endpoint::insert(model)
-            .exec_without_returning(&self.write)
-            .await?;
+        let txn = self.write.begin().await?;
+        Endpoint::insert(model).exec_without_returning(&txn).await?;
+        admin::write(&txn, audit).await?;
+        txn.commit().await?;
         Ok(())
     }
 
-    /// Removes endpoint `id`; its deliveries still pending fail. Returns whether it was there.
-    pub async fn delete_endpoint(&self, id: Uuid) -> Result<bool, DbError> {
+    /// Removes endpoint `id`; its deliveries still pending fail. Returns whether it was there
+    /// (and only then records `audit`).
+    pub async fn delete_endpoint(&self, id: Uuid, audit: &NewAudit) -> Result<bool, DbError> {
         let txn = self.write.begin().await?;
         let gone = remove_endpoints(&txn, endpoint::Column::Id.eq(id)).await?;
+        if gone > 0 {
+            admin::write(&txn, audit).await?;
+        }
         txn.commit().await?;
         Ok(gone > 0)
     }
 
-    /// Enables endpoint `id` again; returns it, or `None` when there is none.
-    pub async fn enable_endpoint(&self, id: Uuid) -> Result<Option<EndpointRow>, DbError> {
-        Endpoint::update_many()
+    /// Enables endpoint `id` again; returns it, or `None` when there is none (and only then
+    /// is `audit` left out).
+    pub async fn enable_endpoint(
+        &self,
+        id: Uuid,
+        audit: &NewAudit,
+    ) -> Result<Option<EndpointRow>, DbError> {
+        let txn = self.write.begin().await?;
+        let enabled = Endpoint::update_many()
             .col_expr(endpoint::Column::Enabled, Expr::value(true))
             .col_expr(
                 endpoint::Column::DisabledAt,
@@ -385,8 +408,12 @@ impl Db {
                 Expr::value(Option::<String>::None),
             )
             .filter(endpoint::Column::Id.eq(id))
-            .exec(&self.write)
+            .exec(&txn)
             .await?;
+        if enabled.rows_affected == 1 {
+            admin::write(&txn, audit).await?;
+        }
+        txn.commit().await?;
         self.endpoint(id).await
     }
 

@@ -96,7 +96,7 @@ impl UploadService {
 
     /// Where the client's object is and what the store says of it: at its landing key, or
     /// at its own key when an earlier confirm copied it there but could not record it.
-    async fn find_landed(
+    pub(super) async fn find_landed(
         &self,
         row: &UploadRow,
     ) -> Result<Option<(String, ObjectHead)>, UploadError> {
@@ -115,7 +115,7 @@ impl UploadService {
     /// Reads what verification needs of the stored object and runs it, then the declared
     /// checksum. `Ok(Err(_))` is a refusal of the object; `Err(_)` means the check itself
     /// could not run.
-    async fn verify_stored(
+    pub(super) async fn verify_stored(
         &self,
         row: &UploadRow,
         key: &str,

@@ -3,11 +3,22 @@
 use uuid::Uuid;
 
 use super::{UploadError, UploadService, UploadState};
+use crate::db::admin::NewAudit;
 use crate::db::{Change, UploadRow};
 
 impl UploadService {
     /// Aborts a pending upload or deletes a completed one; repeating it is harmless.
     pub async fn delete(&self, id: Uuid) -> Result<(), UploadError> {
+        self.delete_audited(id, None).await
+    }
+
+    /// `delete`, by an operator: `audit` is recorded with the change, or alone when there
+    /// was none left to make.
+    pub(super) async fn delete_audited(
+        &self,
+        id: Uuid,
+        mut audit: Option<&NewAudit>,
+    ) -> Result<(), UploadError> {
         let mut row = self.row(id).await?;
         // Move the state first, then clean storage, and only for the state this call (or an
         // earlier one) set: a confirm that completes meanwhile keeps its object.
@@ -20,8 +31,11 @@ impl UploadService {
                 | UploadState::Aborted
                 | UploadState::Deleted => break,
             };
-            self.change(&row, change).await?;
+            self.change_with(&row, change, audit.take()).await?;
             row = self.fresh_row(id).await?;
+        }
+        if let Some(entry) = audit {
+            self.db.audit(entry).await?;
         }
         match row.state {
             // Cleanup is idempotent and redone on every DELETE, so a failed one is retried

@@ -29,7 +29,12 @@ impl UploadService {
             .await?;
         let next_cursor = if rows.len() as u64 > limit {
             rows.truncate(limit as usize);
-            rows.last().map(encode_cursor)
+            rows.last().map(|row| {
+                encode_cursor(
+                    row.uploaded_at.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    row.id,
+                )
+            })
         } else {
             None
         };
@@ -71,14 +76,12 @@ impl UploadService {
     }
 }
 
-fn encode_cursor(row: &UploadRow) -> String {
-    let at = row
-        .uploaded_at
-        .map_or(0, OffsetDateTime::unix_timestamp_nanos);
-    URL_SAFE_NO_PAD.encode(format!("{at}:{}", row.id))
+/// A page cursor after the row at `(at, id)`.
+pub(super) fn encode_cursor(at: OffsetDateTime, id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.unix_timestamp_nanos()))
 }
 
-fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, Uuid), UploadError> {
+pub(super) fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, Uuid), UploadError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(raw)
         .map_err(|_| UploadError::InvalidCursor)?;

@@ -5,6 +5,7 @@
 //! (`record`), and its errors carry their classification (`error`).
 
 mod access;
+mod admin;
 mod confirm;
 mod delete;
 mod error;
@@ -20,6 +21,7 @@ mod variants;
 pub mod verify;
 
 pub use access::{Action, UploadLink};
+pub use admin::{AuditEntry, AuditPage, Reverified, Stats, UploadFilter, UploadPage};
 pub use error::{Rejection, UploadError};
 pub use health::Readiness;
 pub use issue::UploadRequest;

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::verify::VerifiedImage;
 use super::{Upload, UploadError, UploadService, UploadState, VariantsState};
+use crate::db::admin::NewAudit;
 use crate::db::{Change, NewEvent, UploadRow, VerifiedObject};
 use crate::events::EventType;
 use crate::metrics;
@@ -122,11 +123,21 @@ impl UploadService {
         row: &UploadRow,
         change: Change,
     ) -> Result<bool, UploadError> {
+        self.change_with(row, change, None).await
+    }
+
+    /// `change`, with an operator's `audit` entry recorded in its transaction.
+    pub(super) async fn change_with(
+        &self,
+        row: &UploadRow,
+        change: Change,
+        audit: Option<&NewAudit>,
+    ) -> Result<bool, UploadError> {
         let variants = self.config.variants.enabled();
         let event = event(changed_row(row.clone(), &change, variants), &change)?;
         let changed = self
             .db
-            .change(row.id, &row.image_id, &change, &event)
+            .change_audited(row.id, &row.image_id, &change, &event, audit)
             .await?;
         if changed {
             self.changed(row.id, &row.image_id, &change);

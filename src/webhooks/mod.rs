@@ -16,7 +16,9 @@ use time::OffsetDateTime;
 use upload_broker_types as types;
 use uuid::Uuid;
 
+use crate::auth::Operator;
 use crate::config::Config;
+use crate::db::admin::NewAudit;
 use crate::db::webhooks::{DeliveryFilter, DeliveryRow, EndpointRow};
 use crate::db::{Db, DbError};
 use crate::events::EventType;
@@ -97,6 +99,7 @@ impl WebhookService {
     /// Registers an endpoint; its secret is returned this once.
     pub async fn register(
         &self,
+        operator: &Operator,
         url: &str,
         events: Option<Vec<String>>,
     ) -> Result<types::CreatedWebhook, WebhookError> {
@@ -142,7 +145,8 @@ impl WebhookService {
             disabled_reason: None,
             created_at: OffsetDateTime::now_utc(),
         };
-        self.db.insert_endpoint(row.clone()).await?;
+        let audit = NewAudit::new(&operator.fingerprint, "register_webhook", row.id);
+        self.db.insert_endpoint(row.clone(), &audit).await?;
         tracing::info!(webhook_id = %row.id, "webhook endpoint registered");
         let endpoint = endpoint_body(row);
         Ok(types::CreatedWebhook {
@@ -165,7 +169,7 @@ impl WebhookService {
     }
 
     /// Removes a registered endpoint; its pending deliveries fail.
-    pub async fn remove(&self, id: Uuid) -> Result<(), WebhookError> {
+    pub async fn remove(&self, operator: &Operator, id: Uuid) -> Result<(), WebhookError> {
         let endpoint = self
             .db
             .endpoint(id)
@@ -174,16 +178,22 @@ impl WebhookService {
         if endpoint.source == EndpointSource::Config {
             return Err(WebhookError::Configured);
         }
-        self.db.delete_endpoint(id).await?;
+        let audit = NewAudit::new(&operator.fingerprint, "remove_webhook", id);
+        self.db.delete_endpoint(id, &audit).await?;
         tracing::info!(webhook_id = %id, "webhook endpoint removed");
         Ok(())
     }
 
     /// Enables an endpoint a 410 disabled: its waiting deliveries go out again.
-    pub async fn enable(&self, id: Uuid) -> Result<types::Webhook, WebhookError> {
+    pub async fn enable(
+        &self,
+        operator: &Operator,
+        id: Uuid,
+    ) -> Result<types::Webhook, WebhookError> {
+        let audit = NewAudit::new(&operator.fingerprint, "enable_webhook", id);
         let endpoint = self
             .db
-            .enable_endpoint(id)
+            .enable_endpoint(id, &audit)
             .await?
             .ok_or(WebhookError::NoEndpoint)?;
         tracing::info!(webhook_id = %id, "webhook endpoint enabled");
@@ -228,12 +238,12 @@ impl WebhookService {
     }
 
     /// Attempts delivery `id` again now, with the same `webhook-id`.
-    pub async fn retry(&self, id: Uuid) -> Result<(), WebhookError> {
-        if !self.db.retry_delivery(id).await? {
+    pub async fn retry(&self, operator: &Operator, id: Uuid) -> Result<(), WebhookError> {
+        let audit = NewAudit::new(&operator.fingerprint, "replay_delivery", id);
+        if !self.db.retry_delivery(id, &audit).await? {
             return Err(WebhookError::NoDelivery);
         }
         tracing::info!(delivery_id = %id, "webhook delivery replayed");
-        self.db.recorded().notify_one();
         Ok(())
     }
 }

@@ -936,3 +936,27 @@ pub async fn start_process(env: &[(String, String)], port: u16) -> Process {
     }
     panic!("the service did not answer on port {port}");
 }
+
+/// The admin key of every test service that has one.
+pub const ADMIN: &str = "admin-key-of-the-tests";
+
+/// A GET with the admin key, which must answer 200; its JSON body.
+pub async fn admin_get(app: &TestApp, path: &str) -> Value {
+    let resp = app
+        .client
+        .get(app.url(path))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
+    resp.json().await.expect("JSON")
+}
+
+pub async fn admin_post(app: &TestApp, path: &str, body: Option<Value>) -> reqwest::Response {
+    let mut req = app.client.post(app.url(path)).bearer_auth(ADMIN);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await.expect("POST")
+}

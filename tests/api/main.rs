@@ -2,6 +2,7 @@
 
 mod access;
 mod access_table;
+mod admin;
 mod browser;
 mod cli;
 mod clients;

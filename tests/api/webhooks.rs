@@ -18,7 +18,6 @@ use crate::helpers::*;
 /// Two secrets, as during a rotation: each must sign every request.
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NEXT_SECRET: &str = "whsec_c2Vjb25kLXNlY3JldC1vZi10aGUtdGVzdHMtMTIzNA==";
-const ADMIN: &str = "admin-key-of-the-tests";
 
 /// The receiver: a Python process that verifies, answers as its mode says, and logs.
 struct Receiver {
@@ -161,26 +160,6 @@ fn pairs(settings: &[(String, String)]) -> Vec<(&str, &str)> {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
-}
-
-async fn admin_get(app: &TestApp, path: &str) -> Value {
-    let resp = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("GET");
-    assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
-    resp.json().await.expect("JSON")
-}
-
-async fn admin_post(app: &TestApp, path: &str, body: Option<Value>) -> reqwest::Response {
-    let mut req = app.client.post(app.url(path)).bearer_auth(ADMIN);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    req.send().await.expect("POST")
 }
 
 /// Every delivery of the log (all pages).
@@ -686,17 +665,20 @@ async fn a_name_that_resolves_to_a_private_address_when_sending_is_not_reached()
     let port = receiver.url.rsplit(':').next().expect("port").to_owned();
     for host in ["localhost", "127.0.0.1", "[::ffff:127.0.0.1]"] {
         app.db()
-            .insert_endpoint(EndpointRow {
-                id: uuid::Uuid::now_v7(),
-                url: format!("http://{host}:{port}"),
-                events: None,
-                secret: Some(SECRET.into()),
-                source: EndpointSource::Api,
-                enabled: true,
-                disabled_at: None,
-                disabled_reason: None,
-                created_at: time::OffsetDateTime::now_utc(),
-            })
+            .insert_endpoint(
+                EndpointRow {
+                    id: uuid::Uuid::now_v7(),
+                    url: format!("http://{host}:{port}"),
+                    events: None,
+                    secret: Some(SECRET.into()),
+                    source: EndpointSource::Api,
+                    enabled: true,
+                    disabled_at: None,
+                    disabled_reason: None,
+                    created_at: time::OffsetDateTime::now_utc(),
+                },
+                &upload_broker::db::admin::NewAudit::new("test", "register_webhook", host),
+            )
             .await
             .expect("endpoint");
     }

@@ -3,12 +3,17 @@
 //! feature, for the service's OpenAPI document), the image formats the service accepts, and
 //! how a multipart upload's file is cut into parts.
 
+mod admin;
 mod api;
 mod format;
 mod plan;
 mod text;
 mod webhooks;
 
+pub use admin::{
+    AdminStats, AdminUploadList, AuditEntry, AuditList, LastDay, ReverifiedUpload, ReverifyResult,
+    StateStats,
+};
 pub use api::{
     CreateLinkRequest, CreateUploadRequest, Error, ImageList, IssuedUpload, SignPartsRequest,
     SignedPart, SignedPartList, Upload, UploadLink, UploadMethod, UploadState, UploadedPart,
