@@ -306,7 +306,7 @@ async fn stats_agree_with_a_count_of_the_table() {
     assert!(report.expired >= 1);
     let stats = admin_get(&app, "/api/v1/admin/stats").await;
     let counted = app
-        .sql("SELECT state, COUNT(*) AS n, SUM(COALESCE(file_size, declared_size)) AS bytes FROM uploads GROUP BY state")
+        .sql("SELECT state, COUNT(*) AS n, CAST(SUM(COALESCE(file_size, declared_size)) AS BIGINT) AS bytes FROM uploads GROUP BY state")
         .await;
     let mut total = 0;
     for row in &counted {

@@ -29,7 +29,7 @@ async fn openapi_document_matches_the_committed_file() {
 async fn every_operation_has_an_id_and_a_contract_tag() {
     let app = TestApp::spawn().await;
     let spec = app.get_json("/openapi.json").await;
-    let tags = ["uploads", "images", "legacy", "system", "webhooks"];
+    let tags = ["uploads", "images", "legacy", "system", "webhooks", "admin"];
     let mut ids = Vec::new();
     for (path, item) in spec["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("operations") {
@@ -53,6 +53,14 @@ async fn every_operation_has_an_id_and_a_contract_tag() {
         "create_webhook",
         "list_deliveries",
         "retry_delivery",
+        "admin_search_uploads",
+        "admin_stats",
+        "admin_reverify_upload",
+        "admin_delete_upload",
+        "admin_regenerate_variants",
+        "admin_audit",
+        "get_upload_variant",
+        "latest_image_variant",
     ] {
         assert!(ids.iter().any(|id| id == expected), "{expected} missing");
     }
@@ -62,6 +70,12 @@ async fn every_operation_has_an_id_and_a_contract_tag() {
     assert_eq!(
         spec["components"]["securitySchemes"]["admin"]["scheme"],
         "bearer"
+    );
+    assert_eq!(
+        spec["paths"]["/api/v1/admin/stats"]["get"]["security"][0]
+            .as_object()
+            .map(|o| o.contains_key("admin")),
+        Some(true)
     );
     assert_eq!(
         spec["paths"]["/api/v1/webhooks/deliveries"]["get"]["security"][0]
