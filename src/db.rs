@@ -491,10 +491,10 @@ async fn checkpoint(conn: &DatabaseConnection, mode: &str) -> Result<i64, DbErr>
 async fn group_commits(write: DatabaseConnection, mut queue: mpsc::Receiver<PendingInsert>) {
     let mut group = Vec::with_capacity(GROUP_MAX);
     while queue.recv_many(&mut group, GROUP_MAX).await > 0 {
-        // One statement for the whole group, committed on its own (SQLite makes a single
-        // statement atomic): one round trip to the connection's thread, where BEGIN,
-        // INSERT and COMMIT were three. Every row sets every column, as one INSERT needs,
-        // so each stored row is exactly its model and nothing has to be read back.
+        // One INSERT for the whole group, and one counter update for the stats, in one
+        // transaction: four round trips to the connection's thread for the group, however
+        // many rows it holds. Every row sets every column, as one INSERT needs, so each
+        // stored row is exactly its model and nothing has to be read back.
         let outcome = insert_group(&write, &group).await;
         match outcome {
             Ok(_) => {

@@ -5,7 +5,7 @@
 
 use uuid::Uuid;
 
-use super::lookup::{decode_cursor, encode_cursor};
+use super::lookup::{decode_cursor, encode_cursor, paged};
 use super::{Rejection, Upload, UploadError, UploadService, UploadState};
 use crate::auth::Operator;
 use crate::db::admin::{AuditRow, NewAudit};
@@ -50,13 +50,8 @@ impl UploadService {
         cursor: Option<&str>,
     ) -> Result<UploadPage, UploadError> {
         let after = cursor.map(decode_cursor).transpose()?;
-        let mut rows = self.db.search_uploads(filter, after, limit + 1).await?;
-        let next_cursor = if rows.len() as u64 > limit {
-            rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            rows.last().map(|r| encode_cursor(r.created_at, r.id))
-        } else {
-            None
-        };
+        let rows = self.db.search_uploads(filter, after, limit + 1).await?;
+        let (rows, next_cursor) = paged(rows, limit, |r| encode_cursor(r.created_at, r.id));
         let mut uploads = Vec::with_capacity(rows.len());
         for row in rows {
             uploads.push(self.view(row).await?);
@@ -141,13 +136,8 @@ impl UploadService {
         cursor: Option<&str>,
     ) -> Result<AuditPage, UploadError> {
         let after = cursor.map(decode_cursor).transpose()?;
-        let mut entries = self.db.audit_page(after, limit + 1).await?;
-        let next_cursor = if entries.len() as u64 > limit {
-            entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            entries.last().map(|e| encode_cursor(e.at, e.id))
-        } else {
-            None
-        };
+        let entries = self.db.audit_page(after, limit + 1).await?;
+        let (entries, next_cursor) = paged(entries, limit, |e| encode_cursor(e.at, e.id));
         Ok(AuditPage {
             entries: entries.into_iter().map(audit_entry).collect(),
             next_cursor,

@@ -23,21 +23,16 @@ impl UploadService {
         cursor: Option<&str>,
     ) -> Result<ImagePage, UploadError> {
         let after = cursor.map(decode_cursor).transpose()?;
-        let mut rows = self
+        let rows = self
             .db
             .completed_for_image(image_id.as_str(), after, limit + 1)
             .await?;
-        let next_cursor = if rows.len() as u64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().map(|row| {
-                encode_cursor(
-                    row.uploaded_at.unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                    row.id,
-                )
-            })
-        } else {
-            None
-        };
+        let (rows, next_cursor) = paged(rows, limit, |row| {
+            encode_cursor(
+                row.uploaded_at.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                row.id,
+            )
+        });
         let mut images = Vec::with_capacity(rows.len());
         for row in rows {
             images.push(self.view(row).await?);
@@ -74,6 +69,21 @@ impl UploadService {
         };
         Ok(Upload::from_row(row, s3_url, variants))
     }
+}
+
+/// The first `limit` of `rows` (read one over `limit`), and the cursor after the last of
+/// them when there are more.
+pub(super) fn paged<T>(
+    mut rows: Vec<T>,
+    limit: u64,
+    cursor_of: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    if rows.len() as u64 <= limit {
+        return (rows, None);
+    }
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next = rows.last().map(cursor_of);
+    (rows, next)
 }
 
 /// A page cursor after the row at `(at, id)`.
