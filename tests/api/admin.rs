@@ -348,6 +348,7 @@ async fn every_action_is_audited_with_a_fingerprint_of_its_key() {
         ("WEBHOOK_URL", "http://127.0.0.1:9/hook"),
         ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
         ("WEBHOOK_RETRY_SCHEDULE", ""),
+        ("WEBHOOK_ALLOW_PRIVATE", "true"),
     ])
     .await;
     let kept = app.upload("audited", "a.png", "image/png", PNG).await;
@@ -404,12 +405,19 @@ async fn every_action_is_audited_with_a_fingerprint_of_its_key() {
         app.get_json(&format!("/api/v1/uploads/{gone}")).await["state"],
         "deleted"
     );
-    let events = app
-        .sql(&format!(
-            "SELECT event_type FROM events WHERE upload_id = '{gone}'"
-        ))
-        .await;
-    let _ = events;
+    // Through the seam, as any delete: its event is recorded.
+    let deliveries = admin_get(
+        &app,
+        &format!("/api/v1/webhooks/deliveries?upload_id={gone}"),
+    )
+    .await;
+    let types: Vec<&str> = deliveries["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .map(|d| d["event_type"].as_str().expect("type"))
+        .collect();
+    assert!(types.contains(&"upload.deleted"), "{types:?}");
 
     let resp = admin_post(
         &app,
@@ -432,6 +440,26 @@ async fn every_action_is_audited_with_a_fingerprint_of_its_key() {
     .await;
     assert!(resp.status().is_success(), "{}", resp.status());
 
+    let resp = admin_post(
+        &app,
+        "/api/v1/webhooks",
+        Some(json!({"url": "http://127.0.0.1:9/other"})),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let endpoint: Value = resp.json().await.expect("JSON");
+    let endpoint = endpoint["id"].as_str().expect("id").to_owned();
+    let resp = admin_post(&app, &format!("/api/v1/webhooks/{endpoint}/enable"), None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = send(
+        &app,
+        "DELETE",
+        &format!("/api/v1/webhooks/{endpoint}"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
     let log = admin_get(&app, "/api/v1/admin/audit?limit=2").await;
     let mut entries: Vec<Value> = log["entries"].as_array().expect("entries").clone();
     let next = log["next_cursor"].as_str().expect("more").to_owned();
@@ -449,6 +477,9 @@ async fn every_action_is_audited_with_a_fingerprint_of_its_key() {
     assert_eq!(
         actions,
         [
+            ("remove_webhook", endpoint.as_str()),
+            ("enable_webhook", endpoint.as_str()),
+            ("register_webhook", endpoint.as_str()),
             ("replay_delivery", delivery.as_str()),
             ("regenerate_variants", kept.as_str()),
             ("delete", gone.as_str()),
