@@ -56,6 +56,26 @@ fn constrain(doc: &mut Value, max_upload_size: u64) {
                     (Some("query"), Some("upload_id")) => {
                         schema.insert("format".to_owned(), json!("uuid"));
                     }
+                    // The operators' search: the same rules as everywhere else.
+                    (Some("query"), Some("image_id")) => {
+                        schema.insert("pattern".to_owned(), json!(IMAGE_ID_PATTERN));
+                    }
+                    (Some("query"), Some("since" | "until")) => {
+                        schema.insert("format".to_owned(), json!("date-time"));
+                    }
+                    (Some("query"), Some("state"))
+                        if operation_id.as_deref() == Some("admin_search_uploads") =>
+                    {
+                        let states = [
+                            "pending",
+                            "completed",
+                            "failed",
+                            "expired",
+                            "aborted",
+                            "deleted",
+                        ];
+                        schema.insert("enum".to_owned(), json!(states));
+                    }
                     (Some("query"), Some("limit"))
                         if operation_id.as_deref() == Some("list_deliveries") =>
                     {
