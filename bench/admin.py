@@ -37,7 +37,6 @@ import http.client
 import json
 import math
 import os
-import platform
 import random
 import shutil
 import sqlite3
@@ -392,23 +391,6 @@ def run_backend(backend, sizes, args):
 
 # The report.
 
-def load():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
-def machine():
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as f:
-        mem = int(f.readline().split()[1]) / 1024 / 1024
-    return f"nproc {os.cpu_count()}, {model}, {mem:.0f} GiB, Linux {platform.release()}"
-
-
 def short(n):
     return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k"
 
@@ -420,7 +402,7 @@ def report(all_results, all_notes, sizes, args, loads, command):
              f"{args.requests} timed requests each per query kind; time to the whole answer. "
              f"Uploads in mixed states over {IMAGE_IDS:,} image_ids, created over the last {DAYS} days, "
              "written straight into the database; `upload_counters` rebuilt as the migration does.", "",
-             f"Machine: {machine()}; load average {loads[0]} before, {loads[1]} after.", "",
+             f"Machine: {common.machine()}; load average {loads[0]} before, {loads[1]} after.", "",
              f"Command: `{command}`", "",
              f"| backend | rows | query | requests | errors | rows/answer | p50 ms | p95 ms "
              f"| p95 {short(last)}/{short(first)} | target p95 | met |",
@@ -475,7 +457,7 @@ def main():
     if os.environ.get("BENCH_SKIP_BUILD"):
         command = "BENCH_SKIP_BUILD=1 " + command
 
-    loads = [load()]
+    loads = [common.load()]
     all_results, all_notes = {}, {}
     for name in args.backends.split(","):
         backend = {"sqlite": Sqlite, "postgres": Postgres}[name]()
@@ -483,7 +465,7 @@ def main():
             all_results[backend.name], all_notes[backend.name] = run_backend(backend, sizes, args)
         finally:
             backend.cleanup()
-    loads.append(load())
+    loads.append(common.load())
 
     text = report(all_results, all_notes, sizes, args, loads, command)
     print("\n" + text)

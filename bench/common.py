@@ -5,6 +5,7 @@ import json
 import struct
 import zlib
 import os
+import platform
 import shutil
 import socket
 import subprocess
@@ -152,3 +153,22 @@ def wrk(url, seconds, connections, script=None):
         if line.strip().startswith("Socket errors"):
             errors += sum(int(x.strip(",")) for x in line.split()[3::2])
     return rps, latency("50%"), latency("99%"), errors
+
+
+def load():
+    """The load averages, as /proc/loadavg gives them."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def machine():
+    """One line on the machine: cores, CPU model, memory and kernel."""
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) / 1024 / 1024
+    return f"nproc {os.cpu_count()}, {model}, {mem:.0f} GiB, Linux {platform.release()}"

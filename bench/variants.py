@@ -48,7 +48,6 @@ import argparse
 import datetime
 import hashlib
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -279,23 +278,6 @@ def dimensions(path):
 
 # The report.
 
-def load():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
-def machine():
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as f:
-        mem = int(f.readline().split()[1]) / 1024 / 1024
-    return f"nproc {os.cpu_count()}, {model}, {mem:.0f} GiB, Linux {platform.release()}"
-
-
 def versions(convert, vips):
     lock = open(os.path.join(ROOT, "Cargo.lock")).read()
 
@@ -377,7 +359,7 @@ def main():
         {"id": "png-job", "title": "4000x3000 PNG → full job: thumb 256 and display 1280, WebP and JPEG",
          "input": files["png"], "presets": FULL[0], "formats": FULL[1], "tools": job},
     ]
-    started, load_before = time.time(), load()
+    started, load_before = time.time(), common.load()
     measured = {}
     for row in rows:
         print(f"{row['title']} ...", flush=True)
@@ -387,7 +369,7 @@ def main():
         out = os.path.join(work, f"{key}-sizes", "convert")
         os.makedirs(out, exist_ok=True)
         run_once(makers["convert"](files[key], out, *FULL))
-    elapsed, load_after = time.time() - started, load()
+    elapsed, load_after = time.time() - started, common.load()
 
     thumb, job_row = measured["jpeg-thumb"], measured["jpeg-job"]
     ours_rss = max(job_row["ours"]["rss"]) / MIB
@@ -404,7 +386,7 @@ def main():
     lines = [
         f"# Image variants ({datetime.datetime.now().strftime('%Y-%m-%d %H:%M')})",
         "",
-        f"Machine: {machine()}; load average {load_before} before measuring, {load_after} "
+        f"Machine: {common.machine()}; load average {load_before} before measuring, {load_after} "
         f"after (the machine is shared). Command: `python3 bench/variants.py --runs {args.runs}` "
         f"({elapsed:.0f} s of measuring).",
         "",

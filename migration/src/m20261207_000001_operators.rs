@@ -55,7 +55,10 @@ impl MigrationTrait for Migration {
         let searches: [(&str, Option<Uploads>); 3] = [
             ("idx_uploads_created_id", None),
             ("idx_uploads_state_created_id", Some(Uploads::State)),
-            ("idx_uploads_sha256_created_id", Some(Uploads::ChecksumSha256)),
+            (
+                "idx_uploads_sha256_created_id",
+                Some(Uploads::ChecksumSha256),
+            ),
         ];
         for (name, first) in searches {
             let mut index = Index::create();
