@@ -118,7 +118,7 @@ impl UploadService {
         id: Uuid,
     ) -> Result<(), UploadError> {
         if !self.config.variants.enabled() {
-            return Err(UploadError::UnknownPreset(String::new()));
+            return Err(UploadError::VariantsOff);
         }
         let row = self.fresh_row(id).await?;
         if row.state != UploadState::Completed {

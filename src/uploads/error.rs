@@ -138,6 +138,8 @@ pub enum UploadError {
     VariantsFailed(String),
     #[error("the variant is being made; try again shortly")]
     VariantsPending,
+    #[error("variants are off: IMAGE_VARIANTS is empty")]
+    VariantsOff,
 }
 
 impl UploadError {
@@ -208,6 +210,7 @@ impl UploadError {
             }
             UploadError::NotCompleted(_) => Problem::new(409, "not_completed", message),
             UploadError::VariantsFailed(code) => Problem::new(422, code, message),
+            UploadError::VariantsOff => Problem::new(409, "variants_off", message),
             UploadError::VariantsPending => {
                 Problem::unavailable("variants_pending", message).retry_after(1)
             }
@@ -324,6 +327,23 @@ mod tests {
                 500,
                 "internal",
             ),
+            (
+                UploadError::UnknownPreset("thumb".into()),
+                404,
+                "unknown_preset",
+            ),
+            (
+                UploadError::UnsupportedVariantFormat("webp".into()),
+                415,
+                "unsupported_format",
+            ),
+            (
+                UploadError::NotCompleted(UploadState::Pending),
+                409,
+                "not_completed",
+            ),
+            (UploadError::VariantsOff, 409, "variants_off"),
+            (UploadError::VariantsPending, 503, "variants_pending"),
         ];
         for (err, status, code) in cases {
             let problem = err.problem();
