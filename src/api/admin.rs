@@ -78,19 +78,18 @@ enum AuditResponse {
     Ok(Json<AuditList>),
 }
 
-/// An RFC 3339 time from a query parameter.
+/// An RFC 3339 time from a query parameter (given empty, it is not one).
 fn parse_time(raw: Option<&str>, name: &str) -> Result<Option<OffsetDateTime>, ApiError> {
-    raw.filter(|r| !r.is_empty())
-        .map(|r| {
-            OffsetDateTime::parse(r, &Rfc3339).map_err(|_| {
-                Problem::bad_request(
-                    "invalid_date",
-                    format!("{name} must be an RFC 3339 time, like 2026-12-04T18:00:00Z"),
-                )
-                .into()
-            })
+    raw.map(|r| {
+        OffsetDateTime::parse(r, &Rfc3339).map_err(|_| {
+            Problem::bad_request(
+                "invalid_date",
+                format!("{name} must be an RFC 3339 time, like 2026-12-04T18:00:00Z"),
+            )
+            .into()
         })
-        .transpose()
+    })
+    .transpose()
 }
 
 #[OpenApi(tag = "ApiTags::Admin")]
@@ -125,12 +124,10 @@ impl AdminApi {
     ) -> Result<SearchResponse, ApiError> {
         let image_id = image_id
             .0
-            .filter(|i| !i.is_empty())
             .map(|i| ImageId::parse(&i).map(|id| id.as_str().to_owned()))
             .transpose()?;
         let state = state
             .0
-            .filter(|s| !s.is_empty())
             .map(|s| {
                 UploadState::parse(&s).ok_or_else(|| {
                     ApiError::from(Problem::bad_request(

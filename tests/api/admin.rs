@@ -208,6 +208,8 @@ async fn search_filters_every_state_newest_first_page_by_page() {
     for (query, code) in [
         ("state=lost", "invalid_state"),
         ("since=yesterday", "invalid_date"),
+        ("until=", "invalid_date"),
+        ("state=", "invalid_state"),
         ("image_id=a%20b", "invalid_image_id"),
         ("cursor=nope", "invalid_cursor"),
     ] {
