@@ -51,7 +51,19 @@ impl UploadService {
             self.expire_if_past(row).await?;
             return Err(UploadError::NotUploaded);
         };
-        match self.verify_stored(row, &landing, &head).await? {
+        self.confirm_found(row, &landing, &head).await
+    }
+
+    /// Verifies the object found at `landing` and records the upload completed, or refuses
+    /// it: the object is deleted, the upload failed.
+    pub(super) async fn confirm_found(
+        &self,
+        row: &UploadRow,
+        landing: &str,
+        head: &ObjectHead,
+    ) -> Result<Upload, UploadError> {
+        let landing = landing.to_owned();
+        match self.verify_stored(row, &landing, head).await? {
             Ok(image) => {
                 if landing != row.object_key {
                     // Out of reach of the URL that put it there: the key it is served at is
@@ -197,7 +209,7 @@ impl UploadService {
         }
     }
 
-    fn confirm_lock(&self, id: Uuid) -> &tokio::sync::Mutex<()> {
+    pub(super) fn confirm_lock(&self, id: Uuid) -> &tokio::sync::Mutex<()> {
         let stripe = (id.as_u128() % self.confirm_locks.len() as u128) as usize;
         &self.confirm_locks[stripe]
     }

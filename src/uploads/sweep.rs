@@ -1,5 +1,7 @@
-//! The sweeper: pending uploads whose URLs ran out become `expired` (their multipart upload
-//! aborted, any object deleted); objects and multipart uploads no upload owns are removed,
+//! The sweeper: pending uploads whose URLs ran out are settled: completed when their bytes
+//! are all stored and pass confirm's checks, failed (object deleted) when they are stored
+//! and do not, `expired` otherwise (their multipart upload aborted, any object deleted);
+//! objects and multipart uploads no upload owns are removed,
 //! and so are the embedded store's own files that no open upload or object uses.
 //! Every state change is conditional, so several replicas can sweep at once.
 
@@ -9,7 +11,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::variants::{VARIANT_PREFIX, variant_owner};
-use super::{UploadError, UploadService, UploadState};
+use super::{UploadError, UploadMethod, UploadService, UploadState};
+use crate::db::UploadRow;
 use crate::metrics;
 use crate::shutdown::Shutdown;
 use crate::storage::StorageError;
@@ -24,6 +27,11 @@ pub const STAGING_PREFIX: &str = "staging/";
 /// What one sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SweepReport {
+    /// Pending uploads whose URLs ran out with all their bytes stored, verified and
+    /// completed (no client confirmed them).
+    pub completed: usize,
+    /// The same, refused by verification: their objects deleted.
+    pub failed: usize,
     pub expired: usize,
     pub orphan_objects_deleted: usize,
     pub multipart_aborted: usize,
@@ -40,6 +48,8 @@ impl UploadService {
             Ok(report) => {
                 metrics::sweep("ok");
                 metrics::swept("expired_uploads", report.expired as u64);
+                metrics::swept("completed_uploads", report.completed as u64);
+                metrics::swept("failed_uploads", report.failed as u64);
                 metrics::swept("orphan_objects", report.orphan_objects_deleted as u64);
                 metrics::swept("orphan_multipart_uploads", report.multipart_aborted as u64);
                 metrics::swept(
@@ -80,13 +90,50 @@ impl UploadService {
             let rows = self.db.pending_expired_before(cutoff, EXPIRE_BATCH).await?;
             let full = rows.len() as u64 == EXPIRE_BATCH;
             for row in rows {
-                if self.expire(&row).await? {
-                    report.expired += 1;
+                match self.settle_stale(&row).await? {
+                    Stale::Completed => report.completed += 1,
+                    Stale::Failed => report.failed += 1,
+                    Stale::Expired => report.expired += 1,
+                    Stale::Moved => {}
                 }
             }
             if !full {
                 return Ok(());
             }
+        }
+    }
+
+    /// A pending upload whose URLs ran out, so no more bytes can come: completed when its
+    /// bytes are all stored (a multipart upload's planned parts) and pass confirm's checks,
+    /// failed (its object deleted) when they are stored and do not, expired otherwise. The
+    /// client's own confirm, if one comes at the same time, takes turns with this one.
+    async fn settle_stale(&self, row: &UploadRow) -> Result<Stale, UploadError> {
+        let _turn = self.confirm_lock(row.id).lock().await;
+        let row = self.fresh_row(row.id).await?;
+        if row.state != UploadState::Pending {
+            return Ok(Stale::Moved);
+        }
+        let expired = |made: bool| if made { Stale::Expired } else { Stale::Moved };
+        if row.method == UploadMethod::Multipart {
+            match self.finish_multipart(&row).await {
+                Ok(()) => {}
+                Err(UploadError::NotUploaded | UploadError::IncompleteUpload(_)) => {
+                    return Ok(expired(self.expire(&row).await?));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let Some((landing, head)) = self.find_landed(&row).await? else {
+            return Ok(expired(self.expire(&row).await?));
+        };
+        match self.confirm_found(&row, &landing, &head).await {
+            Ok(upload) if upload.state == UploadState::Completed => {
+                tracing::info!(upload_id = %row.id, image_id = %row.image_id, "sweeper completed an unconfirmed upload");
+                Ok(Stale::Completed)
+            }
+            Ok(_) => Ok(Stale::Moved),
+            Err(UploadError::Rejected(_)) => Ok(Stale::Failed),
+            Err(err) => Err(err),
         }
     }
 
@@ -189,6 +236,15 @@ impl UploadService {
     }
 }
 
+/// What the sweep did with one stale pending upload.
+enum Stale {
+    Completed,
+    Failed,
+    Expired,
+    /// Someone else settled it first.
+    Moved,
+}
+
 /// `uploads/<image_id>/<uuid>.<ext>`, as `object_key` makes them.
 fn is_service_key(key: &str) -> bool {
     let Some(rest) = key.strip_prefix(KEY_PREFIX) else {
@@ -221,6 +277,8 @@ pub fn spawn_sweeper(
             match uploads.sweep(margin).await {
                 Ok(report) if report != SweepReport::default() => {
                     tracing::info!(
+                        completed = report.completed,
+                        failed = report.failed,
                         expired = report.expired,
                         orphan_objects_deleted = report.orphan_objects_deleted,
                         multipart_aborted = report.multipart_aborted,

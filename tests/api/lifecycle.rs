@@ -66,6 +66,84 @@ async fn fifty_concurrent_confirms_give_one_record_and_identical_bodies() {
 }
 
 #[tokio::test]
+async fn the_sweeper_completes_uploads_nobody_confirmed_and_fails_bad_ones() {
+    let big = png_of_size(6 * MIB);
+    let app = TestApp::spawn_with(&[
+        ("PRESIGN_EXPIRES", "3"),
+        ("MULTIPART_EXPIRES", "3"),
+        ("CLOCK_SKEW_MARGIN", "0"),
+        ("MULTIPART_THRESHOLD", "5242880"),
+        ("PART_SIZE", "5242880"),
+    ])
+    .await;
+    // Its bytes landed, and the client went away before confirming.
+    let good = app.issue("unconfirmed", "a.png", "image/png", PNG).await;
+    assert_eq!(app.put(&good, PNG).await.status(), StatusCode::OK);
+    // Bytes that are not the PNG they claim to be.
+    let bad = app.issue("unconfirmed", "b.png", "image/png", PNG).await;
+    let mut not_png = PNG.to_vec();
+    not_png[1] = b'X';
+    assert_eq!(app.put(&bad, &not_png).await.status(), StatusCode::OK);
+    // Every planned part stored, never completed.
+    let parts = app.issue_multipart("unconfirmed", &big, json!({})).await;
+    let parts_id = parts["upload_id"].as_str().expect("id").to_owned();
+    for (n, signed) in app.part_urls(&parts_id, &[1, 2]).await {
+        let range = if n == 1 {
+            0..5 * MIB
+        } else {
+            5 * MIB..big.len()
+        };
+        assert_eq!(
+            app.put_part(&signed, &big[range]).await.status(),
+            StatusCode::OK
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let report = app.uploads.sweep(Duration::ZERO).await.expect("sweep");
+    assert_eq!(
+        (report.completed, report.failed, report.expired),
+        (2, 1, 0),
+        "{report:?}"
+    );
+
+    let good_id = good["upload_id"].as_str().expect("id");
+    let record = app.get_json(&format!("/api/v1/uploads/{good_id}")).await;
+    assert_eq!(record["state"], "completed");
+    assert_eq!(
+        app.object(record["key"].as_str().expect("key"))
+            .await
+            .as_deref(),
+        Some(PNG)
+    );
+    let record = app.get_json(&format!("/api/v1/uploads/{parts_id}")).await;
+    assert_eq!(record["state"], "completed");
+    assert!(
+        app.object(record["key"].as_str().expect("key"))
+            .await
+            .expect("stored")
+            == big
+    );
+    let bad_id = bad["upload_id"].as_str().expect("id");
+    let record = app.get_json(&format!("/api/v1/uploads/{bad_id}")).await;
+    assert_eq!(
+        (record["state"].as_str(), record["failure_code"].as_str()),
+        (Some("failed"), Some("invalid_image"))
+    );
+    let left = files_in_store(&app).await;
+    assert!(
+        left.iter().all(|f| !f.contains(bad_id)),
+        "the refused bytes are gone: {left:?}"
+    );
+    // A client that confirms late gets the same record.
+    let late = app.confirm(good_id).await;
+    assert_eq!(late.status(), StatusCode::OK);
+    assert_eq!(
+        app.uploads.sweep(Duration::ZERO).await.expect("sweep"),
+        upload_broker::uploads::SweepReport::default()
+    );
+}
+
+#[tokio::test]
 async fn the_sweeper_expires_stale_uploads_and_removes_what_nobody_owns() {
     // Made first: the URLs below live five seconds, even on a busy machine.
     let big = png_of_size(6 * MIB);
@@ -78,9 +156,8 @@ async fn the_sweeper_expires_stale_uploads_and_removes_what_nobody_owns() {
     ])
     .await;
     let storage = &app.storage;
-    // Uploaded but never confirmed.
+    // Issued, and its bytes never came.
     let unconfirmed = app.issue("sweep", "a.png", "image/png", PNG).await;
-    assert_eq!(app.put(&unconfirmed, PNG).await.status(), StatusCode::OK);
     // A multipart upload with one part of two.
     let resp = app
         .create_upload(&json!({"image_id": "sweep", "filename": "b.png", "content_type": "image/png", "size": big.len()}))
@@ -812,39 +889,38 @@ async fn when_storage_comes_back_the_next_sweep_leaves_nothing_stuck() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    // The state moves first (the database is up); the object's removal waits for storage.
+    // Its bytes may be in storage: nothing is decided while storage cannot be asked.
     assert!(
         app.uploads.sweep(Duration::ZERO).await.is_err(),
         "the sweep cannot reach storage"
     );
     assert_eq!(
         app.row(id).await.expect("row").state,
-        upload_broker::uploads::UploadState::Expired
-    );
-    assert!(
-        store_owner
-            .storage
-            .head(&landing)
-            .await
-            .expect("head")
-            .is_some()
+        upload_broker::uploads::UploadState::Pending
     );
 
+    // Back: the next sweep finds the bytes, verifies them and completes the upload.
     proxy.set(true);
     assert_eq!(app.get("/health").await.status(), StatusCode::OK);
     let report = app.uploads.sweep(Duration::ZERO).await.expect("sweep");
-    assert_eq!(report.orphan_objects_deleted, 1, "{report:?}");
-    assert!(
-        store_owner
-            .storage
-            .head(&landing)
-            .await
-            .expect("head")
-            .is_none(),
-        "its object is gone"
+    assert_eq!((report.completed, report.expired), (1, 0), "{report:?}");
+    assert_eq!(
+        store_owner.object(key).await.as_deref(),
+        Some(PNG),
+        "served at its key"
     );
-    let (status, code) = error_code(app.confirm(id).await).await;
-    assert_eq!((status, code.as_str()), (StatusCode::GONE, "expired"));
+    if landing != key {
+        assert!(
+            store_owner.object(&landing).await.is_none(),
+            "the staged copy is gone"
+        );
+    }
+    let resp = app.confirm(id).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "a late confirm gets the record"
+    );
 }
 
 #[tokio::test]
