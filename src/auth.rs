@@ -71,6 +71,10 @@ pub enum AuthError {
     AdminKeyRequired,
     #[error("the operators' endpoints are off: set ADMIN_KEYS")]
     AdminDisabled,
+    #[error("this endpoint needs the storage events token: Authorization: Bearer <token>")]
+    StorageTokenRequired,
+    #[error("storage events are off: set STORAGE_EVENTS_TOKEN")]
+    StorageEventsDisabled,
 }
 
 impl AuthError {
@@ -87,6 +91,8 @@ impl AuthError {
             AuthError::NoSecret => "links_unavailable",
             AuthError::AdminKeyRequired => "unauthorized",
             AuthError::AdminDisabled => "admin_disabled",
+            AuthError::StorageTokenRequired => "unauthorized",
+            AuthError::StorageEventsDisabled => "storage_events_disabled",
         }
     }
 
@@ -98,6 +104,7 @@ impl AuthError {
                 | AuthError::Invalid
                 | AuthError::Expired
                 | AuthError::AdminKeyRequired
+                | AuthError::StorageTokenRequired
         )
     }
 }
@@ -107,6 +114,8 @@ pub struct Access {
     keys: Vec<Secret>,
     secret: Option<Secret>,
     admin_keys: Vec<Secret>,
+    /// `STORAGE_EVENTS_TOKEN`: what a store that sends event notifications presents.
+    storage_events: Option<Secret>,
 }
 
 impl std::fmt::Debug for Access {
@@ -141,6 +150,26 @@ impl Access {
             keys,
             secret,
             admin_keys,
+            storage_events: None,
+        }
+    }
+
+    /// The same, taking storage event notifications presented with `token`.
+    pub fn with_storage_events(mut self, token: Option<Secret>) -> Self {
+        self.storage_events = token;
+        self
+    }
+
+    /// Whether `bearer` is `STORAGE_EVENTS_TOKEN` (compared in constant time).
+    pub fn storage_events(&self, bearer: Option<&str>) -> Result<(), AuthError> {
+        let Some(token) = &self.storage_events else {
+            return Err(AuthError::StorageEventsDisabled);
+        };
+        let given = bearer.map(str::trim).unwrap_or_default();
+        if !given.is_empty() && constant_time_eq(token.expose().as_bytes(), given.as_bytes()) {
+            Ok(())
+        } else {
+            Err(AuthError::StorageTokenRequired)
         }
     }
 

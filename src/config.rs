@@ -166,6 +166,9 @@ pub struct AccessConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// `ADMIN_KEYS`: bearer keys of the operators' endpoints; none turns those off (403).
     pub admin_keys: Vec<Secret>,
+    /// `STORAGE_EVENTS_TOKEN`: the bearer token of `POST /api/v1/storage-events`; unset
+    /// turns it off (403).
+    pub storage_events_token: Option<Secret>,
 }
 
 /// Where events are sent, and how hard the service tries.
@@ -601,6 +604,7 @@ impl AccessConfig {
                 .into_iter()
                 .map(Secret::new)
                 .collect(),
+            storage_events_token: vars.text("STORAGE_EVENTS_TOKEN").map(Secret::new),
         })
     }
 }

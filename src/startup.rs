@@ -53,11 +53,14 @@ impl Application {
         let storage = Storage::connect(&config, store_shutdown).await?;
         let db = Db::connect(&config).await?;
         db.sync_config_endpoints(&config.webhooks.urls).await?;
-        let access = Arc::new(Access::new(
-            config.access.api_keys.clone(),
-            config.access.secret_key.clone(),
-            config.access.admin_keys.clone(),
-        ));
+        let access = Arc::new(
+            Access::new(
+                config.access.api_keys.clone(),
+                config.access.secret_key.clone(),
+                config.access.admin_keys.clone(),
+            )
+            .with_storage_events(config.access.storage_events_token.clone()),
+        );
         let uploads = UploadService::new(
             db.clone(),
             storage.clone(),

@@ -32,6 +32,9 @@ pub async fn authenticate<E: Endpoint>(next: E, mut req: Request) -> poem::Resul
                 }
                 Err(err) => Err(err),
             },
+            Auth::StorageEvents => access
+                .storage_events(super::bearer_token(&req).as_deref())
+                .map(|()| None),
         };
         match found {
             Ok(Some(caller)) => req.set_data(caller),

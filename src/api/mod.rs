@@ -75,6 +75,11 @@ pub struct AdminKey(
 /// The credentials of a v1 write request: needed only when `API_KEYS` is set. A handler
 /// takes it to document the scheme; the credential itself is checked first of all, by
 /// `auth::authenticate`, which hands the handler the `Caller` it found.
+/// `STORAGE_EVENTS_TOKEN`, presented by a store that sends event notifications.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", rename = "storage")]
+pub struct StorageToken(#[allow(dead_code)] Bearer);
+
 #[derive(SecurityScheme)]
 pub enum Credentials {
     Token(BearerToken),

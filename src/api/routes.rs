@@ -32,6 +32,8 @@ pub enum Auth {
     Caller,
     /// One of `ADMIN_KEYS` (403 `admin_disabled` when there are none).
     Admin,
+    /// `STORAGE_EVENTS_TOKEN` (403 `storage_events_disabled` when unset).
+    StorageEvents,
 }
 
 /// One method of a route.
@@ -135,6 +137,14 @@ pub const ROUTES: &[Route] = &[
         &[read("GET"), write("POST")],
     ),
     v1("/api/v1/uploads/{upload_id}/confirm", &[write("POST")]),
+    v1(
+        "/api/v1/storage-events",
+        &[Operation {
+            method: "POST",
+            limited: true,
+            auth: Auth::StorageEvents,
+        }],
+    ),
     v1("/api/v1/uploads/{upload_id}/variants/{variant}", GET),
     v1("/api/v1/webhooks", &[admin("GET"), admin("POST")]),
     v1("/api/v1/webhooks/deliveries", &[admin("GET")]),

@@ -8,7 +8,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ApiError, ApiTags, Credentials};
+use super::{ApiError, ApiTags, Credentials, StorageToken};
 use crate::auth::Caller;
 use crate::domain::ImageId;
 use crate::uploads::{self, Action, IssuedUpload, UploadService};
@@ -16,8 +16,8 @@ use poem::web::Data;
 
 pub use upload_broker_types::{
     CreateLinkRequest, CreateUploadRequest, IssuedUpload as IssuedUploadBody, SignPartsRequest,
-    SignedPart, SignedPartList, Text, Upload as UploadRecord, UploadLink as UploadLinkBody,
-    UploadMethod, UploadedPart, UploadedPartList,
+    SignedPart, SignedPartList, StorageEventsResult, Text, Upload as UploadRecord,
+    UploadLink as UploadLinkBody, UploadMethod, UploadedPart, UploadedPartList,
 };
 
 pub struct UploadsApi {
@@ -85,6 +85,13 @@ impl VariantRedirect {
     pub(super) fn found(url: String, cache: &str) -> Self {
         VariantRedirect::Found(url, cache.to_owned())
     }
+}
+
+#[derive(ApiResponse)]
+enum StorageEventsResponse {
+    /// What the notification did.
+    #[oai(status = 200)]
+    Ok(Json<StorageEventsResult>),
 }
 
 #[derive(ApiResponse)]
@@ -261,6 +268,33 @@ impl UploadsApi {
         let name = self.uploads.variant_name(&variant)?;
         let url = self.uploads.variant_url(id, &name).await?;
         Ok(VariantRedirect::found(url, VARIANT_REDIRECT_CACHE))
+    }
+
+    /// Take an S3 event notification
+    ///
+    /// For stores that send event notifications as webhooks (MinIO, Ceph RGW) or relays:
+    /// the same JSON S3 puts on a queue. Each `s3:ObjectCreated:*` record's key is
+    /// URL-decoded and the pending upload it names is confirmed, as its client would have;
+    /// repeats, unknown keys and other events change nothing. Needs `STORAGE_EVENTS_TOKEN`
+    /// as a bearer token (403 `storage_events_disabled` when it is not set).
+    #[oai(
+        path = "/api/v1/storage-events",
+        method = "post",
+        operation_id = "storage_events"
+    )]
+    async fn storage_events(
+        &self,
+        _auth: StorageToken,
+        body: Json<serde_json::Value>,
+    ) -> Result<StorageEventsResponse, ApiError> {
+        let report = self.uploads.storage_events(&body.0).await?;
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        Ok(StorageEventsResponse::Ok(Json(StorageEventsResult {
+            received: count(report.received),
+            completed: count(report.completed),
+            failed: count(report.failed),
+            ignored: count(report.ignored),
+        })))
     }
 
     /// Abort or delete an upload

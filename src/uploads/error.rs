@@ -140,6 +140,8 @@ pub enum UploadError {
     VariantsPending,
     #[error("variants are off: IMAGE_VARIANTS is empty")]
     VariantsOff,
+    #[error("the body is not an S3 event notification (no Records)")]
+    InvalidEvent,
 }
 
 impl UploadError {
@@ -211,6 +213,7 @@ impl UploadError {
             UploadError::NotCompleted(_) => Problem::new(409, "not_completed", message),
             UploadError::VariantsFailed(code) => Problem::new(422, code, message),
             UploadError::VariantsOff => Problem::new(409, "variants_off", message),
+            UploadError::InvalidEvent => Problem::bad_request("invalid_event", message),
             UploadError::VariantsPending => {
                 Problem::unavailable("variants_pending", message).retry_after(1)
             }

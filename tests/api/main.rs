@@ -16,6 +16,7 @@ mod multipart;
 mod openapi;
 mod replicas;
 mod security;
+mod storage_events;
 mod validation;
 mod variants;
 mod verification;

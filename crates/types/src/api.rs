@@ -453,3 +453,17 @@ mod tests {
         });
     }
 }
+
+/// What one storage event notification did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct StorageEventsResult {
+    /// Records in the notification.
+    pub received: u64,
+    /// Uploads it completed.
+    pub completed: u64,
+    /// Uploads verification refused (their objects deleted).
+    pub failed: u64,
+    /// Records that named no pending upload (repeats included), or no object creation.
+    pub ignored: u64,
+}

@@ -16,8 +16,8 @@ pub use admin::{
 };
 pub use api::{
     CreateLinkRequest, CreateUploadRequest, Error, ImageList, IssuedUpload, SignPartsRequest,
-    SignedPart, SignedPartList, Upload, UploadLink, UploadMethod, UploadState, UploadedPart,
-    UploadedPartList, VariantFile, VariantsState,
+    SignedPart, SignedPartList, StorageEventsResult, Upload, UploadLink, UploadMethod, UploadState,
+    UploadedPart, UploadedPartList, VariantFile, VariantsState,
 };
 pub use format::{ImageFormat, InputError};
 pub use plan::PartPlan;

@@ -1,0 +1,123 @@
+//! Uploads completed by the store's word: S3 event notifications (`s3:ObjectCreated:*`,
+//! pushed to `POST /api/v1/storage-events` by stores that send webhooks, or relays) name
+//! the keys written, and each pending upload they name is confirmed as its client would
+//! have, through the same confirm. Repeats, unknown keys and other events change nothing.
+
+use serde_json::Value;
+
+use super::{KEY_PREFIX, STAGING_PREFIX, UploadError, UploadService, UploadState};
+
+/// What one notification did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageEventReport {
+    /// Records in it.
+    pub received: usize,
+    /// Uploads it completed.
+    pub completed: usize,
+    /// Uploads verification refused (their objects deleted).
+    pub failed: usize,
+    /// Records that named no pending upload, or were not object creations.
+    pub ignored: usize,
+}
+
+/// The key a record names, URL-decoded as S3 encodes it (`+` for a space).
+fn record_key(record: &Value) -> Option<String> {
+    let created = record
+        .get("eventName")
+        .and_then(Value::as_str)
+        .is_some_and(|name| name.trim_start_matches("s3:").starts_with("ObjectCreated:"));
+    let raw = record.pointer("/s3/object/key").and_then(Value::as_str)?;
+    created.then(|| {
+        form_urlencoded::parse(format!("k={raw}").as_bytes())
+            .next()
+            .map(|(_, key)| key.into_owned())
+            .unwrap_or_default()
+    })
+}
+
+/// The key an upload's object is served at, for a key a PUT may write (a staged one too).
+fn object_key(key: &str) -> Option<String> {
+    match key.strip_prefix(STAGING_PREFIX) {
+        Some(rest) => Some(format!("{KEY_PREFIX}{rest}")),
+        None => key.starts_with(KEY_PREFIX).then(|| key.to_owned()),
+    }
+}
+
+impl UploadService {
+    /// Confirms each pending upload an S3 event notification names. A failure to reach
+    /// the database or the store is an error (the sender tries again); everything else
+    /// is counted in the report.
+    pub async fn storage_events(&self, body: &Value) -> Result<StorageEventReport, UploadError> {
+        let mut report = StorageEventReport::default();
+        // The test message S3 sends when a notification is configured.
+        if body.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+            return Ok(report);
+        }
+        let records = body
+            .get("Records")
+            .and_then(Value::as_array)
+            .ok_or(UploadError::InvalidEvent)?;
+        for record in records {
+            report.received += 1;
+            let Some(key) = record_key(record).as_deref().and_then(object_key) else {
+                report.ignored += 1;
+                continue;
+            };
+            let Some(row) = self.db.find_by_key(&key).await? else {
+                report.ignored += 1;
+                continue;
+            };
+            if row.state != UploadState::Pending {
+                report.ignored += 1;
+                continue;
+            }
+            match self.confirm(row.id).await {
+                Ok(upload) if upload.state == UploadState::Completed => report.completed += 1,
+                Ok(_) | Err(UploadError::NotUploaded | UploadError::Gone(_)) => {
+                    report.ignored += 1;
+                }
+                Err(UploadError::Rejected(_)) => report.failed += 1,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn keys_are_read_as_s3_encodes_them() {
+        let record =
+            |name: &str, key: &str| json!({"eventName": name, "s3": {"object": {"key": key}}});
+        assert_eq!(
+            record_key(&record("ObjectCreated:Put", "uploads/user%5F1/a+b.png")),
+            Some("uploads/user_1/a b.png".to_owned())
+        );
+        assert_eq!(
+            record_key(&record(
+                "s3:ObjectCreated:CompleteMultipartUpload",
+                "uploads/x/y.png"
+            )),
+            Some("uploads/x/y.png".to_owned())
+        );
+        assert_eq!(
+            record_key(&record("ObjectRemoved:Delete", "uploads/x/y.png")),
+            None
+        );
+        assert_eq!(record_key(&json!({"eventName": "ObjectCreated:Put"})), None);
+        assert_eq!(
+            object_key("staging/x/y.png").as_deref(),
+            Some("uploads/x/y.png")
+        );
+        assert_eq!(
+            object_key("uploads/x/y.png").as_deref(),
+            Some("uploads/x/y.png")
+        );
+        assert_eq!(object_key("variants/x/y/thumb.webp"), None);
+    }
+}

@@ -1,0 +1,178 @@
+//! `POST /api/v1/storage-events`: uploads completed by the store's own notifications.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const TOKEN: &str = "storage-events-token-of-the-tests";
+
+/// An S3 event notification naming `keys`, as S3 (and MinIO) send it.
+fn notification(event: &str, keys: &[String]) -> Value {
+    let records: Vec<Value> = keys
+        .iter()
+        .map(|key| {
+            json!({
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "eventName": event,
+                "s3": {"bucket": {"name": "upload-broker"}, "object": {"key": key, "size": 68}},
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// A key as S3 writes it in a notification: URL-encoded.
+fn encoded(key: &str) -> String {
+    key.replace('_', "%5F")
+}
+
+async fn notify(app: &TestApp, token: Option<&str>, body: &Value) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(app.url("/api/v1/storage-events"))
+        .json(body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.expect("POST")
+}
+
+#[tokio::test]
+async fn storage_events_need_their_token() {
+    let off = TestApp::spawn().await;
+    let body = notification("ObjectCreated:Put", &[]);
+    assert_eq!(
+        error_code(notify(&off, Some(TOKEN), &body).await).await,
+        (StatusCode::FORBIDDEN, "storage_events_disabled".into())
+    );
+    let app = TestApp::spawn_with(&[("STORAGE_EVENTS_TOKEN", TOKEN)]).await;
+    for token in [None, Some("wrong")] {
+        let resp = notify(&app, token, &body).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{token:?}");
+        assert!(resp.headers().contains_key("www-authenticate"));
+    }
+    assert_eq!(
+        notify(&app, Some(TOKEN), &body).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_notification_completes_the_upload_it_names_once() {
+    let app = TestApp::spawn_with(&[("STORAGE_EVENTS_TOKEN", TOKEN)]).await;
+    let issued = app
+        .issue("stored_by_event", "a.png", "image/png", PNG)
+        .await;
+    assert_eq!(app.put(&issued, PNG).await.status(), StatusCode::OK);
+    let id = issued["upload_id"].as_str().expect("id");
+    let key = issued["key"].as_str().expect("key");
+    let event = notification("ObjectCreated:Put", &[encoded(key)]);
+
+    let resp = notify(&app, Some(TOKEN), &event).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let report: Value = resp.json().await.expect("JSON");
+    assert_eq!(
+        report,
+        json!({"received": 1, "completed": 1, "failed": 0, "ignored": 0})
+    );
+    let record = app.get_json(&format!("/api/v1/uploads/{id}")).await;
+    assert_eq!(record["state"], "completed");
+    assert_eq!(app.object(key).await.as_deref(), Some(PNG));
+
+    // Delivered again (queues deliver at least once): nothing more happens.
+    for _ in 0..2 {
+        let report: Value = notify(&app, Some(TOKEN), &event)
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(report["ignored"], 1);
+    }
+    let upload_id = uuid::Uuid::parse_str(id).expect("uuid");
+    let completions = app
+        .sql("SELECT upload_id, event_type FROM events")
+        .await
+        .iter()
+        .filter(|row| {
+            row.try_get::<uuid::Uuid>("", "upload_id").ok() == Some(upload_id)
+                && row.try_get::<String>("", "event_type").ok().as_deref()
+                    == Some("upload.completed")
+        })
+        .count();
+    assert_eq!(completions, 1, "one completion");
+    assert_eq!(app.get_json(&format!("/api/v1/uploads/{id}")).await, record);
+    // A client's own confirm still answers with the same record.
+    assert_eq!(app.confirm(id).await.status(), StatusCode::OK);
+
+    // Refused bytes fail their upload; unknown keys and other events are ignored.
+    let bad = app
+        .issue("stored_by_event", "b.png", "image/png", PNG)
+        .await;
+    let mut not_png = PNG.to_vec();
+    not_png[1] = b'X';
+    assert_eq!(app.put(&bad, &not_png).await.status(), StatusCode::OK);
+    let keys = [
+        encoded(bad["key"].as_str().expect("key")),
+        "uploads/nobody/01a2425e-2a03-73a1-8270-35004c54fae5.png".to_owned(),
+        "elsewhere/file.png".to_owned(),
+    ];
+    let report: Value = notify(&app, Some(TOKEN), &notification("ObjectCreated:Put", &keys))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        report,
+        json!({"received": 3, "completed": 0, "failed": 1, "ignored": 2})
+    );
+    let record = app
+        .get_json(&format!(
+            "/api/v1/uploads/{}",
+            bad["upload_id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(record["state"], "failed");
+    let removed = notification("ObjectRemoved:Delete", &[encoded(key)]);
+    let report: Value = notify(&app, Some(TOKEN), &removed)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(report["ignored"], 1);
+    // The test message S3 sends when a notification is set up, and a body that is no
+    // notification.
+    let test_event =
+        json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "upload-broker"});
+    assert_eq!(
+        notify(&app, Some(TOKEN), &test_event).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        error_code(notify(&app, Some(TOKEN), &json!({"hello": 1})).await).await,
+        (StatusCode::BAD_REQUEST, "invalid_event".into())
+    );
+}
+
+#[tokio::test]
+async fn a_staged_key_names_its_upload() {
+    let app = TestApp::spawn_with(&[
+        ("STORAGE_EVENTS_TOKEN", TOKEN),
+        ("S3_CONDITIONAL_WRITES", "false"),
+    ])
+    .await;
+    let issued = app.issue("staged_event", "a.png", "image/png", PNG).await;
+    assert_eq!(app.put(&issued, PNG).await.status(), StatusCode::OK);
+    let staged = upload_broker::uploads::staging_key(issued["key"].as_str().expect("key"));
+    let report: Value = notify(
+        &app,
+        Some(TOKEN),
+        &notification("ObjectCreated:Put", &[encoded(&staged)]),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    assert_eq!(report["completed"], 1, "{report}");
+}
