@@ -111,6 +111,8 @@ pub struct StorageSettings {
     /// cannot be replaced; without it they do not, and confirm's copy is conditional on
     /// the verified ETag alone.
     pub conditional_writes: bool,
+    /// `AUTO_CONFIRM`: the embedded store confirms a single PUT as soon as it lands.
+    pub auto_confirm: bool,
     /// The bucket is private: every `s3_url` is a presigned GET.
     pub private_bucket: bool,
     /// The store's endpoint as clients reach it, when it differs from `AWS_ENDPOINT_URL`
@@ -465,6 +467,7 @@ impl StorageSettings {
             public_base_url: vars.url("PUBLIC_BASE_URL")?,
             private_bucket: vars.flag("PRIVATE_BUCKET", false)?,
             conditional_writes: vars.flag("S3_CONDITIONAL_WRITES", true)?,
+            auto_confirm: vars.flag("AUTO_CONFIRM", true)?,
             s3_public_endpoint: vars.url("S3_PUBLIC_ENDPOINT_URL")?,
             object_url_expires: vars.seconds(
                 "OBJECT_URL_EXPIRES",

@@ -104,6 +104,9 @@ impl Application {
                 "webhooks on"
             );
         }
+        if let Some(landed) = storage.take_landed() {
+            crate::uploads::spawn_auto_confirm(uploads.clone(), landed, shutdown.clone());
+        }
         if config.variants.enabled() {
             crate::variants::spawn_variant_worker(
                 db.clone(),

@@ -36,9 +36,15 @@ impl Storage {
     /// Connects to the configured store, starting the embedded one when no bucket is set.
     pub async fn connect(config: &Config, shutdown: Shutdown) -> Result<Self, EmbeddedStoreError> {
         let timeouts = timeouts(config);
+        let mut landed = None;
         let connected = match &config.storage.backend {
             StorageConfig::Embedded { port, root } => {
-                let store = embedded::start(root, *port, shutdown).await?;
+                let sender = config.storage.auto_confirm.then(|| {
+                    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+                    landed = Some(receiver);
+                    sender
+                });
+                let store = embedded::start(root, *port, sender, shutdown).await?;
                 connect_embedded(config, &store, root, timeouts).await?
             }
             StorageConfig::External {
@@ -72,6 +78,7 @@ impl Storage {
                 None => connected.urls,
             },
             embedded: connected.embedded,
+            landed: Arc::new(std::sync::Mutex::new(landed)),
         };
         // What a killed process left in the embedded store goes before anything is served;
         // files younger than a URL's lifetime are left to the sweeper.

@@ -57,6 +57,7 @@ pub struct EmbeddedStore {
 pub async fn start(
     root: &Path,
     port: u16,
+    landed: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     shutdown: Shutdown,
 ) -> Result<EmbeddedStore, EmbeddedStoreError> {
     let bucket_dir = root.join(EMBEDDED_BUCKET);
@@ -74,7 +75,8 @@ pub async fn start(
         root.to_path_buf(),
         root.with_extension("parts"),
     ));
-    let mut builder = S3ServiceBuilder::new(super::strict_fs::StrictFs::new(fs, files.clone()));
+    let mut builder =
+        S3ServiceBuilder::new(super::strict_fs::StrictFs::new(fs, files.clone(), landed));
     builder.set_auth(SimpleAuth::from_single(
         access_key.clone(),
         secret_key.expose().to_owned(),

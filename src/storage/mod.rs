@@ -65,9 +65,16 @@ pub struct Storage {
     object_urls: ObjectUrls,
     /// The embedded store's files; `None` for other stores.
     embedded: Option<Arc<leftovers::InternalFiles>>,
+    /// The keys the embedded store's PutObjects write (`AUTO_CONFIRM`), until taken.
+    landed: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>>,
 }
 
 impl Storage {
+    /// The keys the embedded store's PutObjects write, once (`AUTO_CONFIRM`).
+    pub fn take_landed(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        self.landed.lock().ok()?.take()
+    }
+
     pub fn is_embedded(&self) -> bool {
         self.embedded.is_some()
     }

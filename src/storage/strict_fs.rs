@@ -24,6 +24,8 @@ use super::leftovers::InternalFiles;
 
 pub struct StrictFs {
     fs: s3s_fs::FileSystem,
+    /// Told the key of every object a PutObject wrote (`AUTO_CONFIRM`).
+    landed: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     /// The store's root folder, where s3s-fs keeps its multipart bookkeeping, and the part
     /// records: one file per uploaded part, `<upload id>.<part number>`, holding the ETag
     /// and the part's SHA-256 on two lines.
@@ -31,8 +33,12 @@ pub struct StrictFs {
 }
 
 impl StrictFs {
-    pub fn new(fs: s3s_fs::FileSystem, files: Arc<InternalFiles>) -> Self {
-        Self { fs, files }
+    pub fn new(
+        fs: s3s_fs::FileSystem,
+        files: Arc<InternalFiles>,
+        landed: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    ) -> Self {
+        Self { fs, files, landed }
     }
 
     fn record_path(&self, upload_id: &str, part_number: i32) -> Option<PathBuf> {
@@ -132,8 +138,14 @@ impl S3 for StrictFs {
         mut req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let mismatch = guard_body(req.input.checksum_sha256.as_deref(), &mut req.input.body);
-        let result = self.fs.put_object(req).await;
-        bad_digest(&mismatch, result)
+        let key = req.input.key.clone();
+        let result = bad_digest(&mismatch, self.fs.put_object(req).await);
+        if let (Ok(_), Some(landed)) = (&result, &self.landed) {
+            // Written whole: whoever listens confirms it (a closed listener misses nothing
+            // the sweeper will not find).
+            let _ = landed.send(key);
+        }
+        result
     }
 
     async fn upload_part(

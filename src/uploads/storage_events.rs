@@ -43,7 +43,40 @@ fn object_key(key: &str) -> Option<String> {
     }
 }
 
+/// What an object that landed did to its upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Landed {
+    Completed,
+    Failed,
+    /// It named no pending upload (a repeat, a key of no upload, an object since removed).
+    Ignored,
+}
+
+/// Objects the embedded store reports landed that are confirmed at once.
+const AUTO_CONFIRMS: usize = 16;
+
 impl UploadService {
+    /// Confirms the pending upload whose object (or staged object) `key` is, as its client
+    /// would have: the same confirm, so whoever confirms first wins and the others get the
+    /// same record.
+    pub async fn object_landed(&self, key: &str) -> Result<Landed, UploadError> {
+        let Some(key) = object_key(key) else {
+            return Ok(Landed::Ignored);
+        };
+        let Some(row) = self.db.find_by_key(&key).await? else {
+            return Ok(Landed::Ignored);
+        };
+        if row.state != UploadState::Pending {
+            return Ok(Landed::Ignored);
+        }
+        match self.confirm(row.id).await {
+            Ok(upload) if upload.state == UploadState::Completed => Ok(Landed::Completed),
+            Ok(_) | Err(UploadError::NotUploaded | UploadError::Gone(_)) => Ok(Landed::Ignored),
+            Err(UploadError::Rejected(_)) => Ok(Landed::Failed),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Confirms each pending upload an S3 event notification names. A failure to reach
     /// the database or the store is an error (the sender tries again); everything else
     /// is counted in the report.
@@ -59,25 +92,14 @@ impl UploadService {
             .ok_or(UploadError::InvalidEvent)?;
         for record in records {
             report.received += 1;
-            let Some(key) = record_key(record).as_deref().and_then(object_key) else {
-                report.ignored += 1;
-                continue;
+            let landed = match record_key(record) {
+                Some(key) => self.object_landed(&key).await?,
+                None => Landed::Ignored,
             };
-            let Some(row) = self.db.find_by_key(&key).await? else {
-                report.ignored += 1;
-                continue;
-            };
-            if row.state != UploadState::Pending {
-                report.ignored += 1;
-                continue;
-            }
-            match self.confirm(row.id).await {
-                Ok(upload) if upload.state == UploadState::Completed => report.completed += 1,
-                Ok(_) | Err(UploadError::NotUploaded | UploadError::Gone(_)) => {
-                    report.ignored += 1;
-                }
-                Err(UploadError::Rejected(_)) => report.failed += 1,
-                Err(err) => return Err(err),
+            match landed {
+                Landed::Completed => report.completed += 1,
+                Landed::Failed => report.failed += 1,
+                Landed::Ignored => report.ignored += 1,
             }
         }
         Ok(report)
@@ -120,4 +142,36 @@ mod tests {
         );
         assert_eq!(object_key("variants/x/y/thumb.webp"), None);
     }
+}
+
+/// Confirms each single PUT the embedded store reports as soon as it lands (`AUTO_CONFIRM`),
+/// at most `AUTO_CONFIRMS` at once, until `shutdown`. What cannot be confirmed now (storage
+/// or the database busy) is left to the client's confirm or the sweeper.
+pub fn spawn_auto_confirm(
+    uploads: UploadService,
+    mut landed: tokio::sync::mpsc::UnboundedReceiver<String>,
+    mut shutdown: crate::shutdown::Shutdown,
+) {
+    tokio::spawn(async move {
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(AUTO_CONFIRMS));
+        loop {
+            let key = tokio::select! {
+                key = landed.recv() => match key {
+                    Some(key) => key,
+                    None => return,
+                },
+                () = shutdown.wait() => return,
+            };
+            let Ok(slot) = std::sync::Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
+            let uploads = uploads.clone();
+            tokio::spawn(async move {
+                if let Err(err) = uploads.object_landed(&key).await {
+                    tracing::warn!(key, error = %err, "cannot confirm an object that landed");
+                }
+                drop(slot);
+            });
+        }
+    });
 }

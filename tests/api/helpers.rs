@@ -91,6 +91,9 @@ impl TestApp {
             // Variants are made where a test asks for them: elsewhere their jobs would add
             // objects and events that test does not expect.
             ("IMAGE_VARIANTS".into(), String::new()),
+            // The same for the embedded store's confirm of every PUT that lands: tests that
+            // look at an upload between its PUT and its confirm ask for it where they mean it.
+            ("AUTO_CONFIRM".into(), "false".into()),
         ]);
         if let Some(url) = test_database(&dir).await {
             env.insert("DATABASE_URL".into(), url);
@@ -890,6 +893,7 @@ pub async fn service_process_env(extra: &[(&str, &str)]) -> (Vec<(String, String
         ("EMBEDDED_S3_PORT".into(), "0".into()),
         ("SWEEP_INTERVAL".into(), "0".into()),
         ("IMAGE_VARIANTS".into(), String::new()),
+        ("AUTO_CONFIRM".into(), "false".into()),
     ];
     if on_external_store() {
         env.extend(seed.s3_settings().await);

@@ -176,3 +176,54 @@ async fn a_staged_key_names_its_upload() {
     .expect("JSON");
     assert_eq!(report["completed"], 1, "{report}");
 }
+
+#[tokio::test]
+async fn a_thousand_puts_with_no_confirm_all_complete_on_the_embedded_store() {
+    if on_external_store() {
+        return;
+    }
+    let app = TestApp::spawn_with(&[("AUTO_CONFIRM", "true")]).await;
+    let mut ids = Vec::new();
+    let app = &app;
+    for chunk in 0..50 {
+        let puts = (0..20).map(|n| async move {
+            let issued = app
+                .issue(
+                    &format!("auto{}", (chunk * 20 + n) % 7),
+                    "a.png",
+                    "image/png",
+                    PNG,
+                )
+                .await;
+            assert_eq!(app.put(&issued, PNG).await.status(), StatusCode::OK);
+            issued["upload_id"].as_str().expect("id").to_owned()
+        });
+        ids.extend(futures_util::future::join_all(puts).await);
+    }
+    assert_eq!(ids.len(), 1000);
+    let started = std::time::Instant::now();
+    for id in &ids {
+        loop {
+            let row = app.row(id).await.expect("row");
+            if row.state == upload_broker::uploads::UploadState::Completed {
+                break;
+            }
+            assert!(
+                started.elapsed().as_secs() < 120,
+                "{id} is still {:?}",
+                row.state
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    // Each stored once, at its key; a client's confirm afterwards gets the same record.
+    let record = app.get_json(&format!("/api/v1/uploads/{}", ids[0])).await;
+    assert_eq!(
+        app.object(record["key"].as_str().expect("key"))
+            .await
+            .as_deref(),
+        Some(PNG)
+    );
+    let confirmed: Value = app.confirm(&ids[0]).await.json().await.expect("JSON");
+    assert_eq!(confirmed, record);
+}
