@@ -113,6 +113,10 @@ pub struct StorageSettings {
     pub conditional_writes: bool,
     /// `AUTO_CONFIRM`: the embedded store confirms a single PUT as soon as it lands.
     pub auto_confirm: bool,
+    /// `S3_EVENTS_QUEUE_URL`: the SQS queue the bucket's event notifications go to, and
+    /// where SQS is reached (`AWS_ENDPOINT_URL_SQS`, then `AWS_ENDPOINT_URL`; AWS's own
+    /// when neither is set).
+    pub events_queue: Option<QueueSettings>,
     /// The bucket is private: every `s3_url` is a presigned GET.
     pub private_bucket: bool,
     /// The store's endpoint as clients reach it, when it differs from `AWS_ENDPOINT_URL`
@@ -468,6 +472,16 @@ impl StorageSettings {
             private_bucket: vars.flag("PRIVATE_BUCKET", false)?,
             conditional_writes: vars.flag("S3_CONDITIONAL_WRITES", true)?,
             auto_confirm: vars.flag("AUTO_CONFIRM", true)?,
+            events_queue: match vars.url("S3_EVENTS_QUEUE_URL")? {
+                None => None,
+                Some(url) => Some(QueueSettings {
+                    url,
+                    endpoint_url: match vars.url("AWS_ENDPOINT_URL_SQS")? {
+                        Some(endpoint) => Some(endpoint),
+                        None => vars.url("AWS_ENDPOINT_URL")?,
+                    },
+                }),
+            },
             s3_public_endpoint: vars.url("S3_PUBLIC_ENDPOINT_URL")?,
             object_url_expires: vars.seconds(
                 "OBJECT_URL_EXPIRES",
@@ -478,6 +492,13 @@ impl StorageSettings {
             operation_timeout: vars.seconds("S3_OPERATION_TIMEOUT", 30, (1, 3600))?,
         })
     }
+}
+
+/// The queue the bucket's event notifications arrive on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueSettings {
+    pub url: String,
+    pub endpoint_url: Option<String>,
 }
 
 impl StorageConfig {

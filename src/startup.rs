@@ -104,6 +104,10 @@ impl Application {
                 "webhooks on"
             );
         }
+        if let Some(queue) = crate::storage::EventQueue::connect(&config).await {
+            tracing::info!("storage events queue on");
+            crate::uploads::spawn_queue_poller(uploads.clone(), queue, shutdown.clone());
+        }
         if let Some(landed) = storage.take_landed() {
             crate::uploads::spawn_auto_confirm(uploads.clone(), landed, shutdown.clone());
         }

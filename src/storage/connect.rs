@@ -95,7 +95,7 @@ impl Storage {
 
 /// `S3_CONNECT_TIMEOUT` per connection, and `S3_OPERATION_TIMEOUT` for a whole operation
 /// with its retries (a request's calls together are held to it as well: `budget`).
-fn timeouts(config: &Config) -> TimeoutConfig {
+pub(super) fn timeouts(config: &Config) -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(config.storage.connect_timeout)
         .operation_timeout(config.storage.operation_timeout)
@@ -200,7 +200,7 @@ async fn connect_external(
 
 /// The AWS configuration from the environment, profile or instance, in the configured
 /// region, with the configured keys in place of the chain's when given.
-async fn load_aws_config(
+pub(super) async fn load_aws_config(
     config: &Config,
     keys: Option<&StaticCredentials>,
     timeouts: TimeoutConfig,

@@ -16,6 +16,7 @@ mod multipart;
 mod objects;
 mod payload;
 mod presign;
+mod queue;
 mod strict_fs;
 #[cfg(test)]
 mod tests;
@@ -34,6 +35,7 @@ pub use objects::ObjectHead;
 pub use payload::Payload;
 use presign::Presigner;
 pub use presign::SignedRequest;
+pub use queue::{EventQueue, QueuedMessage};
 
 /// How `s3_url` is made for a key.
 #[derive(Debug, Clone)]

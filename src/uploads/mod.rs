@@ -31,7 +31,7 @@ pub use record::{
     BucketCors, ImagePage, IssuedUpload, SignedRequest, StoredPart, Upload, UploadMethod,
     UploadState, VariantFiles, VariantsState, wire_state,
 };
-pub use storage_events::{Landed, StorageEventReport, spawn_auto_confirm};
+pub use storage_events::{Landed, StorageEventReport, spawn_auto_confirm, spawn_queue_poller};
 pub use streamed::{STREAM_BUFFER_BUDGET, StoredObject};
 pub use sweep::{KEY_PREFIX, STAGING_PREFIX, SweepReport, spawn_sweeper};
 pub use variants::{JOB_LEASE, VARIANT_PREFIX, VariantName, variant_key};

@@ -175,3 +175,79 @@ pub fn spawn_auto_confirm(
         }
     });
 }
+
+/// A message's notification: the S3 event JSON itself, or inside an SNS envelope (a bucket
+/// that notifies a topic the queue subscribes to).
+fn notification_of(body: &str) -> Option<Value> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    if value.get("Type").and_then(Value::as_str) == Some("Notification") {
+        return serde_json::from_str(value.get("Message")?.as_str()?).ok();
+    }
+    Some(value)
+}
+
+/// Long-polls `queue` for the bucket's event notifications until `shutdown`, confirming
+/// each upload they name. A message is deleted once it is handled, or when it is no
+/// notification at all (logged); one that could not be handled (the database or the
+/// store unavailable) stays, for SQS to deliver again.
+pub fn spawn_queue_poller(
+    uploads: UploadService,
+    queue: crate::storage::EventQueue,
+    mut shutdown: crate::shutdown::Shutdown,
+) {
+    tokio::spawn(async move {
+        let mut failures: u32 = 0;
+        loop {
+            let received = tokio::select! {
+                received = queue.receive() => received,
+                () = shutdown.wait() => return,
+            };
+            let messages = match received {
+                Ok(messages) => {
+                    failures = 0;
+                    messages
+                }
+                Err(err) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %err, "cannot receive from the storage events queue");
+                    let wait = std::time::Duration::from_secs(u64::from(failures.min(30)));
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => continue,
+                        () = shutdown.wait() => return,
+                    }
+                }
+            };
+            for message in messages {
+                let handled = match notification_of(&message.body) {
+                    None => {
+                        tracing::warn!(
+                            "a storage events message that is no notification was removed"
+                        );
+                        true
+                    }
+                    Some(notification) => match uploads.storage_events(&notification).await {
+                        Ok(report) => {
+                            tracing::debug!(
+                                completed = report.completed,
+                                ignored = report.ignored,
+                                "storage events handled"
+                            );
+                            true
+                        }
+                        Err(UploadError::InvalidEvent) => {
+                            tracing::warn!("a storage events message without Records was removed");
+                            true
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "a storage events message is left for SQS to deliver again");
+                            false
+                        }
+                    },
+                };
+                if handled && let Err(err) = queue.delete(&message.receipt).await {
+                    tracing::warn!(error = %err, "cannot delete a handled storage events message");
+                }
+            }
+        }
+    });
+}

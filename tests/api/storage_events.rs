@@ -227,3 +227,165 @@ async fn a_thousand_puts_with_no_confirm_all_complete_on_the_embedded_store() {
     let confirmed: Value = app.confirm(&ids[0]).await.json().await.expect("JSON");
     assert_eq!(confirmed, record);
 }
+
+/// S3 and SQS on moto's server (`tests/support/moto.sh`, which `.ci/run` starts and names
+/// in `TEST_MOTO_ENDPOINT`); without it the test has nothing to run against.
+fn moto() -> Option<String> {
+    std::env::var("TEST_MOTO_ENDPOINT").ok()
+}
+
+#[tokio::test]
+async fn bucket_notifications_on_sqs_complete_uploads_once() {
+    use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+    let Some(endpoint) = moto() else {
+        return;
+    };
+    let name = format!("ub-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let credentials =
+        aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests");
+    let region = aws_sdk_s3::config::Region::new("us-east-1");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(region.clone())
+            .credentials_provider(credentials.clone())
+            .endpoint_url(&endpoint)
+            .force_path_style(true)
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version_latest()
+            .region(region)
+            .credentials_provider(credentials)
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("bucket");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("queue URL");
+    let notify = QueueConfiguration::builder()
+        .queue_arn(format!("arn:aws:sqs:us-east-1:123456789012:{name}"))
+        .events(Event::from("s3:ObjectCreated:*"))
+        .build()
+        .expect("queue configuration");
+    s3.put_bucket_notification_configuration()
+        .bucket(&name)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(notify)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("notification");
+    let app = TestApp::spawn_with(&[
+        ("AWS_BUCKET_NAME", name.as_str()),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("S3_EVENTS_QUEUE_URL", queue_url.as_str()),
+        ("S3_CONDITIONAL_WRITES", "false"),
+    ])
+    .await;
+    let completed = |id: String| {
+        let app = &app;
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let record = app.get_json(&format!("/api/v1/uploads/{id}")).await;
+                if record["state"] != "pending" {
+                    return record;
+                }
+                assert!(started.elapsed().as_secs() < 60, "{id} never completed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+
+    // A PUT and no confirm: the bucket's notification completes it.
+    let issued = app.issue("queued", "a.png", "image/png", PNG).await;
+    assert_eq!(app.put(&issued, PNG).await.status(), StatusCode::OK);
+    let id = issued["upload_id"].as_str().expect("id").to_owned();
+    assert_eq!(completed(id.clone()).await["state"], "completed");
+
+    // One notification delivered three times (SQS delivers at least once): one completion.
+    let twice = app.issue("queued", "b.png", "image/png", PNG).await;
+    let staged = upload_broker::uploads::staging_key(twice["key"].as_str().expect("key"));
+    let body = notification("ObjectCreated:Put", &[encoded(&staged)]).to_string();
+    // Sent before its bytes land: the PUT's own notification comes too.
+    for _ in 0..3 {
+        sqs.send_message()
+            .queue_url(&queue_url)
+            .message_body(&body)
+            .send()
+            .await
+            .expect("send");
+    }
+    assert_eq!(app.put(&twice, PNG).await.status(), StatusCode::OK);
+    let twice_id = twice["upload_id"].as_str().expect("id").to_owned();
+    assert_eq!(completed(twice_id.clone()).await["state"], "completed");
+
+    // A message that is no notification is logged and removed; the poller carries on.
+    sqs.send_message()
+        .queue_url(&queue_url)
+        .message_body("not a notification")
+        .send()
+        .await
+        .expect("send");
+    let after = app.issue("queued", "c.png", "image/png", PNG).await;
+    assert_eq!(app.put(&after, PNG).await.status(), StatusCode::OK);
+    assert_eq!(
+        completed(after["upload_id"].as_str().expect("id").to_owned()).await["state"],
+        "completed"
+    );
+
+    let mut completions = 0;
+    for row in app.sql("SELECT upload_id, event_type FROM events").await {
+        let upload: uuid::Uuid = row.try_get("", "upload_id").expect("id");
+        let kind: String = row.try_get("", "event_type").expect("type");
+        if upload.to_string() == twice_id && kind == "upload.completed" {
+            completions += 1;
+        }
+    }
+    assert_eq!(
+        completions, 1,
+        "one completion for a notification delivered four times"
+    );
+    // Everything handled is deleted: the queue drains.
+    let started = std::time::Instant::now();
+    loop {
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .expect("attributes");
+        let left = attributes
+            .attributes()
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            })
+            .cloned()
+            .unwrap_or_default();
+        if left == "0" {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "{left} messages left on the queue"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
