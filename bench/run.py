@@ -292,7 +292,9 @@ def main():
         target, service = Target(args.base_url), None
     else:
         common.build()
-        service = common.Service()
+        # Every confirm measured does the work: the embedded store does not confirm the
+        # prepared PUTs itself, and no sweep runs meanwhile.
+        service = common.Service(AUTO_CONFIRM="false", SWEEP_INTERVAL="0")
         target = Target(service.base, service.proc.pid)
     try:
         rows = http_rows(target, args.seconds, args.connections)
