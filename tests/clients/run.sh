@@ -202,9 +202,11 @@ step "node --test (openapi-fetch flow)" run_ts
 step "tsc --noEmit (null in generated types)" bash -c "cd '$HERE' && tsc --noEmit -p tsconfig.nullable.json"
 
 # The fuzzer gets a service of its own, so what it creates stays out of the tests' way.
-# With an admin key, so the webhooks API is fuzzed past its authentication too (the
-# uploads API, open here, ignores the header); its checks still send requests without it.
-start_service fuzz ADMIN_KEYS=client-suite-admin-key
+# With an admin key, so the webhooks and admin APIs are fuzzed past their authentication
+# too (the uploads API, open here, ignores the header); its checks still send requests
+# without it. Storage events are on (with another token), so a request without one is the
+# documented 401.
+start_service fuzz ADMIN_KEYS=client-suite-admin-key STORAGE_EVENTS_TOKEN=client-suite-storage-token
 run_schemathesis() {
     (cd "$GEN" && schemathesis --config-file "$HERE/schemathesis.toml" run "$SERVICE_URL/openapi.json" \
         -H "Authorization: Bearer client-suite-admin-key" \
