@@ -380,16 +380,8 @@ impl Db {
         let mut query = Upload::find()
             .filter(Column::ImageId.eq(image_id))
             .filter(Column::State.eq(UploadState::Completed));
-        if let Some((uploaded_at, id)) = after {
-            query = query.filter(
-                Condition::any()
-                    .add(Column::UploadedAt.lt(uploaded_at))
-                    .add(
-                        Condition::all()
-                            .add(Column::UploadedAt.eq(uploaded_at))
-                            .add(Column::Id.lt(id)),
-                    ),
-            );
+        if let Some(cursor) = after {
+            query = query.filter(older_than(Column::UploadedAt, Column::Id, cursor));
         }
         Ok(query
             .order_by_desc(Column::UploadedAt)
@@ -537,6 +529,18 @@ async fn insert_group(write: &DatabaseConnection, group: &[PendingInsert]) -> Re
         .await?;
     transitions::created(&txn, group.len() as i64, bytes).await?;
     txn.commit().await
+}
+
+/// Rows after the cursor `(at, id)` in a newest-first, `(at, id)`-ordered page: older,
+/// or as old with a smaller id (the keyset every paged list uses).
+pub(crate) fn older_than<C: ColumnTrait>(
+    at_column: C,
+    id_column: C,
+    (at, id): (OffsetDateTime, Uuid),
+) -> Condition {
+    Condition::any()
+        .add(at_column.lt(at))
+        .add(Condition::all().add(at_column.eq(at)).add(id_column.lt(id)))
 }
 
 /// A pool of `max` connections; on SQLite, with a page cache of `cache_kib` each when given.

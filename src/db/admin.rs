@@ -7,7 +7,7 @@ use entity::audit_entry::{self as audit, Entity as Audit};
 use entity::upload::{Column, Entity as Upload, Model};
 use entity::upload_counter::{self as counter, Entity as Counter};
 use entity::upload_hourly::{self as hourly, Entity as Hourly};
-use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter,
     QueryOrder, QuerySelect, Select,
@@ -15,7 +15,7 @@ use sea_orm::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Db, DbError, counters};
+use super::{Db, DbError, counters, older_than};
 
 /// One operator action to record.
 #[derive(Debug, Clone)]
@@ -74,15 +74,6 @@ pub(super) async fn write<C: ConnectionTrait>(conn: &C, entry: &NewAudit) -> Res
     Ok(())
 }
 
-/// Rows after `(created_at, id)`, newest first.
-fn before(at: OffsetDateTime, id: Uuid) -> Condition {
-    Condition::any().add(Column::CreatedAt.lt(at)).add(
-        Condition::all()
-            .add(Column::CreatedAt.eq(at))
-            .add(Column::Id.lt(id)),
-    )
-}
-
 /// The search, as the database runs it (public so tests can ask how it is planned).
 pub fn search_query(
     filter: &UploadFilter,
@@ -105,8 +96,8 @@ pub fn search_query(
     if let Some(until) = filter.until {
         query = query.filter(Column::CreatedAt.lt(until));
     }
-    if let Some((at, id)) = after {
-        query = query.filter(before(at, id));
+    if let Some(cursor) = after {
+        query = query.filter(older_than(Column::CreatedAt, Column::Id, cursor));
     }
     query
         .order_by_desc(Column::CreatedAt)
@@ -199,14 +190,8 @@ impl Db {
         limit: u64,
     ) -> Result<Vec<AuditRow>, DbError> {
         let mut query = Audit::find();
-        if let Some((at, id)) = after {
-            query = query.filter(
-                Condition::any().add(audit::Column::At.lt(at)).add(
-                    Condition::all()
-                        .add(audit::Column::At.eq(at))
-                        .add(audit::Column::Id.lt(id)),
-                ),
-            );
+        if let Some(cursor) = after {
+            query = query.filter(older_than(audit::Column::At, audit::Column::Id, cursor));
         }
         Ok(query
             .order_by_desc(audit::Column::At)

@@ -41,7 +41,8 @@ const WAIT_FOR_OTHERS: Duration = Duration::from_secs(30);
 /// Where a variant is stored.
 pub fn variant_key(image_id: &str, upload_id: Uuid, preset: &str, format: VariantFormat) -> String {
     format!(
-        "{VARIANT_PREFIX}{image_id}/{upload_id}/{preset}.{}",
+        "{}{preset}.{}",
+        variants_of(image_id, upload_id),
         format.extension()
     )
 }
