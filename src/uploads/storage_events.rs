@@ -106,44 +106,6 @@ impl UploadService {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn keys_are_read_as_s3_encodes_them() {
-        let record =
-            |name: &str, key: &str| json!({"eventName": name, "s3": {"object": {"key": key}}});
-        assert_eq!(
-            record_key(&record("ObjectCreated:Put", "uploads/user%5F1/a+b.png")),
-            Some("uploads/user_1/a b.png".to_owned())
-        );
-        assert_eq!(
-            record_key(&record(
-                "s3:ObjectCreated:CompleteMultipartUpload",
-                "uploads/x/y.png"
-            )),
-            Some("uploads/x/y.png".to_owned())
-        );
-        assert_eq!(
-            record_key(&record("ObjectRemoved:Delete", "uploads/x/y.png")),
-            None
-        );
-        assert_eq!(record_key(&json!({"eventName": "ObjectCreated:Put"})), None);
-        assert_eq!(
-            object_key("staging/x/y.png").as_deref(),
-            Some("uploads/x/y.png")
-        );
-        assert_eq!(
-            object_key("uploads/x/y.png").as_deref(),
-            Some("uploads/x/y.png")
-        );
-        assert_eq!(object_key("variants/x/y/thumb.webp"), None);
-    }
-}
-
 /// Confirms each single PUT the embedded store reports as soon as it lands (`AUTO_CONFIRM`),
 /// at most `AUTO_CONFIRMS` at once, until `shutdown`. What cannot be confirmed now (storage
 /// or the database busy) is left to the client's confirm or the sweeper.
@@ -250,4 +212,42 @@ pub fn spawn_queue_poller(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn keys_are_read_as_s3_encodes_them() {
+        let record =
+            |name: &str, key: &str| json!({"eventName": name, "s3": {"object": {"key": key}}});
+        assert_eq!(
+            record_key(&record("ObjectCreated:Put", "uploads/user%5F1/a+b.png")),
+            Some("uploads/user_1/a b.png".to_owned())
+        );
+        assert_eq!(
+            record_key(&record(
+                "s3:ObjectCreated:CompleteMultipartUpload",
+                "uploads/x/y.png"
+            )),
+            Some("uploads/x/y.png".to_owned())
+        );
+        assert_eq!(
+            record_key(&record("ObjectRemoved:Delete", "uploads/x/y.png")),
+            None
+        );
+        assert_eq!(record_key(&json!({"eventName": "ObjectCreated:Put"})), None);
+        assert_eq!(
+            object_key("staging/x/y.png").as_deref(),
+            Some("uploads/x/y.png")
+        );
+        assert_eq!(
+            object_key("uploads/x/y.png").as_deref(),
+            Some("uploads/x/y.png")
+        );
+        assert_eq!(object_key("variants/x/y/thumb.webp"), None);
+    }
 }
