@@ -19,6 +19,12 @@ port="${MOTO_TEST_PORT:-23950}"
 answers() {
     [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/moto-api/")" != 000 ]
 }
+# A server is reused only if it is this venv's: one left by another checkout (its venv
+# since removed) answers, but fails every request.
+if answers && ! pgrep -f -- "$venv/bin/moto_server -H 127.0.0.1 -p $port" >/dev/null; then
+    pkill -f -- "moto_server -H 127.0.0.1 -p $port" || true
+    sleep 1
+fi
 if ! answers; then
     nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$here/server.log" 2>&1 &
     for _ in $(seq 1 100); do
