@@ -91,6 +91,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Serve the page's files from this folder instead of the binary (development).
     pub frontend_dir: Option<PathBuf>,
+    /// `PUBLIC_URL`: the origin clients reach the service at; the embedded store's URLs
+    /// name it instead of each request's `Host`.
+    pub public_url: Option<crate::origin::ClientOrigin>,
+    /// `ALLOWED_HOSTS`: the host names (with a port, only that port) the service answers
+    /// for; empty answers any.
+    pub allowed_hosts: Vec<crate::origin::AllowedHost>,
 }
 
 #[derive(Clone, Debug)]
@@ -394,6 +400,29 @@ impl ServerConfig {
             port: vars.number("PORT", 5000u16, (0, u16::MAX))?,
             shutdown_grace: vars.seconds("SHUTDOWN_GRACE", 10, (0, 600))?,
             frontend_dir: vars.text("FRONTEND_DIR").map(PathBuf::from),
+            public_url: vars
+                .text("PUBLIC_URL")
+                .map(|url| {
+                    crate::origin::ClientOrigin::parse(&url).ok_or_else(|| {
+                        invalid(
+                            "PUBLIC_URL",
+                            "must be an origin, http(s)://host[:port], with no path",
+                        )
+                    })
+                })
+                .transpose()?,
+            allowed_hosts: vars
+                .list("ALLOWED_HOSTS")
+                .iter()
+                .map(|entry| {
+                    crate::origin::AllowedHost::parse(entry).ok_or_else(|| {
+                        invalid(
+                            "ALLOWED_HOSTS",
+                            "must list host names or addresses, each with an optional :port, separated by commas",
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 

@@ -82,8 +82,9 @@ impl From<DbErr> for DbError {
 pub struct Db {
     read: DatabaseConnection,
     write: DatabaseConnection,
-    /// SQLite: new rows go through one task that commits them in groups.
-    inserts: Option<mpsc::Sender<PendingInsert>>,
+    /// SQLite: new rows and changes of state go through one task that commits them in
+    /// groups.
+    writes: Option<mpsc::Sender<PendingWrite>>,
     /// SQLite on a file: the hot lookups, read on the calling thread.
     direct: Option<std::sync::Arc<SqliteReads>>,
     /// SQLite: each image_id's newest completed upload, as recently read.
@@ -96,8 +97,23 @@ pub struct Db {
     jobs_recorded: std::sync::Arc<tokio::sync::Notify>,
 }
 
-/// A row waiting for the group-commit task, and where its answer goes.
-type PendingInsert = (ActiveModel, oneshot::Sender<Result<Model, DbError>>);
+/// A write waiting for the group-commit task, and where its answer goes.
+enum PendingWrite {
+    /// A new pending upload; answered with the row.
+    Insert(Box<ActiveModel>, oneshot::Sender<Result<Model, DbError>>),
+    /// A change of state through the seam; answered with the row after it, `None` when the
+    /// upload had already moved.
+    Change(
+        Box<QueuedChange>,
+        oneshot::Sender<Result<Option<Model>, DbError>>,
+    ),
+}
+
+struct QueuedChange {
+    id: Uuid,
+    change: Change,
+    event: NewEvent,
+}
 
 /// How often the write-ahead log is checkpointed.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -120,17 +136,17 @@ impl Db {
             // Migrations first, so the readers open a database that has its schema.
             Migrator::up(&write, None).await?;
             let read = connect_pool(config, 8, Some(READER_CACHE_KIB)).await?;
-            let (inserts, queue) = mpsc::channel(4 * GROUP_MAX);
-            tokio::spawn(group_commits(write.clone(), queue));
-            tokio::spawn(checkpoints(
-                read.clone(),
+            let (writes, queue) = mpsc::channel(4 * GROUP_MAX);
+            tokio::spawn(group_commits(
                 write.clone(),
-                inserts.downgrade(),
+                queue,
+                config.variants.enabled(),
             ));
+            tokio::spawn(checkpoints(read.clone(), write.clone(), writes.downgrade()));
             Ok(Self {
                 read,
                 write,
-                inserts: Some(inserts),
+                writes: Some(writes),
                 direct: sqlite_path(&config.database.url)
                     .map(|path| std::sync::Arc::new(SqliteReads::new(path))),
                 latest: Some(std::sync::Arc::default()),
@@ -154,7 +170,7 @@ impl Db {
             Ok(Self {
                 read: pool.clone(),
                 write: pool,
-                inserts: None,
+                writes: None,
                 direct: None,
                 latest: None,
                 recorded: std::sync::Arc::default(),
@@ -168,7 +184,7 @@ impl Db {
     /// commit is under way are committed together in the next one: one transaction for
     /// many requests, each still answered only after its row is durable in the WAL.
     pub async fn insert(&self, model: ActiveModel) -> Result<Model, DbError> {
-        let Some(inserts) = &self.inserts else {
+        let Some(writes) = &self.writes else {
             let bytes = *model.declared_size.as_ref();
             let txn = self.write.begin().await?;
             let row = model.insert(&txn).await?;
@@ -177,13 +193,7 @@ impl Db {
             return Ok(row);
         };
         let (tx, rx) = oneshot::channel();
-        inserts
-            .send((model, tx))
-            .await
-            .map_err(|_| DbError::Unavailable("the database writer stopped".to_owned()))?;
-        let row = rx
-            .await
-            .map_err(|_| DbError::Unavailable("the database writer stopped".to_owned()))??;
+        let row = queued(writes, PendingWrite::Insert(Box::new(model), tx), rx).await?;
         if row.state == UploadState::Completed {
             self.changed_latest(&row.image_id);
         }
@@ -209,18 +219,35 @@ impl Db {
         Ok(Upload::find_by_id(id).one(&self.write).await?)
     }
 
-    /// Makes `change` to upload `id` (of `image_id`) and records its `event`, in a
-    /// transaction of their own, through the seam (`transitions::apply`). Returns whether
-    /// this call made it: `false` when the upload had already left the state the change
-    /// starts from (and then no event is recorded).
+    /// Makes `change` to upload `id` (of `image_id`) and records its `event`, through the
+    /// seam (`transitions::apply`): on SQLite in the group-commit task's next transaction,
+    /// with whatever else is waiting, elsewhere in a transaction of its own. Returns the
+    /// row as the change left it, or `None` when the upload had already left the state the
+    /// change starts from (and then no event is recorded).
     pub async fn change(
         &self,
         id: Uuid,
         image_id: &str,
         change: &Change,
         event: &NewEvent,
-    ) -> Result<bool, DbError> {
-        self.change_audited(id, image_id, change, event, None).await
+    ) -> Result<Option<Model>, DbError> {
+        let Some(writes) = &self.writes else {
+            return self.change_audited(id, image_id, change, event, None).await;
+        };
+        let (tx, rx) = oneshot::channel();
+        let queued_change = QueuedChange {
+            id,
+            change: change.clone(),
+            event: event.clone(),
+        };
+        let after = queued(
+            writes,
+            PendingWrite::Change(Box::new(queued_change), tx),
+            rx,
+        )
+        .await?;
+        self.committed(after.is_some(), image_id, change);
+        Ok(after)
     }
 
     /// `change`, made by an operator: `audit` is recorded in the same transaction, whether
@@ -232,13 +259,19 @@ impl Db {
         change: &Change,
         event: &NewEvent,
         audit: Option<&admin::NewAudit>,
-    ) -> Result<bool, DbError> {
+    ) -> Result<Option<Model>, DbError> {
         let txn = self.write.begin().await?;
-        let changed = transitions::apply(&txn, id, change, event, self.variants).await?;
+        let after = transitions::apply(&txn, id, change, event, self.variants).await?;
         if let Some(entry) = audit {
             admin::write(&txn, entry).await?;
         }
         txn.commit().await?;
+        self.committed(after.is_some(), image_id, change);
+        Ok(after)
+    }
+
+    /// Wakes whoever waits on what a committed change recorded.
+    fn committed(&self, changed: bool, image_id: &str, change: &Change) {
         if changed {
             self.recorded.notify_one();
             if self.variants && matches!(change, Change::Complete(_)) {
@@ -248,7 +281,6 @@ impl Db {
                 self.changed_latest(image_id);
             }
         }
-        Ok(changed)
     }
 
     /// Records an upload that arrived completed (the legacy upload) and its event, through
@@ -400,7 +432,7 @@ impl Db {
 
     /// How many connections each pool holds open and idle, for `/metrics`.
     pub fn pool_use(&self) -> Vec<crate::metrics::PoolUse> {
-        let pools: &[(&'static str, &DatabaseConnection)] = if self.inserts.is_some() {
+        let pools: &[(&'static str, &DatabaseConnection)] = if self.writes.is_some() {
             &[("read", &self.read), ("write", &self.write)]
         } else {
             &[("shared", &self.write)]
@@ -449,7 +481,7 @@ impl Db {
 async fn checkpoints(
     read: DatabaseConnection,
     write: DatabaseConnection,
-    alive: mpsc::WeakSender<PendingInsert>,
+    alive: mpsc::WeakSender<PendingWrite>,
 ) {
     let mut ticker = tokio::time::interval(CHECKPOINT_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -479,40 +511,80 @@ async fn checkpoint(conn: &DatabaseConnection, mode: &str) -> Result<i64, DbErr>
     row.map_or(Ok(0), |row| row.try_get_by_index::<i64>(1))
 }
 
-/// Commits queued rows in groups until every sender is gone.
-async fn group_commits(write: DatabaseConnection, mut queue: mpsc::Receiver<PendingInsert>) {
+/// Hands `write` to the group-commit task and waits for its answer.
+async fn queued<T>(
+    writes: &mpsc::Sender<PendingWrite>,
+    write: PendingWrite,
+    answer: oneshot::Receiver<Result<T, DbError>>,
+) -> Result<T, DbError> {
+    let stopped = || DbError::Unavailable("the database writer stopped".to_owned());
+    writes.send(write).await.map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
+}
+
+/// Commits queued writes in groups until every sender is gone.
+async fn group_commits(
+    write: DatabaseConnection,
+    mut queue: mpsc::Receiver<PendingWrite>,
+    variants: bool,
+) {
     let mut group = Vec::with_capacity(GROUP_MAX);
     while queue.recv_many(&mut group, GROUP_MAX).await > 0 {
-        // One INSERT for the whole group, and one counter update for the stats, in one
-        // transaction: four round trips to the connection's thread for the group, however
-        // many rows it holds. Every row sets every column, as one INSERT needs, so each
-        // stored row is exactly its model and nothing has to be read back.
-        let outcome = insert_group(&write, &group).await;
-        match outcome {
-            Ok(_) => {
-                for (model, reply) in group.drain(..) {
-                    let _ = reply.send(model.try_into_model().map_err(DbError::from));
+        // One transaction for the group: one INSERT for its new rows (every row sets every
+        // column, so each stored row is exactly its model and nothing is read back) and one
+        // counter update for them, then each change through the seam in turn. Every request
+        // is still answered only once its write is durable in the WAL.
+        match write_group(&write, &group, variants).await {
+            Ok(mut changed) => {
+                changed.reverse();
+                for pending in group.drain(..) {
+                    match pending {
+                        PendingWrite::Insert(model, reply) => {
+                            let _ = reply.send(model.try_into_model().map_err(DbError::from));
+                        }
+                        PendingWrite::Change(_, reply) => {
+                            let _ = reply.send(Ok(changed.pop().flatten()));
+                        }
+                    }
                 }
             }
             // A busy or unreachable database fails the whole group at once (each request
             // gets its 503 without waiting again)...
             Err(err) => match DbError::from(err) {
                 DbError::Unavailable(reason) => {
-                    for (_, reply) in group.drain(..) {
-                        let _ = reply.send(Err(DbError::Unavailable(reason.clone())));
+                    for pending in group.drain(..) {
+                        let failed = DbError::Unavailable(reason.clone());
+                        match pending {
+                            PendingWrite::Insert(_, reply) => {
+                                let _ = reply.send(Err(failed));
+                            }
+                            PendingWrite::Change(_, reply) => {
+                                let _ = reply.send(Err(failed));
+                            }
+                        }
                     }
                 }
-                // ...but one bad row must not fail the others: retry each on its own.
+                // ...but one bad write must not fail the others: retry each on its own.
                 DbError::Query(_) => {
-                    for (model, reply) in group.drain(..) {
-                        let one = [(model, reply)];
-                        let result = insert_group(&write, &one).await;
-                        let [(model, reply)] = one;
-                        let _ = reply.send(
-                            result
-                                .map_err(DbError::from)
-                                .and_then(|()| model.try_into_model().map_err(DbError::from)),
-                        );
+                    for pending in group.drain(..) {
+                        let one = [pending];
+                        let result = write_group(&write, &one, variants).await;
+                        let [pending] = one;
+                        match pending {
+                            PendingWrite::Insert(model, reply) => {
+                                let _ =
+                                    reply.send(result.map_err(DbError::from).and_then(|_| {
+                                        model.try_into_model().map_err(DbError::from)
+                                    }));
+                            }
+                            PendingWrite::Change(_, reply) => {
+                                let _ = reply.send(
+                                    result
+                                        .map(|mut after| after.pop().flatten())
+                                        .map_err(DbError::from),
+                                );
+                            }
+                        }
                     }
                 }
             },
@@ -520,15 +592,40 @@ async fn group_commits(write: DatabaseConnection, mut queue: mpsc::Receiver<Pend
     }
 }
 
-/// Inserts `group`'s rows and counts them in the stats, in one transaction.
-async fn insert_group(write: &DatabaseConnection, group: &[PendingInsert]) -> Result<(), DbErr> {
-    let bytes: i64 = group.iter().map(|(m, _)| *m.declared_size.as_ref()).sum();
+/// Writes `group` in one transaction: its new rows (counted in the stats), then its
+/// changes in order. Returns the row after each change, in the group's order.
+async fn write_group(
+    write: &DatabaseConnection,
+    group: &[PendingWrite],
+    variants: bool,
+) -> Result<Vec<Option<Model>>, DbErr> {
     let txn = write.begin().await?;
-    Upload::insert_many(group.iter().map(|(model, _)| model.clone()))
-        .exec_without_returning(&txn)
-        .await?;
-    transitions::created(&txn, group.len() as i64, bytes).await?;
-    txn.commit().await
+    let new_rows: Vec<ActiveModel> = group
+        .iter()
+        .filter_map(|pending| match pending {
+            PendingWrite::Insert(model, _) => Some((**model).clone()),
+            PendingWrite::Change(..) => None,
+        })
+        .collect();
+    if !new_rows.is_empty() {
+        let bytes: i64 = new_rows.iter().map(|m| *m.declared_size.as_ref()).sum();
+        let count = new_rows.len() as i64;
+        Upload::insert_many(new_rows)
+            .exec_without_returning(&txn)
+            .await?;
+        transitions::created(&txn, count, bytes).await?;
+    }
+    let mut changed = Vec::new();
+    for pending in group {
+        if let PendingWrite::Change(queued, _) = pending {
+            changed.push(
+                transitions::apply(&txn, queued.id, &queued.change, &queued.event, variants)
+                    .await?,
+            );
+        }
+    }
+    txn.commit().await?;
+    Ok(changed)
 }
 
 /// Rows after the cursor `(at, id)` in a newest-first, `(at, id)`-ordered page: older,

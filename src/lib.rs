@@ -9,6 +9,7 @@ pub mod domain;
 pub mod events;
 pub mod frontend;
 pub mod metrics;
+pub mod origin;
 pub mod problem;
 pub mod shutdown;
 pub mod startup;

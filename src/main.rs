@@ -13,6 +13,9 @@ fn main() -> ExitCode {
     tune_allocator();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // A confirm polls the S3 SDK's deep futures under the middleware's: a debug build
+        // needs more than the default 2 MiB for it (pages are only touched when used).
+        .thread_stack_size(8 << 20)
         .build()
     {
         Ok(runtime) => runtime.block_on(serve()),

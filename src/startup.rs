@@ -11,8 +11,9 @@ use crate::auth::Access;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::frontend::{self, Assets};
+use crate::origin::ClientOrigin;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
-use crate::storage::embedded::EmbeddedStoreError;
+use crate::storage::embedded::{EMBEDDED_BUCKET, EmbeddedStoreError, StoreService};
 use crate::storage::{self, Storage};
 use crate::telemetry;
 use crate::uploads::{UploadService, spawn_sweeper};
@@ -73,6 +74,7 @@ impl Application {
         let acceptor = TcpListener::bind(addr)
             .into_acceptor()
             .await
+            .map(NoDelay)
             .map_err(|source| StartupError::Bind {
                 addr: addr.to_string(),
                 source,
@@ -125,6 +127,7 @@ impl Application {
             webhooks,
             access,
             Assets::new(config.server.frontend_dir.clone()),
+            storage.store_service(),
             &config,
         );
         let grace = config.server.shutdown_grace;
@@ -188,6 +191,7 @@ pub fn routes(
     webhooks: WebhookService,
     access: Arc<Access>,
     assets: Assets,
+    store: Option<StoreService>,
     config: &Config,
 ) -> impl poem::Endpoint + 'static {
     let cors_origins = &config.access.cors_origins;
@@ -222,7 +226,7 @@ pub fn routes(
             poem::web::Html(docs_api.swagger_ui_html().replacen(raw.as_str(), &spec, 1))
         }),
     );
-    Route::new()
+    let answered = Route::new()
         .at("/openapi.json", spec_endpoint)
         .nest("/docs", docs)
         .at("/static/:name", frontend::asset)
@@ -234,8 +238,11 @@ pub fn routes(
         // request's future off the stack (a debug build's nested futures overflowed it).
         .boxed()
         .around(move |next, req| async move {
-            // Every request waits on storage for S3_OPERATION_TIMEOUT at most, in all.
-            storage::with_budget(storage_budget, next.call(req)).await
+            // Every request waits on storage for S3_OPERATION_TIMEOUT at most, in all, and
+            // the embedded store's URLs it is handed name the origin it reached.
+            let origin = req.extensions().get::<ClientOrigin>().cloned();
+            let call = storage::with_budget(storage_budget, next.call(req));
+            storage::for_client(origin, call).await
         })
         .around(api::limit_json_body)
         .around(api::authenticate)
@@ -245,8 +252,72 @@ pub fn routes(
         .around(api::rate_limit)
         .data_opt(limits)
         .with_if(!cors_origins.is_empty(), api::cors(cors_origins))
+        .boxed();
+    let mut paths = Route::new();
+    if let Some(store) = store {
+        // The embedded store on the page's own origin. A presigned URL's path is already
+        // `/<bucket>/<key>`, so it is signed for this listener as for the store's own port;
+        // the store checks each request's signature and answers CORS itself, so none of the
+        // API's authentication, limits or CORS rules apply here.
+        paths = paths.at(
+            format!("/{EMBEDDED_BUCKET}/*key"),
+            poem::endpoint::make(move |req: poem::Request| {
+                let store = store.clone();
+                async move {
+                    let req: http::Request<_> = req.into();
+                    // A task of its own: s3s's futures are deep, and polled under this
+                    // stack of middleware they overflowed a debug build's thread stack.
+                    let answer =
+                        tokio::spawn(
+                            async move { store.answer(req.map(s3s::Body::http_body)).await },
+                        )
+                        .await;
+                    match answer {
+                        Ok(answer) => poem::Response::from(answer.map(|body| {
+                            http_body_util::BodyExt::map_err(body, std::io::Error::other)
+                        })),
+                        Err(err) => {
+                            tracing::error!(error = %err, "the embedded store's answer was lost");
+                            poem::Response::from(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
+                        }
+                    }
+                }
+            }),
+        );
+    }
+    paths
+        .nest("/", answered)
         .boxed()
+        .around(api::reach)
+        .data(api::Reach::from_config(config))
         .around(telemetry::log_request)
         .around(api::security_headers)
         .around(api::routes::found_route)
+}
+
+/// The listener's connections, with TCP_NODELAY: a response's body (an object the embedded
+/// store serves here, say) must not wait behind its headers for the client's delayed ACK.
+struct NoDelay(poem::listener::TcpAcceptor);
+
+impl Acceptor for NoDelay {
+    type Io = tokio::net::TcpStream;
+
+    fn local_addr(&self) -> Vec<poem::web::LocalAddr> {
+        self.0.local_addr()
+    }
+
+    async fn accept(
+        &mut self,
+    ) -> std::io::Result<(
+        Self::Io,
+        poem::web::LocalAddr,
+        poem::web::RemoteAddr,
+        poem::http::uri::Scheme,
+    )> {
+        let (io, local, remote, scheme) = self.0.accept().await?;
+        if let Err(err) = io.set_nodelay(true) {
+            tracing::debug!(error = %err, "connection without TCP_NODELAY");
+        }
+        Ok((io, local, remote, scheme))
+    }
 }

@@ -64,7 +64,7 @@ impl RateLimits {
     fn client_address(&self, req: &Request) -> Option<IpAddr> {
         let peer = req.remote_addr().as_socket_addr()?.ip().to_canonical();
         let trusted = |ip: IpAddr| self.trusted.iter().any(|net| net.contains(ip));
-        if !trusted(peer) {
+        if !from_trusted_proxy(&self.trusted, req) {
             return Some(peer);
         }
         let forwarded: Vec<IpAddr> = req
@@ -84,6 +84,15 @@ impl RateLimits {
                 .unwrap_or(peer),
         )
     }
+}
+
+/// Whether the request's peer is one of `TRUSTED_PROXIES`, whose `X-Forwarded-*` headers
+/// are believed.
+pub(super) fn from_trusted_proxy(trusted: &[IpNet], req: &Request) -> bool {
+    req.remote_addr().as_socket_addr().is_some_and(|peer| {
+        let peer = peer.ip().to_canonical();
+        trusted.iter().any(|net| net.contains(peer))
+    })
 }
 
 pub async fn rate_limit<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {

@@ -8,6 +8,7 @@ mod images;
 mod legacy;
 mod limits;
 mod pages;
+mod reach;
 pub mod routes;
 mod security;
 mod system;
@@ -20,6 +21,7 @@ pub use auth::authenticate;
 pub use document::document;
 pub use error::{ApiError, ErrorBody, json_errors, limit_json_body};
 pub use limits::{RateLimits, rate_limit};
+pub use reach::{Reach, reach};
 pub use security::{cors, security_headers};
 
 use poem_openapi::SecurityScheme;

@@ -21,6 +21,9 @@ pub enum Family {
     Legacy,
     /// Health, metrics, the document, docs, the page and its files: v1 errors.
     Service,
+    /// The embedded store, served here under its bucket's path: S3's own answers, each
+    /// request checked by the store against its signature.
+    Store,
 }
 
 /// Who may call an operation; checked before its input is read.
@@ -184,6 +187,22 @@ pub const ROUTES: &[Route] = &[
         ..tree("/static")
     },
     route("/", GET),
+    // The embedded store's bucket (`storage::embedded::EMBEDDED_BUCKET`, a test checks),
+    // with at least one segment after it: `/upload-broker` alone is an image_id's page.
+    Route {
+        template: STORE_TEMPLATE,
+        operations: &[
+            read("DELETE"),
+            read("GET"),
+            read("HEAD"),
+            read("OPTIONS"),
+            read("POST"),
+            read("PUT"),
+        ],
+        family: Family::Store,
+        prefix: true,
+        page: false,
+    },
     Route {
         page: true,
         ..route("/admin", GET)
@@ -193,6 +212,9 @@ pub const ROUTES: &[Route] = &[
         ..route("/{image_id}", GET)
     },
 ];
+
+/// The embedded store's objects, as the service's listener serves them.
+pub const STORE_TEMPLATE: &str = "/upload-broker/{key}";
 
 /// The label of a path that matches no route.
 pub const OTHER: &str = "other";
@@ -226,7 +248,7 @@ impl Route {
     pub fn error_style(&self) -> ErrorStyle {
         match self.family {
             Family::Legacy => ErrorStyle::Legacy,
-            Family::V1 | Family::Service => ErrorStyle::V1,
+            Family::V1 | Family::Service | Family::Store => ErrorStyle::V1,
         }
     }
 
@@ -326,6 +348,8 @@ mod tests {
             ("/static/app.js", "/static"),
             ("/favicon.ico", "/static"),
             ("/a/b/c/d/e/f", OTHER),
+            ("/upload-broker/staging/cat/0190.png", STORE_TEMPLATE),
+            ("/upload-broker", "/{image_id}"),
         ] {
             assert_eq!(self::label(route_of(path)), label, "{path}");
         }
@@ -381,6 +405,7 @@ mod tests {
             "/metrics",
             "/{image_id}",
             "/",
+            STORE_TEMPLATE,
         ] {
             assert!(ROUTES.iter().any(|r| r.template == path), "{path}");
         }

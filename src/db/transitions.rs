@@ -4,7 +4,7 @@
 //! job, a counter) is written beside it in the same transaction, on SQLite and Postgres.
 
 use entity::link_use::{self, Entity as LinkUse};
-use entity::upload::{ActiveModel, Column, Entity as Upload};
+use entity::upload::{ActiveModel, Column, Entity as Upload, Model};
 use entity::{UploadMethod, UploadState, VariantsState};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ActiveValue, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
@@ -83,15 +83,16 @@ impl Change {
 }
 
 /// Applies `change` to upload `id` inside `txn`, only if the upload is still in the state
-/// the change starts from, and records its `event` beside it. Returns whether this call made
-/// the change (the event is recorded exactly when it did).
+/// the change starts from, and records its `event` beside it. Returns the row as the change
+/// left it when this call made the change (the event is recorded exactly then), `None` when
+/// the upload had already moved.
 pub async fn apply<C: ConnectionTrait>(
     txn: &C,
     id: Uuid,
     change: &Change,
     event: &NewEvent,
     variants: bool,
-) -> Result<bool, DbErr> {
+) -> Result<Option<Model>, DbErr> {
     debug_assert!(event.upload_id == id && event.event_type == change.event_type());
     let updated_at = match change {
         Change::Complete(object) => object.uploaded_at,
@@ -128,8 +129,8 @@ pub async fn apply<C: ConnectionTrait>(
         .filter(Column::State.eq(change.from()))
         .exec_with_returning(txn)
         .await?;
-    let changed = after.len() == 1;
-    if let Some(row) = after.first() {
+    let after = after.into_iter().next();
+    if let Some(row) = &after {
         // Bytes: the file's size once known, the declared size before.
         let bytes = row.file_size.unwrap_or(row.declared_size);
         let before = match change {
@@ -155,7 +156,7 @@ pub async fn apply<C: ConnectionTrait>(
             release_link_use_of(txn, id).await?;
         }
     }
-    Ok(changed)
+    Ok(after)
 }
 
 /// Takes one of link `link_id`'s `max` uses if one is free: an insert of its first use, or

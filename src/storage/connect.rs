@@ -14,7 +14,7 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::presigning::PresigningConfig;
 
-use super::embedded::{self, EMBEDDED_BUCKET, EmbeddedStore, EmbeddedStoreError};
+use super::embedded::{self, EMBEDDED_BUCKET, EmbeddedStore, EmbeddedStoreError, StoreService};
 use super::leftovers::InternalFiles;
 use super::presign::Presigner;
 use super::{ObjectUrls, Storage};
@@ -24,12 +24,13 @@ use crate::shutdown::Shutdown;
 /// What connecting to one kind of store yields; `connect` adds what every store shares.
 struct Connected {
     client: Client,
-    presigner: Arc<Presigner>,
+    presigner: Presigner,
     bucket: String,
     endpoint: Option<String>,
     /// How object URLs are made when `PUBLIC_BASE_URL` is not set.
     urls: ObjectUrls,
     embedded: Option<Arc<InternalFiles>>,
+    service: Option<StoreService>,
 }
 
 impl Storage {
@@ -64,9 +65,11 @@ impl Storage {
                 .await?
             }
         };
+        let discards = super::discard::start(connected.client.clone(), connected.bucket.clone());
         let storage = Self {
+            discards,
             client: connected.client,
-            presigner: connected.presigner,
+            presigner: Arc::new(connected.presigner),
             bucket: connected.bucket,
             endpoint: connected.endpoint,
             presign_expires: config.limits.presign_expires,
@@ -78,6 +81,7 @@ impl Storage {
                 None => connected.urls,
             },
             embedded: connected.embedded,
+            store_service: connected.service,
             landed: Arc::new(std::sync::Mutex::new(landed)),
         };
         // What a killed process left in the embedded store goes before anything is served;
@@ -142,6 +146,12 @@ async fn connect_embedded(
         SharedCredentialsProvider::new(embedded_credentials(store)),
     )
     .await?;
+    // The service's listener serves the store too: URLs name PUBLIC_URL when it is set,
+    // else the origin each request reached (the loopback port outside any request).
+    let presigner = match &config.server.public_url {
+        Some(public) => presigner.at_origin(public),
+        None => presigner.following_client(),
+    };
     Ok(Connected {
         client,
         presigner,
@@ -149,6 +159,7 @@ async fn connect_embedded(
         endpoint: Some(store.endpoint.clone()),
         urls: ObjectUrls::Presigned,
         embedded: Some(store.files.clone()),
+        service: Some(store.service.clone()),
     })
 }
 
@@ -195,6 +206,7 @@ async fn connect_external(
             ObjectUrls::Direct
         },
         embedded: None,
+        service: None,
     })
 }
 
@@ -237,7 +249,7 @@ pub(super) async fn presigner_for(
     bucket: &str,
     region: &str,
     credentials: SharedCredentialsProvider,
-) -> Result<Arc<Presigner>, EmbeddedStoreError> {
+) -> Result<Presigner, EmbeddedStoreError> {
     const PROBE: &str = "upload-broker-probe";
     let failed = |detail: String| EmbeddedStoreError::Signer(detail);
     let presigning =
@@ -249,7 +261,5 @@ pub(super) async fn presigner_for(
         .presigned(presigning)
         .await
         .map_err(|e| failed(DisplayErrorContext(&e).to_string()))?;
-    Presigner::new(probe.uri(), PROBE, region, credentials)
-        .map(Arc::new)
-        .map_err(|e| failed(e.to_string()))
+    Presigner::new(probe.uri(), PROBE, region, credentials).map_err(|e| failed(e.to_string()))
 }

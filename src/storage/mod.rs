@@ -8,6 +8,7 @@
 mod budget;
 mod connect;
 mod cors;
+mod discard;
 pub mod embedded;
 mod error;
 mod leftovers;
@@ -31,10 +32,10 @@ pub use cors::BucketCors;
 pub use error::StorageError;
 use error::classify;
 pub use multipart::StoredPart;
-pub use objects::ObjectHead;
+pub use objects::{ObjectHead, ObjectStart};
 pub use payload::Payload;
 use presign::Presigner;
-pub use presign::SignedRequest;
+pub use presign::{SignedRequest, for_client};
 pub use queue::{EventQueue, QueuedMessage};
 
 /// How `s3_url` is made for a key.
@@ -67,6 +68,10 @@ pub struct Storage {
     object_urls: ObjectUrls,
     /// The embedded store's files; `None` for other stores.
     embedded: Option<Arc<leftovers::InternalFiles>>,
+    /// The embedded store's S3 service, for the service's listener; `None` for other stores.
+    store_service: Option<embedded::StoreService>,
+    /// Objects to remove in batches, off the caller's path (`discard`).
+    discards: tokio::sync::mpsc::UnboundedSender<String>,
     /// The keys the embedded store's PutObjects write (`AUTO_CONFIRM`), until taken.
     landed: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>>,
 }
@@ -75,6 +80,19 @@ impl Storage {
     /// The keys the embedded store's PutObjects write, once (`AUTO_CONFIRM`).
     pub fn take_landed(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
         self.landed.lock().ok()?.take()
+    }
+
+    /// Removes `key` soon, with others in one DeleteObjects, off the caller's path: for an
+    /// object nothing refers to any more (a confirmed upload's staged copy). One a crash
+    /// leaves behind is removed by the sweeper.
+    pub fn discard(&self, key: String) {
+        let _ = self.discards.send(key);
+    }
+
+    /// The embedded store's S3 service, to serve under its bucket's path on the service's
+    /// own listener; `None` for other stores.
+    pub fn store_service(&self) -> Option<embedded::StoreService> {
+        self.store_service.clone()
     }
 
     pub fn is_embedded(&self) -> bool {

@@ -24,6 +24,14 @@ pub struct ObjectHead {
     pub checksum_sha256: Option<String>,
 }
 
+/// An object's first bytes and what the store says of it, from one ranged read.
+#[derive(Debug, Clone)]
+pub struct ObjectStart {
+    pub head: ObjectHead,
+    /// Up to the length asked for (all of a shorter object).
+    pub bytes: Bytes,
+}
+
 /// Sends a PutObject or UploadPart request with `body` as its payload, which is not
 /// signed: TLS protects it and the caller hashes it, while signing it makes the SDK hash
 /// every byte, and a store that checks it buffers the whole body to do so. A macro, as the
@@ -106,6 +114,13 @@ impl Storage {
         }
     }
 
+    /// `object_url` as the service itself names it, whatever request is being answered:
+    /// for what others read later (an event's body), which a request's `Host` must not
+    /// choose.
+    pub async fn shared_object_url(&self, key: &str) -> Result<String, StorageError> {
+        super::presign::for_no_client(self.object_url(key)).await
+    }
+
     /// HeadObject; `None` when there is no such object.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectHead>, StorageError> {
         self.bounded(async {
@@ -131,6 +146,73 @@ impl Storage {
             }
         })
         .await
+    }
+
+    /// An object's first `len` bytes and what the store says of it (size, type, ETag),
+    /// from one ranged GetObject; `None` when there is no such object. The size comes from
+    /// `Content-Range`, so no HeadObject is needed beside it. A ranged read carries no
+    /// checksum (S3 returns the whole object's only to a whole read): `checksum_sha256` is
+    /// always `None` here.
+    pub async fn read_start(
+        &self,
+        key: &str,
+        len: u64,
+    ) -> Result<Option<ObjectStart>, StorageError> {
+        self.bounded(async {
+            let result = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .range(format!("bytes=0-{}", len.saturating_sub(1)))
+                .send()
+                .await;
+            let out = match result {
+                Ok(out) => out,
+                Err(SdkError::ServiceError(err)) if err.raw().status().as_u16() == 404 => {
+                    return Ok(None);
+                }
+                // An empty object has no first byte to give.
+                Err(SdkError::ServiceError(err)) if err.raw().status().as_u16() == 416 => {
+                    return Ok(Some(ObjectStart {
+                        head: ObjectHead {
+                            size: 0,
+                            content_type: None,
+                            etag: None,
+                            checksum_sha256: None,
+                        },
+                        bytes: Bytes::new(),
+                    }));
+                }
+                Err(err) => return Err(classify(err)),
+            };
+            let whole_length = out
+                .content_range()
+                .and_then(|range| range.rsplit_once('/'))
+                .and_then(|(_, total)| total.parse::<u64>().ok());
+            let sent_length = out.content_length().and_then(|n| u64::try_from(n).ok());
+            let head = ObjectHead {
+                // A store that ignores the range sends the whole object, and its length.
+                size: whole_length.or(sent_length).unwrap_or(0),
+                content_type: out.content_type().map(str::to_owned),
+                etag: out.e_tag().map(str::to_owned),
+                checksum_sha256: None,
+            };
+            let bytes = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| StorageError::Unavailable(e.to_string()))?
+                .into_bytes();
+            Ok(Some(ObjectStart { head, bytes }))
+        })
+        .await
+    }
+
+    /// Bytes `from..to` of an object (fewer if it is shorter).
+    pub async fn read_between(&self, key: &str, from: u64, to: u64) -> Result<Bytes, StorageError> {
+        self.read_range(key, format!("bytes={from}-{}", to.saturating_sub(1)))
+            .await
     }
 
     /// The first `len` bytes of an object (fewer if it is shorter).

@@ -17,6 +17,7 @@ use time::macros::format_description;
 
 use super::StorageError;
 use crate::crypto::hmac_sha256 as hmac;
+use crate::origin::ClientOrigin;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// Credentials are fetched again this long before they expire (roles, SSO).
@@ -59,6 +60,31 @@ pub struct Presigner {
     region: String,
     credentials: SharedCredentialsProvider,
     cached: RwLock<Option<std::sync::Arc<SigningKey>>>,
+    /// The store is served on the service's own listener too (the embedded one): URLs
+    /// signed while a request is answered point at the origin that request reached
+    /// (`for_client`).
+    follows_client: bool,
+}
+
+tokio::task_local! {
+    /// The origin the request being answered reached the service at.
+    static CLIENT_ORIGIN: Option<ClientOrigin>;
+}
+
+/// Runs `call` (a request's handling) with URLs for the embedded store signed for
+/// `origin`, the one the client reached.
+pub async fn for_client<F: Future>(origin: Option<ClientOrigin>, call: F) -> F::Output {
+    CLIENT_ORIGIN.scope(origin, call).await
+}
+
+/// Runs `call` with URLs signed for the store's own origin, whatever request is being
+/// answered: for what others read later (an event's body).
+pub(super) async fn for_no_client<F: Future>(call: F) -> F::Output {
+    CLIENT_ORIGIN.scope(None, call).await
+}
+
+fn client_origin() -> Option<ClientOrigin> {
+    CLIENT_ORIGIN.try_with(Clone::clone).ok().flatten()
 }
 
 impl std::fmt::Debug for Presigner {
@@ -94,12 +120,40 @@ impl Presigner {
             region: region.to_owned(),
             credentials,
             cached: RwLock::new(None),
+            follows_client: false,
         })
+    }
+
+    /// URLs name `origin` (`PUBLIC_URL`) instead of the one the SDK resolved, with the same
+    /// path: the embedded store as the service's listener serves it.
+    pub fn at_origin(self, origin: &ClientOrigin) -> Self {
+        Self {
+            origin: origin.url(),
+            host: origin.authority().to_owned(),
+            ..self
+        }
+    }
+
+    /// URLs signed while a request is answered name the origin it reached (`for_client`).
+    pub fn following_client(self) -> Self {
+        Self {
+            follows_client: true,
+            ..self
+        }
+    }
+
+    /// `(origin, host)` a URL signed now names.
+    fn target(&self) -> (String, String) {
+        match self.follows_client.then(client_origin).flatten() {
+            Some(reached) => (reached.url(), reached.authority().to_owned()),
+            None => (self.origin.clone(), self.host.clone()),
+        }
     }
 
     /// The URL of a key without any signature (public buckets).
     pub fn unsigned_url(&self, key: &str) -> String {
-        let mut url = format!("{}{}", self.origin, self.prefix);
+        let (origin, _) = self.target();
+        let mut url = format!("{origin}{}", self.prefix);
         encode_path(&mut url, key);
         url
     }
@@ -117,11 +171,12 @@ impl Presigner {
             .map_err(|e| StorageError::Signing(e.to_string()))?
             .as_secs();
         let key = self.signing_key(secs / 86_400).await?;
+        let (origin, host) = self.target();
         Ok(sign_with(
             request,
             &key,
-            &self.host,
-            &self.origin,
+            &host,
+            &origin,
             &self.prefix,
             &self.region,
             secs,

@@ -6,6 +6,7 @@
 use uuid::Uuid;
 
 use super::lookup::{decode_cursor, encode_cursor, paged};
+use super::verify::SNIFF_BYTES;
 use super::{Rejection, Upload, UploadError, UploadService, UploadState};
 use crate::auth::Operator;
 use crate::db::admin::{AuditRow, NewAudit};
@@ -78,9 +79,9 @@ impl UploadService {
             UploadState::Pending => self.find_landed(&row).await?,
             UploadState::Completed => self
                 .storage
-                .head(&row.object_key)
+                .read_start(&row.object_key, SNIFF_BYTES)
                 .await?
-                .map(|head| (row.object_key.clone(), head)),
+                .map(|start| (row.object_key.clone(), start)),
             UploadState::Failed
             | UploadState::Expired
             | UploadState::Aborted
@@ -88,8 +89,8 @@ impl UploadService {
         };
         let result: Reverified = match found {
             None => Some("not_uploaded"),
-            Some((key, head)) => self
-                .verify_stored(&row, &key, &head)
+            Some((key, start)) => self
+                .verify_stored(&row, &key, start)
                 .await?
                 .err()
                 .map(Rejection::code),

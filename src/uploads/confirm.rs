@@ -1,6 +1,8 @@
 //! Confirm: find the client's object, verify it, and record it completed, or refuse it and
 //! remove it. Idempotent: a settled upload answers with what it became.
 
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -8,8 +10,8 @@ use super::transition::{Recorded, verified_object};
 use super::verify::{self, SNIFF_BYTES, SNIFF_BYTES_MAX, Sample, TAIL_BYTES, VerifiedImage};
 use super::{Rejection, Upload, UploadError, UploadMethod, UploadService, UploadState};
 use crate::db::{Change, UploadRow};
-use crate::domain::ImageFormat;
-use crate::storage::{ObjectHead, StorageError};
+use crate::domain::{ImageFormat, Sha256Checksum};
+use crate::storage::{ObjectStart, StorageError};
 
 impl UploadService {
     /// Verifies the uploaded object and marks the upload completed. Idempotent: a completed
@@ -20,12 +22,21 @@ impl UploadService {
             return self.settled(row).await;
         }
         // Concurrent confirms of one upload take turns: the first does the work, the rest
-        // find it settled.
-        let _turn = self.confirm_lock(id).lock().await;
-        let row = self.fresh_row(id).await?;
-        if row.state != UploadState::Pending {
-            return self.settled(row).await;
-        }
+        // find it settled. One that had to wait reads the row again; one that did not may
+        // still hold a row another confirm settled just before, and then finds that out
+        // when its change finds the upload already moved.
+        let lock = self.confirm_lock(id);
+        let (_turn, row) = match lock.try_lock() {
+            Ok(turn) => (turn, row),
+            Err(_) => {
+                let turn = lock.lock().await;
+                let row = self.fresh_row(id).await?;
+                if row.state != UploadState::Pending {
+                    return self.settled(row).await;
+                }
+                (turn, row)
+            }
+        };
         match self.confirm_pending(&row).await {
             // Another replica's confirm moved or removed the staged object under us: the
             // row, or one more look at the store, tells what happened.
@@ -47,50 +58,52 @@ impl UploadService {
             self.expire_if_past(row).await?;
             self.finish_multipart(row).await?;
         }
-        let Some((landing, head)) = self.find_landed(row).await? else {
+        let Some((landing, start)) = self.find_landed(row).await? else {
             self.expire_if_past(row).await?;
             return Err(UploadError::NotUploaded);
         };
-        self.confirm_found(row, &landing, &head).await
+        self.confirm_found(row, &landing, start).await
     }
 
     /// Verifies the object found at `landing` and records the upload completed, or refuses
-    /// it: the object is deleted, the upload failed.
+    /// it: the object is deleted, the upload failed. A single PUT's confirm makes two
+    /// storage requests (the ranged read `find_landed` made, and the copy), one more for a
+    /// format whose last bytes are checked, one more for a header past the first read.
     pub(super) async fn confirm_found(
         &self,
         row: &UploadRow,
         landing: &str,
-        head: &ObjectHead,
+        start: ObjectStart,
     ) -> Result<Upload, UploadError> {
-        let landing = landing.to_owned();
-        match self.verify_stored(row, &landing, head).await? {
+        let (size, etag) = (start.head.size, start.head.etag.clone());
+        match self.verify_stored(row, landing, start).await? {
             Ok(image) => {
                 if landing != row.object_key {
                     // Out of reach of the URL that put it there: the key it is served at is
-                    // only ever written here, with exactly the bytes just verified.
+                    // only ever written here, with exactly the bytes just verified. The
+                    // staged copy is no longer needed, and goes in a batch with others.
                     self.storage
-                        .copy(&landing, &row.object_key, head.etag.as_deref())
+                        .copy(landing, &row.object_key, etag.as_deref())
                         .await?;
-                    self.storage.delete(&landing).await?;
+                    self.storage.discard(landing.to_owned());
                 }
-                let s3_url = self.storage.object_url(&row.object_key).await?;
-                let object = verified_object(
-                    image,
-                    head.size,
-                    head.etag.clone(),
-                    row.checksum_sha256.clone(),
-                    s3_url,
-                );
-                self.record_completed(Recorded::Pending(row), object)
-                    .await?;
-                // Whoever won a race (another replica, the sweeper), the row now says
-                // what happened.
-                let row = self.fresh_row(row.id).await?;
-                self.settled(row).await
+                // The event's URL is the service's own, never one a request's Host chose.
+                let s3_url = self.storage.shared_object_url(&row.object_key).await?;
+                let object =
+                    verified_object(image, size, etag, row.checksum_sha256.clone(), s3_url);
+                match self
+                    .record_completed(Recorded::Pending(row), object)
+                    .await?
+                {
+                    Some(after) => self.view(after).await,
+                    // Another replica, or the sweeper, got there first: the row says what
+                    // happened.
+                    None => self.settled(self.fresh_row(row.id).await?).await,
+                }
             }
             Err(rejection) => {
                 // The object goes first: a failed upload never leaves bytes behind.
-                self.storage.delete(&landing).await?;
+                self.storage.delete(landing).await?;
                 self.change(row, Change::Fail(rejection.code())).await?;
                 Err(UploadError::Rejected(rejection))
             }
@@ -106,46 +119,68 @@ impl UploadService {
         Ok(())
     }
 
-    /// Where the client's object is and what the store says of it: at its landing key, or
-    /// at its own key when an earlier confirm copied it there but could not record it.
+    /// Where the client's object is, with its first bytes and what the store says of it:
+    /// at its landing key, or at its own key when an earlier confirm copied it there but
+    /// could not record it. One ranged read per key looked at.
     pub(super) async fn find_landed(
         &self,
         row: &UploadRow,
-    ) -> Result<Option<(String, ObjectHead)>, UploadError> {
+    ) -> Result<Option<(String, ObjectStart)>, UploadError> {
         let landing = self.landing_key(row);
-        if let Some(head) = self.storage.head(&landing).await? {
-            return Ok(Some((landing, head)));
+        if let Some(start) = self.storage.read_start(&landing, SNIFF_BYTES).await? {
+            return Ok(Some((landing, start)));
         }
         if landing != row.object_key
-            && let Some(head) = self.storage.head(&row.object_key).await?
+            && let Some(start) = self
+                .storage
+                .read_start(&row.object_key, SNIFF_BYTES)
+                .await?
         {
-            return Ok(Some((row.object_key.clone(), head)));
+            return Ok(Some((row.object_key.clone(), start)));
         }
         Ok(None)
     }
 
-    /// Reads what verification needs of the stored object and runs it, then the declared
-    /// checksum. `Ok(Err(_))` is a refusal of the object; `Err(_)` means the check itself
-    /// could not run.
+    /// Runs verification on the stored object from its first bytes (`start`), reading more
+    /// only when it must: the rest of a header that lies past them, the last bytes of a
+    /// format that ends with a marker, the whole object for a declared checksum the store
+    /// keeps no full-object value of, or for `VERIFY_DECODE`. `Ok(Err(_))` is a refusal of
+    /// the object; `Err(_)` means the check itself could not run.
     pub(super) async fn verify_stored(
         &self,
         row: &UploadRow,
         key: &str,
-        head: &ObjectHead,
+        start: ObjectStart,
     ) -> Result<Result<VerifiedImage, Rejection>, UploadError> {
+        let ObjectStart {
+            head,
+            bytes: mut first,
+        } = start;
         let declared = ImageFormat::from_mime(&row.content_type)?;
         let declared_size = u64::try_from(row.declared_size).ok();
-        // The size needs no bytes read: refuse before reading any.
+        // The size needs no bytes: refuse before looking at any.
         if declared_size != Some(head.size) {
             return Ok(Err(Rejection::SizeMismatch));
         }
         let limits = self.image_limits();
-        let mut first = self.storage.read_prefix(key, SNIFF_BYTES).await?;
         let found = verify::inspect_header(&first, declared, limits);
         if verify::wants_longer_head(&found, &first, head.size) {
-            first = self.storage.read_prefix(key, SNIFF_BYTES_MAX).await?;
+            let more = self
+                .storage
+                .read_between(key, first.len() as u64, SNIFF_BYTES_MAX)
+                .await?;
+            first = [first, more].concat().into();
         }
-        let last = self.storage.read_suffix(key, TAIL_BYTES).await?;
+        let whole = first.len() as u64 >= head.size;
+        let last = if whole {
+            first.slice(first.len().saturating_sub(TAIL_BYTES as usize)..)
+        } else if declared.needs_tail() {
+            self.storage.read_suffix(key, TAIL_BYTES).await?
+        } else {
+            // Not looked at for this format (nor for any other, when the sniffed format
+            // differs from the declared one: that is refused first).
+            Bytes::new()
+        };
         let sample = Sample {
             head: &first,
             tail: &last,
@@ -156,10 +191,12 @@ impl UploadService {
             Err(rejection) => return Ok(Err(rejection)),
         };
         if let Some(declared) = &row.checksum_sha256 {
-            // Trust the store's own full-object checksum when it keeps one.
-            let actual = match head.checksum_sha256.as_deref() {
-                Some(stored) if !stored.contains('-') => stored.to_owned(),
-                _ => self.storage.sha256(key).await?.as_str().to_owned(),
+            let actual = if whole {
+                Sha256Checksum::from_digest(&Sha256::digest(&first))
+                    .as_str()
+                    .to_owned()
+            } else {
+                self.stored_sha256(key).await?
             };
             if &actual != declared {
                 return Ok(Err(Rejection::ChecksumMismatch));
@@ -167,7 +204,7 @@ impl UploadService {
         }
         if self.decodes(head.size) {
             let whole = async {
-                if first.len() as u64 == head.size {
+                if whole {
                     return Ok(first);
                 }
                 Ok(self.storage.read_prefix(key, head.size).await?)
@@ -177,6 +214,20 @@ impl UploadService {
             }
         }
         Ok(Ok(image))
+    }
+
+    /// An object's SHA-256: the store's own full-object checksum when it keeps one (a
+    /// ranged read does not carry it), else the object read through.
+    async fn stored_sha256(&self, key: &str) -> Result<String, UploadError> {
+        let stored = self
+            .storage
+            .head(key)
+            .await?
+            .and_then(|h| h.checksum_sha256);
+        Ok(match stored {
+            Some(stored) if !stored.contains('-') => stored,
+            _ => self.storage.sha256(key).await?.as_str().to_owned(),
+        })
     }
 
     /// `pending` -> `expired`, then its multipart upload aborted and any object deleted.

@@ -304,7 +304,8 @@ impl UploadService {
         stored: StoredObject,
         link_id: Option<Uuid>,
     ) -> Result<Upload, UploadError> {
-        let s3_url = match self.storage.object_url(&stored.key).await {
+        // The event's URL is the service's own, never one a request's Host chose.
+        let s3_url = match self.storage.shared_object_url(&stored.key).await {
             Ok(url) => url,
             Err(err) => {
                 self.discard(stored).await;
@@ -333,7 +334,7 @@ impl UploadService {
             stored.size,
             stored.etag.clone(),
             Some(stored.checksum.as_str().to_owned()),
-            s3_url.clone(),
+            s3_url,
         );
         let row = match row.try_into_model() {
             Ok(row) => row,
@@ -348,6 +349,7 @@ impl UploadService {
         {
             Ok(_) => {
                 let row = completed(row, &object, self.config.variants.enabled());
+                let s3_url = self.storage.object_url(&stored.key).await?;
                 Ok(Upload::from_row(row, Some(s3_url), None))
             }
             Err(err) => {

@@ -123,10 +123,10 @@ impl UploadService {
                 Err(err) => return Err(err),
             }
         }
-        let Some((landing, head)) = self.find_landed(&row).await? else {
+        let Some((landing, start)) = self.find_landed(&row).await? else {
             return Ok(expired(self.expire(&row).await?));
         };
-        match self.confirm_found(&row, &landing, &head).await {
+        match self.confirm_found(&row, &landing, start).await {
             Ok(upload) if upload.state == UploadState::Completed => {
                 tracing::info!(upload_id = %row.id, image_id = %row.image_id, "sweeper completed an unconfirmed upload");
                 Ok(Stale::Completed)

@@ -123,45 +123,54 @@ impl UploadService {
         row: &UploadRow,
         change: Change,
     ) -> Result<bool, UploadError> {
-        self.change_with(row, change, None).await
+        Ok(self.change_with(row, change, None).await?.is_some())
     }
 
-    /// `change`, with an operator's `audit` entry recorded in its transaction.
+    /// `change`, with an operator's `audit` entry recorded in its transaction. Returns the
+    /// row as the change left it, `None` when the upload had already moved.
     pub(super) async fn change_with(
         &self,
         row: &UploadRow,
         change: Change,
         audit: Option<&NewAudit>,
-    ) -> Result<bool, UploadError> {
+    ) -> Result<Option<UploadRow>, UploadError> {
         let variants = self.config.variants.enabled();
         let event = event(changed_row(row.clone(), &change, variants), &change)?;
-        let changed = self
-            .db
-            .change_audited(row.id, &row.image_id, &change, &event, audit)
-            .await?;
-        if changed {
+        let after = match audit {
+            None => {
+                self.db
+                    .change(row.id, &row.image_id, &change, &event)
+                    .await?
+            }
+            Some(audit) => {
+                self.db
+                    .change_audited(row.id, &row.image_id, &change, &event, Some(audit))
+                    .await?
+            }
+        };
+        if after.is_some() {
             self.changed(row.id, &row.image_id, &change);
         }
-        Ok(changed)
+        Ok(after)
     }
 
-    /// Records a verified object as completed, through whichever path it came. Returns
-    /// whether this call recorded it (`false`: another confirm got there first).
+    /// Records a verified object as completed, through whichever path it came. Returns the
+    /// completed row, or `None` when another confirm got there first.
     pub(super) async fn record_completed(
         &self,
         recorded: Recorded<'_>,
         object: VerifiedObject,
-    ) -> Result<bool, UploadError> {
+    ) -> Result<Option<UploadRow>, UploadError> {
         let change = Change::Complete(Box::new(object));
         let row = match recorded {
-            Recorded::Pending(row) => return self.change(row, change).await,
+            Recorded::Pending(row) => return self.change_with(row, change, None).await,
             Recorded::New(row) => changed_row(*row, &change, self.config.variants.enabled()),
         };
         let (id, image_id) = (row.id, row.image_id.clone());
         let event = event(row.clone(), &change)?;
-        self.db.insert_completed(row, &event).await?;
+        self.db.insert_completed(row.clone(), &event).await?;
         self.changed(id, &image_id, &change);
-        Ok(true)
+        Ok(Some(row))
     }
 
     /// One log line and the counters for a change that committed.

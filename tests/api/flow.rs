@@ -446,9 +446,13 @@ async fn health_reports_the_seed_shape() {
 
 #[tokio::test]
 async fn a_restarted_service_keeps_uploads_and_signed_urls() {
-    // The store keeps its port and key pair across the restart, so the URL stays valid.
-    let port = free_port().to_string();
-    let vars = [("EMBEDDED_S3_PORT", port.as_str())];
+    // The service (which serves the store) keeps its port, and the store its key pair,
+    // across the restart, so the URL stays valid.
+    let (port, store_port) = (free_port().to_string(), free_port().to_string());
+    let vars = [
+        ("PORT", port.as_str()),
+        ("EMBEDDED_S3_PORT", store_port.as_str()),
+    ];
     let first = TestApp::spawn_with(&vars).await;
     let issued = first.issue("restart", "a.png", "image/png", PNG).await;
     let second = first.restart(&vars).await;

@@ -797,6 +797,18 @@ pub fn png_of_size(size: usize) -> Vec<u8> {
     png_with_padding(size, |_| 0)
 }
 
+/// The JPEG fixture with `blocks` APP1 segments of 64 KiB each right after its start, so
+/// its frame header lies past the first 64 KiB.
+pub fn jpeg_with_app_blocks(blocks: usize) -> Vec<u8> {
+    let mut bytes = JPEG[..2].to_vec();
+    for _ in 0..blocks {
+        bytes.extend_from_slice(&[0xFF, 0xE1, 0xFF, 0xFF]);
+        bytes.extend(std::iter::repeat_n(0x5A, 0xFFFF - 2));
+    }
+    bytes.extend_from_slice(&JPEG[2..]);
+    bytes
+}
+
 /// Like `png_of_size`, with the padding bytes chosen by `fill` (by offset in the file).
 pub fn png_with_padding(size: usize, fill: impl Fn(usize) -> u8) -> Vec<u8> {
     let (body, iend) = PNG.split_at(PNG.len() - 12);

@@ -162,17 +162,6 @@ async fn a_jpeg_with_its_dimensions_past_the_first_bytes_is_stored() {
     assert!(latest["width"].as_u64().is_some_and(|w| w > 0), "{latest}");
 }
 
-/// The JPEG fixture with `blocks` APP1 segments of 64 KiB each right after its start.
-fn jpeg_with_app_blocks(blocks: usize) -> Vec<u8> {
-    let mut bytes = JPEG[..2].to_vec();
-    for _ in 0..blocks {
-        bytes.extend_from_slice(&[0xFF, 0xE1, 0xFF, 0xFF]);
-        bytes.extend(std::iter::repeat_n(0x5A, 0xFFFF - 2));
-    }
-    bytes.extend_from_slice(&JPEG[2..]);
-    bytes
-}
-
 /// Each bad upload: the JSON error, and nothing in the bucket or the database.
 #[tokio::test]
 async fn bad_legacy_uploads_leave_nothing_behind() {

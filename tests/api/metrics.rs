@@ -77,12 +77,14 @@ async fn metrics_count_requests_uploads_failures_s3_calls_and_sweeps() {
         r#"upload_broker_verification_failures_total{code="type_mismatch"}"#,
         1.0,
     );
+    // Each confirm reads its object's first bytes (a ranged GetObject, which also gives
+    // its size), and needs no HeadObject.
     grew(
-        r#"upload_broker_s3_requests_total{operation="HeadObject",outcome="ok"}"#,
+        r#"upload_broker_s3_requests_total{operation="GetObject",outcome="ok"}"#,
         2.0,
     );
     grew(
-        r#"upload_broker_s3_request_duration_seconds_count{operation="HeadObject"}"#,
+        r#"upload_broker_s3_request_duration_seconds_count{operation="GetObject"}"#,
         2.0,
     );
     grew(r#"upload_broker_sweeps_total{outcome="ok"}"#, 1.0);

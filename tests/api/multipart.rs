@@ -201,11 +201,12 @@ async fn an_upload_resumes_from_the_parts_the_store_lists() {
 
 #[tokio::test]
 async fn an_upload_survives_a_restart_of_the_service() {
-    let port = free_port().to_string();
+    let (port, store_port) = (free_port().to_string(), free_port().to_string());
     let vars = [
         SMALL_PARTS[0],
         SMALL_PARTS[1],
-        ("EMBEDDED_S3_PORT", port.as_str()),
+        ("PORT", port.as_str()),
+        ("EMBEDDED_S3_PORT", store_port.as_str()),
     ];
     let first = TestApp::spawn_with(&vars).await;
     let bytes = big_png(15 * MIB);

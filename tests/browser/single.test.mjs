@@ -229,7 +229,10 @@ describe('single-PUT uploads', () => {
     assert.deepEqual(creates.map((r) => r.status).sort(), [413, 415]);
 
     // Nothing went to storage, not even a preflight.
-    const toStore = requests.filter((r) => new URL(r.url).port === String(service.storePort));
+    const toStore = requests.filter((r) => {
+      const url = new URL(r.url);
+      return url.pathname.startsWith('/upload-broker/') || url.port === String(service.storePort);
+    });
     assert.deepEqual(toStore.map((r) => `${r.method} ${r.url}`), []);
     // Refused files offer no retry, only removal.
     await assertButtons(page, 'logo.svg', ['Remove']);

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
-  MIB, download, ensureArtifacts, freePort, getJson, imageId, launchBrowser, makePng, openPage,
+  MIB, OTHER_HOST, download, ensureArtifacts, freePort, getJson, imageId, launchBrowser, makePng, openPage,
   partNumberOf, recordRequests, sha256Base64, sleep, startService, storageRequests, tempDir, writeBytes,
 } from './support/harness.mjs';
 
@@ -126,6 +126,31 @@ async function uploadThroughDashboard(page, files) {
   await page.locator('.uppy-StatusBar-actionBtn--upload').click();
 }
 
+/**
+ * Starts, before a describe block's tests, the service (with `env`, allowing the example's
+ * origin), the example pointed at it (at OTHER_HOST with `otherHost`), a browser and a
+ * folder, and stops them after. Returns them, filled in once started.
+ */
+function uppySetup(name, env, { otherHost = false } = {}) {
+  const parts = {};
+  before(async () => {
+    await buildExample();
+    const port = await freePort();
+    parts.service = await startService(name, { ...env, CORS_ORIGINS: `http://127.0.0.1:${port}` });
+    const serviceUrl = otherHost ? `http://${OTHER_HOST}:${parts.service.port}` : parts.service.baseUrl;
+    parts.example = await startExample(port, serviceUrl);
+    parts.browser = await launchBrowser({ otherHost });
+    parts.dir = await tempDir(name);
+  }, { timeout: 240_000 });
+  after(async () => {
+    await parts.browser?.close();
+    await parts.example?.stop();
+    await parts.service?.stop();
+    if (parts.dir) await rm(parts.dir, { recursive: true, force: true });
+  });
+  return parts;
+}
+
 const apiCalls = (requests, serviceUrl, method, pattern) => requests.filter((r) => r.method === method
   && r.url.startsWith(serviceUrl) && pattern.test(new URL(r.url).pathname));
 
@@ -135,25 +160,8 @@ describe('Uppy with @uppy/aws-s3 through the v1 API (examples/uppy)', () => {
   let browser;
   let dir;
 
-  before(async () => {
-    await buildExample();
-    const port = await freePort();
-    service = await startService('uppy', {
-      MULTIPART_THRESHOLD: String(5 * MIB),
-      PART_SIZE: String(5 * MIB),
-      CORS_ORIGINS: `http://127.0.0.1:${port}`,
-    });
-    example = await startExample(port, service.baseUrl);
-    browser = await launchBrowser();
-    dir = await tempDir('uppy');
-  }, { timeout: 240_000 });
-
-  after(async () => {
-    await browser?.close();
-    await example?.stop();
-    await service?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  const setup = uppySetup('uppy', { MULTIPART_THRESHOLD: String(5 * MIB), PART_SIZE: String(5 * MIB) });
+  before(() => ({ service, example, browser, dir } = setup));
 
   test('a small PNG goes up with one presigned PUT, is confirmed, and its URL is shown', { timeout: 60_000 }, async () => {
     const id = imageId('uppy-small');
@@ -302,6 +310,38 @@ describe('Uppy with @uppy/aws-s3 through the v1 API (examples/uppy)', () => {
     await page.screenshot({ path: path.join(ensureArtifacts(), 'uppy-failed.png'), fullPage: true });
     // Uppy logs each failed upload to the console; nothing else went wrong.
     assert.deepEqual(problems.filter((p) => !/not a readable image/.test(p)), []);
+    await context.close();
+  });
+});
+
+describe('Uppy through the service reached under another host name', () => {
+  let service;
+  let example;
+  let browser;
+  let dir;
+
+  const setup = uppySetup('uppy-reach', {}, { otherHost: true });
+  before(() => ({ service, example, browser, dir } = setup));
+
+  test('the bytes go to the name the page was given for the service, and the upload completes', { timeout: 60_000 }, async () => {
+    const serviceUrl = `http://${OTHER_HOST}:${service.port}`;
+    const id = imageId('uppy-reach');
+    const file = await makePng(dir, 'harbour.png', 40 * 1024);
+    const { context, page, problems } = await openPage(browser);
+    const requests = recordRequests(page);
+    await page.goto(`${example.url}/?image_id=${id}`);
+    await uploadThroughDashboard(page, [file]);
+    assert.equal(await waitForResult(page, file.name), 'completed');
+
+    const puts = storageRequests(requests, service.storePort).filter((r) => r.method === 'PUT');
+    assert.deepEqual(puts.map((r) => [new URL(r.url).origin, r.status]), [[serviceUrl, 200]]);
+    const toService = requests.filter((r) => /^https?:/.test(r.url) && !r.url.startsWith(example.url));
+    assert.ok(toService.every((r) => r.url.startsWith(`${serviceUrl}/`)), JSON.stringify(toService.map((r) => r.url)));
+    const shown = await resultOf(page, file.name);
+    assert.equal(new URL(shown.url).origin, serviceUrl);
+    const bytes = await page.evaluate(async (url) => Array.from(new Uint8Array(await (await fetch(url)).arrayBuffer())), shown.url);
+    assert.ok(Buffer.from(bytes).equals(file.bytes), 'the URL on the page returns exactly the file');
+    assert.deepEqual(problems, []);
     await context.close();
   });
 });

@@ -118,6 +118,12 @@ impl ImageFormat {
         }
     }
 
+    /// Whether `is_whole` reads the file's last bytes (a PNG's IEND chunk, a GIF's
+    /// trailer); the other formats are judged from their first bytes and size alone.
+    pub fn needs_tail(self) -> bool {
+        matches!(self, ImageFormat::Png | ImageFormat::Gif)
+    }
+
     /// Identifies the format from an object's first bytes.
     pub fn sniff(head: &[u8]) -> Option<Self> {
         match imagesize::image_type(head).ok()? {

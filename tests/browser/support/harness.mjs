@@ -116,15 +116,25 @@ export async function startService(name, env = {}) {
   };
 }
 
-/** Headless Chromium (Debian's). Fails, never skips, when it is missing. */
-export async function launchBrowser() {
+/** The name the "another host" tests reach the service by: Chromium resolves it to loopback. */
+export const OTHER_HOST = 'photos.test';
+
+/**
+ * Headless Chromium (Debian's). Fails, never skips, when it is missing. With `otherHost`, the
+ * browser resolves OTHER_HOST to 127.0.0.1, as a laptop on the network resolves the name of
+ * the machine the service runs on.
+ */
+export async function launchBrowser({ otherHost = false } = {}) {
   const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
   if (!existsSync(executablePath)) {
     throw new Error(`Chromium is missing at ${executablePath}: install it (apt-get install -y chromium) or set CHROMIUM_PATH`);
   }
   return chromium.launch({
     executablePath,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      ...(otherHost ? [`--host-resolver-rules=MAP ${OTHER_HOST} 127.0.0.1`] : []),
+    ],
   });
 }
 
@@ -234,8 +244,16 @@ export function recordRequests(page) {
 }
 
 /** Requests to the embedded store (its port), preflights left out. */
+/**
+ * The requests that went to the embedded store: on the page's own origin under the bucket's
+ * path (`/upload-broker/...`), or on the store's loopback port. Preflights left out.
+ */
 export function storageRequests(log, storePort) {
-  return log.filter((e) => new URL(e.url).port === String(storePort) && e.method !== 'OPTIONS');
+  return log.filter((e) => {
+    const url = new URL(e.url);
+    const toStore = url.pathname.startsWith('/upload-broker/') || url.port === String(storePort);
+    return toStore && e.method !== 'OPTIONS';
+  });
 }
 
 /** Part number of an UploadPart request URL, or null. */
