@@ -370,3 +370,66 @@ async fn json_prints_each_whole_record() {
     assert_eq!(records.len(), 1);
     assert_eq!(printed, records[0], "the record the service keeps");
 }
+
+/// The CLI reaching the service as `photos.test`, a name that is not `localhost`: its HTTP
+/// proxy setting sends every request for that name to this machine (as DNS would on a
+/// network), with the name in its `Host`. The URLs it is handed name `photos.test` too, so
+/// its bytes go back the same way, and the upload completes.
+#[tokio::test]
+async fn uploads_through_the_name_it_reached_the_service_by() {
+    if on_external_store() {
+        return; // Only the embedded store is served on the service's origin.
+    }
+    let app = TestApp::spawn_with(&SMALL_PARTS).await;
+    let files = tempfile::tempdir().expect("dir");
+    let large = varied_png(12 * MIB + 3);
+    let small = png_of_size(70_000);
+    let large_path = write(files.path(), "large.png", &large);
+    let small_path = write(files.path(), "small.png", &small);
+    let port = app
+        .url("")
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .to_owned();
+    let server = format!("http://photos.test:{port}");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_upload-broker"))
+        .args(["upload", &large_path, &small_path, "--image-id", "named"])
+        .args(["--server", &server])
+        .env("XDG_STATE_HOME", files.path())
+        .env_remove("UPLOAD_BROKER_API_KEY")
+        .env_remove("UPLOAD_BROKER_SERVER")
+        .env("HTTP_PROXY", format!("http://127.0.0.1:{port}"))
+        .env_remove("http_proxy")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .await
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let urls: Vec<&str> = stdout.lines().collect();
+    assert_eq!(urls.len(), 2, "{stdout}");
+    assert!(
+        urls.iter()
+            .all(|url| url.starts_with(&format!("{server}/upload-broker/uploads/named/"))),
+        "{stdout}"
+    );
+    let records = app.completed("named").await;
+    assert_eq!(records.len(), 2);
+    for record in &records {
+        let bytes = if record["file_size"] == large.len() {
+            &large
+        } else {
+            &small
+        };
+        let key = record["key"].as_str().expect("key");
+        let stored = app.object(key).await.expect("stored");
+        assert!(stored == *bytes, "{key} holds other bytes than the file's");
+    }
+}
