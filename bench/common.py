@@ -1,7 +1,16 @@
-"""Helpers shared by the benchmark scripts: build, start and stop the service."""
+"""Helpers shared by the benchmark scripts: build, start and stop the service.
 
+BENCH_BINARY names a binary to run instead of target/release/upload-broker (one copied
+aside, say, while the tree is rebuilt); with it nothing is built. BENCH_SKIP_BUILD=1 runs
+target/release/upload-broker as it is, without building it first.
+"""
+
+import datetime
+import hashlib
+import hmac
 import http.client
 import json
+import urllib.parse
 import struct
 import zlib
 import os
@@ -11,10 +20,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.path.join(ROOT, "target", "release", "upload-broker")
+BINARY = os.path.abspath(os.environ.get("BENCH_BINARY")
+                         or os.path.join(ROOT, "target", "release", "upload-broker"))
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "sample.png")
 MIB = 1024 * 1024
 
@@ -32,7 +43,7 @@ def png_bytes(size, pattern=b"\0"):
 
 
 def build():
-    if not os.environ.get("BENCH_SKIP_BUILD"):
+    if not os.environ.get("BENCH_SKIP_BUILD") and not os.environ.get("BENCH_BINARY"):
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
 
 
@@ -125,16 +136,28 @@ def put(url, headers, body_reader, length):
     return resp.status
 
 
+def wrk_threads(connections):
+    """How many threads wrk runs with at `connections` connections."""
+    return min(2, connections)
+
+
 def wrk(url, seconds, connections, script=None):
     """Runs wrk and returns (requests/s, p50 ms, p99 ms, non-2xx or errors)."""
+    return wrk_full(url, seconds, connections, script)[:4]
+
+
+def wrk_full(url, seconds, connections, script=None):
+    """Runs wrk and returns (requests/s, p50 ms, p99 ms, non-2xx or errors, requests): the
+    last is wrk's total of answered requests ("N requests in ...")."""
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
-    threads = min(2, connections)
+    threads = wrk_threads(connections)
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if script:
         cmd += ["-s", script]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
     rps = float(next(l.split()[1] for l in out.splitlines() if l.startswith("Requests/sec")))
+    total = int(next(l.split()[0] for l in out.splitlines() if " requests in " in l))
 
     def latency(label):
         for line in out.splitlines():
@@ -152,7 +175,154 @@ def wrk(url, seconds, connections, script=None):
             errors += int(line.split()[-1])
         if line.strip().startswith("Socket errors"):
             errors += sum(int(x.strip(",")) for x in line.split()[3::2])
-    return rps, latency("50%"), latency("99%"), errors
+    return rps, latency("50%"), latency("99%"), errors, total
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection to host:port on a plain socket (much less client
+    CPU per request than http.client, so that preparing many uploads does not take the
+    machine's cores from the service), opened again when the server has closed it (the
+    request is then sent once more). Answers with a body need Content-Length or chunked
+    encoding."""
+
+    def __init__(self, host, port, timeout=60):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.sock, self.buf = None, b""
+
+    def request(self, method, path, body=b"", headers=None):
+        """Returns (status, response headers with lower-case names, body bytes)."""
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Length: {len(body)}\r\n"
+        for name, value in (headers or {}).items():
+            if name.lower() not in ("host", "content-length"):
+                head += f"{name}: {value}\r\n"
+        data = head.encode() + b"\r\n" + body
+        for attempt in (1, 2):
+            fresh = self.sock is None
+            if fresh:
+                self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.buf = b""
+            try:
+                self.sock.sendall(data)
+                status, hdrs, payload = self._response()
+            except (ConnectionError, EOFError):
+                self.close()
+                if fresh or attempt == 2:
+                    raise
+                continue
+            if hdrs.get("connection", "").lower() == "close":
+                self.close()
+            return status, hdrs, payload
+
+    def _read_until(self, mark):
+        while mark not in self.buf:
+            self._fill()
+        before, _, self.buf = self.buf.partition(mark)
+        return before
+
+    def _read(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("the server closed the connection")
+        self.buf += chunk
+
+    def _response(self):
+        lines = self._read_until(b"\r\n\r\n").decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        hdrs = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            hdrs[name.strip().lower()] = value.strip()
+        if "chunked" in hdrs.get("transfer-encoding", "").lower():
+            parts = []
+            while True:
+                size = int(self._read_until(b"\r\n").split(b";")[0], 16)
+                if size == 0:
+                    self._read_until(b"\r\n")  # no trailers are sent to us
+                    return status, hdrs, b"".join(parts)
+                parts.append(self._read(size))
+                self._read(2)
+        return status, hdrs, self._read(int(hdrs.get("content-length", 0)))
+
+    def json(self, method, path, body=None, headers=None):
+        """A JSON request (when `body` is given); returns (status, parsed body or the raw
+        bytes when it is no JSON)."""
+        hdrs = dict(headers or {})
+        data = b""
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        status, _, raw = self.request(method, path, data, hdrs)
+        return status, (json.loads(raw) if raw[:1] in (b"{", b"[") else raw)
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock, self.buf = None, b""
+
+
+def url_parts(url):
+    """(host, port, path with query) of an http:// URL."""
+    parsed = urllib.parse.urlsplit(url)
+    path = parsed.path or "/"
+    if parsed.query:
+        path += "?" + parsed.query
+    return parsed.hostname, parsed.port or 80, path
+
+
+def aws_request(method, url, region, service, access_key, secret_key, body=b"", headers=None):
+    """One request to an S3 or SQS API signed with AWS Signature Version 4 (the standard
+    library alone, for the few set-up calls the benchmarks make to an external store).
+    Returns (status, body bytes)."""
+    parsed = urllib.parse.urlsplit(url)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    payload_hash = hashlib.sha256(body).hexdigest()
+    hdrs = {k.lower(): v for k, v in (headers or {}).items()}
+    hdrs.update({"host": parsed.netloc, "x-amz-date": amz_date, "x-amz-content-sha256": payload_hash})
+    # The canonical query: every name and value encoded, sorted ("?notification" is "notification=").
+    pairs = urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)
+    query = "&".join(f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
+                     for k, v in sorted(pairs))
+    signed = sorted(hdrs)
+    canonical = "\n".join([method, urllib.parse.quote(parsed.path or "/", safe="/-_.~"), query,
+                           "".join(f"{k}:{str(hdrs[k]).strip()}\n" for k in signed),
+                           ";".join(signed), payload_hash])
+    scope = f"{day}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = ("AWS4" + secret_key).encode()
+    for part in (day, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    hdrs["authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
+                             f"SignedHeaders={';'.join(signed)}, Signature={signature}")
+    host, port, path = url_parts(url)
+    status, _, data = Connection(host, port).request(method, path, body, hdrs)
+    return status, data
+
+
+def support(script):
+    """Runs one of tests/support/'s scripts (which start a store for the test suite) and
+    returns the KEY=value settings it prints; what it says on stderr (much of it) goes to
+    a log file in the temporary directory."""
+    log = os.path.join(tempfile.gettempdir(), f"upload-broker-bench-{os.path.basename(script)}.log")
+    with open(log, "w") as err:
+        done = subprocess.run(["bash", os.path.join(ROOT, "tests", "support", script)],
+                              stdout=subprocess.PIPE, stderr=err, text=True)
+    if done.returncode != 0:
+        sys.exit(f"tests/support/{script} failed (exit {done.returncode}); its output is in {log}")
+    settings = {}
+    for line in done.stdout.splitlines():
+        if "=" in line:
+            key, value = line.split("=", 1)
+            settings[key.strip()] = value.strip()
+    return settings
 
 
 def load():
@@ -172,3 +342,51 @@ def machine():
     with open("/proc/meminfo") as f:
         mem = int(f.readline().split()[1]) / 1024 / 1024
     return f"nproc {os.cpu_count()}, {model}, {mem:.0f} GiB, Linux {platform.release()}"
+
+
+class Uploader:
+    """One thread's keep-alive connections: to the service, and to each store a presigned
+    URL names (the service's own origin, or another)."""
+
+    def __init__(self, host, port):
+        self.api = Connection(host, port)
+        self.stores = {}
+
+    def issue_and_put(self, body, data):
+        """Issues `body` (which must be a single PUT) and PUTs `data` to its URL; returns
+        the issued upload."""
+        status, issued = self.api.json("POST", "/api/v1/uploads", body)
+        assert status == 201 and issued["method"] == "PUT", (status, issued)
+        host, port, path = url_parts(issued["url"])
+        store = self.stores.get((host, port))
+        if store is None:
+            store = self.stores[(host, port)] = Connection(host, port)
+        status, _, answer = store.request("PUT", path, data, issued["headers"])
+        assert status == 200, (status, answer[:300])
+        return issued
+
+    def close(self):
+        self.api.close()
+        for store in self.stores.values():
+            store.close()
+
+
+def in_threads(count, work):
+    """Runs `work(stopped)` in `count` threads and waits for them all. `stopped()` turns
+    true once one of them has failed; the first failure is raised here."""
+    failures = []
+
+    def run():
+        try:
+            work(lambda: bool(failures))
+        except Exception as e:  # noqa: BLE001 - raised again below
+            failures.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
+
