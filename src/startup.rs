@@ -265,8 +265,8 @@ pub fn routes(
                 let store = store.clone();
                 async move {
                     let req: http::Request<_> = req.into();
-                    // A task of its own: s3s's futures are deep, and polled under this
-                    // stack of middleware they overflowed a debug build's thread stack.
+                    // A task of its own: s3s's futures are deep, and this way they are
+                    // polled from a fresh stack rather than under the middleware's.
                     let answer =
                         tokio::spawn(
                             async move { store.answer(req.map(s3s::Body::http_body)).await },
@@ -319,5 +319,19 @@ impl Acceptor for NoDelay {
             tracing::debug!(error = %err, "connection without TCP_NODELAY");
         }
         Ok((io, local, remote, scheme))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The route table names the embedded store's path without reaching into storage.
+    #[test]
+    fn the_store_route_is_the_embedded_bucket() {
+        assert_eq!(
+            api::routes::STORE_TEMPLATE,
+            format!("/{EMBEDDED_BUCKET}/{{key}}")
+        );
     }
 }
