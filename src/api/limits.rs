@@ -64,7 +64,7 @@ impl RateLimits {
     fn client_address(&self, req: &Request) -> Option<IpAddr> {
         let peer = req.remote_addr().as_socket_addr()?.ip().to_canonical();
         let trusted = |ip: IpAddr| self.trusted.iter().any(|net| net.contains(ip));
-        if !from_trusted_proxy(&self.trusted, req) {
+        if !trusted(peer) {
             return Some(peer);
         }
         let forwarded: Vec<IpAddr> = req
@@ -90,8 +90,9 @@ impl RateLimits {
 /// are believed.
 pub(super) fn from_trusted_proxy(trusted: &[IpNet], req: &Request) -> bool {
     req.remote_addr().as_socket_addr().is_some_and(|peer| {
-        let peer = peer.ip().to_canonical();
-        trusted.iter().any(|net| net.contains(peer))
+        trusted
+            .iter()
+            .any(|net| net.contains(peer.ip().to_canonical()))
     })
 }
 

@@ -57,39 +57,59 @@ impl Reach {
     }
 }
 
+/// What a request's host means here.
+enum Reached {
+    /// The origin its URLs are made for.
+    At(ClientOrigin),
+    /// No host usable in a URL (the store's own address is used).
+    Nowhere,
+    /// A host outside `ALLOWED_HOSTS`.
+    Unknown,
+}
+
 /// Refuses a host outside `ALLOWED_HOSTS` (except on `/health`, which load balancers and
 /// the container's health check ask by address), and hands the request the origin its
 /// URLs are made for.
 pub async fn reach<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
-    let Some(reach) = req.data::<Reach>().cloned() else {
-        return next.call(req).await.map(IntoResponse::into_response);
-    };
-    let route = routes::route_of_request(&req);
-    let (host, https) = reach.reached(&req);
-    let health = route.is_some_and(|r| r.template.starts_with("/health"));
-    if !reach.allowed.is_empty()
-        && !health
-        && !host
-            .as_deref()
-            .is_some_and(|host| reach.allowed.iter().any(|a| a.allows(host)))
-    {
-        tracing::debug!(
-            host = host.as_deref().unwrap_or(""),
-            "host not in ALLOWED_HOSTS"
-        );
-        let problem = Problem::bad_request(
-            "unknown_host",
-            "this service does not answer for that host name (ALLOWED_HOSTS)",
-        )
-        .legacy("Unknown host");
-        return Ok(super::error::render(routes::error_style(route), &problem));
-    }
-    let origin = match reach.public_url {
-        Some(public) => Some(public),
-        None => host.and_then(|host| ClientOrigin::new(https, &host)),
-    };
-    if let Some(origin) = origin {
-        req.extensions_mut().insert(origin);
+    match req.data::<Reach>().map(|reach| reach.decide(&req)) {
+        Some(Reached::Unknown) => {
+            let problem = Problem::bad_request(
+                "unknown_host",
+                "this service does not answer for that host name (ALLOWED_HOSTS)",
+            )
+            .legacy("Unknown host");
+            let style = routes::error_style(routes::route_of_request(&req));
+            return Ok(super::error::render(style, &problem));
+        }
+        Some(Reached::At(origin)) => {
+            req.extensions_mut().insert(origin);
+        }
+        Some(Reached::Nowhere) | None => {}
     }
     next.call(req).await.map(IntoResponse::into_response)
+}
+
+impl Reach {
+    fn decide(&self, req: &Request) -> Reached {
+        let (host, https) = self.reached(req);
+        let health =
+            routes::route_of_request(req).is_some_and(|r| r.template.starts_with("/health"));
+        if !self.allowed.is_empty()
+            && !health
+            && !host
+                .as_deref()
+                .is_some_and(|host| self.allowed.iter().any(|a| a.allows(host)))
+        {
+            tracing::debug!(
+                host = host.as_deref().unwrap_or(""),
+                "host not in ALLOWED_HOSTS"
+            );
+            return Reached::Unknown;
+        }
+        let origin = match &self.public_url {
+            Some(public) => Some(public.clone()),
+            None => host.and_then(|host| ClientOrigin::new(https, &host)),
+        };
+        origin.map_or(Reached::Nowhere, Reached::At)
+    }
 }

@@ -4,6 +4,7 @@
 //! The endpoint and addressing style still come from the SDK, read once from a URL it
 //! signed at start-up, so both agree on where a key lives.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::RwLock;
@@ -142,11 +143,15 @@ impl Presigner {
         }
     }
 
-    /// `(origin, host)` a URL signed now names.
-    fn target(&self) -> (String, String) {
+    /// `(origin, host)` a URL signed now names: borrowed from the presigner unless the
+    /// request being answered reached another origin.
+    fn target(&self) -> (Cow<'_, str>, Cow<'_, str>) {
         match self.follows_client.then(client_origin).flatten() {
-            Some(reached) => (reached.url(), reached.authority().to_owned()),
-            None => (self.origin.clone(), self.host.clone()),
+            Some(reached) => (
+                Cow::Owned(reached.url()),
+                Cow::Owned(reached.authority().to_owned()),
+            ),
+            None => (Cow::Borrowed(&self.origin), Cow::Borrowed(&self.host)),
         }
     }
 

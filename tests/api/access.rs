@@ -285,10 +285,7 @@ async fn logs_carry_no_key_secret_or_signature() {
         .await
         .expect("json");
     let url = issued["url"].as_str().expect("url").to_owned();
-    let mut put = client.put(&url).body(PNG.to_vec());
-    for (name, value) in issued["headers"].as_object().expect("headers") {
-        put = put.header(name, value.as_str().expect("value"));
-    }
+    let put = with_signed_headers(client.put(&url).body(PNG.to_vec()), &issued);
     assert_eq!(put.send().await.expect("PUT").status(), StatusCode::OK);
     let id = issued["upload_id"].as_str().expect("id");
     let confirm = format!("/api/v1/uploads/{id}/confirm");

@@ -386,13 +386,7 @@ async fn uploads_through_the_name_it_reached_the_service_by() {
     let small = png_of_size(70_000);
     let large_path = write(files.path(), "large.png", &large);
     let small_path = write(files.path(), "small.png", &small);
-    let port = app
-        .url("")
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .expect("port")
-        .to_owned();
+    let port = app.port();
     let server = format!("http://photos.test:{port}");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_upload-broker"))
         .args(["upload", &large_path, &small_path, "--image-id", "named"])

@@ -186,6 +186,15 @@ impl TestApp {
         panic!("the service restarts on the same data");
     }
 
+    /// The port the service listens on.
+    pub fn port(&self) -> u16 {
+        self.address
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .expect("the service's port")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -238,14 +247,11 @@ impl TestApp {
 
     /// PUTs bytes to a presigned URL with the headers the service said to send.
     pub async fn put(&self, issued: &Value, bytes: &[u8]) -> Response {
-        let mut req = self
+        let req = self
             .client
             .put(issued["url"].as_str().expect("url"))
             .body(bytes.to_vec());
-        for (name, value) in issued["headers"].as_object().expect("headers") {
-            req = req.header(name, value.as_str().expect("header value"));
-        }
-        refusal_as_status(req.send().await)
+        refusal_as_status(with_signed_headers(req, issued).send().await)
     }
 
     /// Where the bytes of a single PUT land before confirm: its staging key.
@@ -975,4 +981,16 @@ pub async fn admin_post(app: &TestApp, path: &str, body: Option<Value>) -> reqwe
         req = req.json(&body);
     }
     req.send().await.expect("POST")
+}
+
+/// `req` with the headers a signed request (an issued upload, a signed part) says its
+/// client must send.
+pub fn with_signed_headers(
+    mut req: reqwest::RequestBuilder,
+    signed: &Value,
+) -> reqwest::RequestBuilder {
+    for (name, value) in signed["headers"].as_object().expect("headers") {
+        req = req.header(name, value.as_str().expect("header value"));
+    }
+    req
 }

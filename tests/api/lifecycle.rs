@@ -176,13 +176,11 @@ async fn the_sweeper_expires_stale_uploads_and_removes_what_nobody_owns() {
         .await
         .expect("parts");
     let part = &parts["parts"][0];
-    let mut put = app
+    let put = app
         .client
         .put(part["url"].as_str().expect("url"))
         .body(big[..5 * MIB].to_vec());
-    for (name, value) in part["headers"].as_object().expect("headers") {
-        put = put.header(name, value.as_str().expect("value"));
-    }
+    let put = with_signed_headers(put, part);
     assert_eq!(put.send().await.expect("PUT").status(), StatusCode::OK);
     // Completed: stays.
     let kept = app.issue("sweep", "c.png", "image/png", PNG).await;

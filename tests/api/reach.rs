@@ -32,15 +32,6 @@ async fn issued_at(app: &TestApp, headers: &[(&str, &str)], prefix: &str) -> Val
     issued
 }
 
-/// The port the test service listens on.
-fn port_of(app: &TestApp) -> u16 {
-    app.url("")
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .expect("port")
-}
-
 /// PUTs `bytes` to `url` over the loopback connection, with the `Host` the URL names (as a
 /// client that resolved that name to this machine would).
 async fn put_by_name(app: &TestApp, issued: &Value, bytes: &[u8]) -> reqwest::Response {
@@ -51,17 +42,14 @@ async fn put_by_name(app: &TestApp, issued: &Value, bytes: &[u8]) -> reqwest::Re
     };
     let mut target = url.clone();
     target.set_host(Some("127.0.0.1")).expect("host");
-    target.set_port(Some(port_of(app))).expect("port");
+    target.set_port(Some(app.port())).expect("port");
     target.set_scheme("http").expect("scheme");
-    let mut req = app
+    let req = app
         .client
         .put(target)
         .header("Host", host)
         .body(bytes.to_vec());
-    for (name, value) in issued["headers"].as_object().expect("headers") {
-        req = req.header(name, value.as_str().expect("value"));
-    }
-    req.send().await.expect("PUT")
+    with_signed_headers(req, issued).send().await.expect("PUT")
 }
 
 #[tokio::test]
@@ -70,7 +58,7 @@ async fn urls_name_the_host_the_client_reached_and_the_upload_goes_through_it() 
         return; // Only the embedded store is served on the service's origin.
     }
     let app = TestApp::spawn().await;
-    let port = port_of(&app);
+    let port = app.port();
     let host = format!("photos.lan:{port}");
     let issued = issued_at(
         &app,
@@ -158,7 +146,7 @@ async fn a_forged_host_gets_no_url_that_points_elsewhere() {
 
     // ALLOWED_HOSTS: another host is refused before anything is made.
     let app = TestApp::spawn_with(&[("ALLOWED_HOSTS", "photos.lan, 127.0.0.1")]).await;
-    let port = port_of(&app);
+    let port = app.port();
     let resp = issue_with(&app, &[("Host", "evil.example")]).await;
     let (status, code) = error_code(resp).await;
     assert_eq!(

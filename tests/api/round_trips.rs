@@ -75,14 +75,12 @@ impl Service {
             .json()
             .await
             .expect("JSON");
-        let mut put = self
+        let put = self
             .process
             .client
             .put(issued["url"].as_str().expect("url"))
             .body(bytes.to_vec());
-        for (name, value) in issued["headers"].as_object().expect("headers") {
-            put = put.header(name, value.as_str().expect("value"));
-        }
+        let put = with_signed_headers(put, &issued);
         assert_eq!(put.send().await.expect("PUT").status(), StatusCode::OK);
         issued
     }

@@ -330,14 +330,12 @@ async fn cors_answers_say_they_vary_with_the_origin() {
         "{:?}",
         store_preflight.headers()
     );
-    let mut put = app
+    let put = app
         .client
         .put(url)
         .header("Origin", "https://app.example.com")
         .body(PNG.to_vec());
-    for (name, value) in issued["headers"].as_object().expect("headers") {
-        put = put.header(name, value.as_str().expect("value"));
-    }
+    let put = with_signed_headers(put, &issued);
     let stored = put.send().await.expect("PUT");
     assert_eq!(stored.status(), StatusCode::OK);
     assert_eq!(stored.headers()["access-control-allow-origin"], "*");
