@@ -293,6 +293,7 @@ pub fn routes(
         .around(telemetry::log_request)
         .around(api::security_headers)
         .around(api::routes::found_route)
+        .around(api::tus_protocol)
 }
 
 /// The listener's connections, with TCP_NODELAY: a response's body (an object the embedded

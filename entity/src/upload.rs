@@ -123,6 +123,10 @@ pub enum UploadMethod {
     #[sea_orm(string_value = "LEGACY")]
     #[serde(rename = "LEGACY")]
     Legacy,
+    /// tus: the client sent the bytes to the service, which passed them on as they came.
+    #[sea_orm(string_value = "TUS")]
+    #[serde(rename = "TUS")]
+    Tus,
 }
 
 impl UploadMethod {
@@ -132,6 +136,7 @@ impl UploadMethod {
             UploadMethod::Put => "PUT",
             UploadMethod::Multipart => "MULTIPART",
             UploadMethod::Legacy => "LEGACY",
+            UploadMethod::Tus => "TUS",
         }
     }
 
@@ -177,7 +182,7 @@ mod tests {
         assert_eq!(UploadState::parse("gone"), None);
 
         let methods: Vec<String> = UploadMethod::iter().map(|m| m.to_value()).collect();
-        assert_eq!(methods, ["PUT", "MULTIPART", "LEGACY"]);
+        assert_eq!(methods, ["PUT", "MULTIPART", "LEGACY", "TUS"]);
         assert!(UploadMethod::try_from_value(&"put".to_owned()).is_err());
         assert_eq!(UploadMethod::parse("LEGACY"), Some(UploadMethod::Legacy));
     }

@@ -12,6 +12,7 @@ mod reach;
 pub mod routes;
 mod security;
 mod system;
+mod tus;
 mod uploads;
 mod webhooks;
 
@@ -23,6 +24,7 @@ pub use error::{ApiError, ErrorBody, json_errors, limit_json_body};
 pub use limits::{RateLimits, rate_limit};
 pub use reach::{Reach, reach};
 pub use security::{cors, security_headers};
+pub use tus::tus_protocol;
 
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
@@ -45,6 +47,9 @@ pub enum ApiTags {
     /// Signed event notifications: endpoints, the delivery log, replays (admin key).
     Webhooks,
     Admin,
+    /// Resumable uploads through the service (tus 1.0.0), for clients that cannot reach
+    /// storage.
+    Tus,
 }
 
 pub type Apis = (
@@ -56,6 +61,7 @@ pub type Apis = (
     webhooks::WebhooksApi,
     admin::AdminApi,
     pages::ConsoleApi,
+    tus::TusApi,
 );
 
 /// `Authorization: Bearer <token>`: one of `API_KEYS`, or an upload link's token.
@@ -110,6 +116,7 @@ pub fn service(
     environment: &str,
 ) -> OpenApiService<Apis, ()> {
     let uploads_for_admin = uploads.clone();
+    let tus = tus::TusApi::new(uploads.clone(), uploads.max_upload_size());
     let apis = (
         uploads::UploadsApi::new(uploads.clone()),
         images::ImagesApi::new(uploads.clone()),
@@ -119,6 +126,7 @@ pub fn service(
         webhooks::WebhooksApi::new(webhooks),
         admin::AdminApi::new(uploads_for_admin),
         pages::ConsoleApi::new(assets),
+        tus,
     );
     OpenApiService::new(apis, "upload-broker", env!("CARGO_PKG_VERSION")).description(
         "Upload images straight to S3 through short-lived presigned URLs. Every upload is \

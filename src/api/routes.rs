@@ -24,6 +24,8 @@ pub enum Family {
     /// The embedded store, served here under its bucket's path: S3's own answers, each
     /// request checked by the store against its signature.
     Store,
+    /// tus (`/api/v1/tus...`): v1 errors, bodies streamed to storage rather than bounded.
+    Tus,
 }
 
 /// Who may call an operation; checked before its input is read.
@@ -172,6 +174,25 @@ pub const ROUTES: &[Route] = &[
     v1("/api/v1/images/{image_id}", GET),
     v1("/api/v1/images/{image_id}/latest", GET),
     v1("/api/v1/images/{image_id}/latest/variants/{variant}", GET),
+    Route {
+        family: Family::Tus,
+        ..route("/api/v1/tus", &[read("OPTIONS"), write("POST")])
+    },
+    Route {
+        family: Family::Tus,
+        ..route(
+            "/api/v1/tus/{upload_id}",
+            &[
+                Operation {
+                    method: "DELETE",
+                    limited: false,
+                    auth: Auth::Caller,
+                },
+                read("HEAD"),
+                write("PATCH"),
+            ],
+        )
+    },
     legacy("/api/url/{image_id}", GET),
     legacy("/api/images/{image_id}", GET),
     legacy("/upload/{image_id}", &[write("POST")]),
@@ -248,7 +269,7 @@ impl Route {
     pub fn error_style(&self) -> ErrorStyle {
         match self.family {
             Family::Legacy => ErrorStyle::Legacy,
-            Family::V1 | Family::Service | Family::Store => ErrorStyle::V1,
+            Family::V1 | Family::Service | Family::Store | Family::Tus => ErrorStyle::V1,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Browser-facing safety: headers on every answer, a strict policy for the upload page,
 //! and CORS for the configured origins only.
 
-use poem::http::{HeaderValue, Method, header};
+use poem::http::{HeaderName, HeaderValue, Method, header};
 use poem::middleware::Cors;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
@@ -42,19 +42,59 @@ pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Resul
 }
 
 /// CORS for `origins` (the `CORS_ORIGINS` setting): the API's methods and the headers its
-/// clients send, and `Retry-After` readable, so a page can wait as a 429 or 503 asks.
+/// clients send (tus's too), and `Retry-After` readable, so a page can wait as a 429 or 503
+/// asks, with `Location` and tus's answer headers for a tus client.
 /// Other origins get no CORS headers, so browsers keep them out. Every answer says it
 /// varies with `Origin` (poem's `Cors` says so only for wildcard origins).
 pub fn cors(origins: &[String]) -> ApiCors {
     ApiCors(
         Cors::new()
             .allow_origins(origins.iter().map(String::as_str))
-            .allow_methods([Method::GET, Method::POST, Method::DELETE])
-            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
-            .expose_headers([header::RETRY_AFTER])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::DELETE,
+                Method::PATCH,
+                Method::HEAD,
+            ])
+            .allow_headers(
+                [header::CONTENT_TYPE, header::AUTHORIZATION]
+                    .into_iter()
+                    .chain(TUS_REQUEST_HEADERS.map(HeaderName::from_static)),
+            )
+            .expose_headers(
+                [header::RETRY_AFTER, header::LOCATION]
+                    .into_iter()
+                    .chain(TUS_ANSWER_HEADERS.map(HeaderName::from_static)),
+            )
             .max_age(600),
     )
 }
+
+/// What a tus client sends, besides the type and credentials.
+const TUS_REQUEST_HEADERS: [&str; 8] = [
+    "tus-resumable",
+    "upload-length",
+    "upload-metadata",
+    "upload-offset",
+    "upload-checksum",
+    "upload-defer-length",
+    "upload-concat",
+    "x-http-method-override",
+];
+
+/// What a tus client reads from the answers.
+const TUS_ANSWER_HEADERS: [&str; 9] = [
+    "tus-resumable",
+    "tus-version",
+    "tus-extension",
+    "tus-max-size",
+    "tus-checksum-algorithm",
+    "upload-offset",
+    "upload-length",
+    "upload-metadata",
+    "upload-expires",
+];
 
 /// poem's `Cors`, with `Vary: Origin` on every answer.
 pub struct ApiCors(Cors);

@@ -41,6 +41,7 @@ impl From<IssuedUpload> for IssuedUploadBody {
             expires_at: upload.expires_at,
             method: match upload.method {
                 uploads::UploadMethod::Multipart => UploadMethod::Multipart,
+                uploads::UploadMethod::Tus => UploadMethod::Tus,
                 // A legacy upload is never issued; it is stored by the service itself.
                 uploads::UploadMethod::Put | uploads::UploadMethod::Legacy => UploadMethod::Put,
             },

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::transition::{Recorded, verified_object};
 use super::verify::{self, SNIFF_BYTES, SNIFF_BYTES_MAX, Sample, TAIL_BYTES, VerifiedImage};
-use super::{Rejection, Upload, UploadError, UploadMethod, UploadService, UploadState};
+use super::{Rejection, Upload, UploadError, UploadService, UploadState};
 use crate::db::{Change, UploadRow};
 use crate::domain::{ImageFormat, Sha256Checksum};
 use crate::storage::{ObjectStart, StorageError};
@@ -54,7 +54,8 @@ impl UploadService {
     /// Confirm's work on a pending upload: complete a multipart upload, find the object,
     /// verify it, record it.
     async fn confirm_pending(&self, row: &UploadRow) -> Result<Upload, UploadError> {
-        if row.method == UploadMethod::Multipart {
+        // A multipart upload, or a tus upload larger than one part.
+        if row.multipart_upload_id.is_some() {
             self.expire_if_past(row).await?;
             self.finish_multipart(row).await?;
         }

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{UploadError, UploadService, UploadState};
+use super::{UploadError, UploadMethod, UploadService, UploadState};
 use crate::db::admin::NewAudit;
 use crate::db::{Change, UploadRow};
 
@@ -64,6 +64,9 @@ impl UploadService {
             self.storage.delete(&landing).await?;
         }
         self.storage.delete(&row.object_key).await?;
+        if row.method == UploadMethod::Tus {
+            self.remove_spool(row.id).await?;
+        }
         Ok(())
     }
 }

@@ -142,6 +142,20 @@ pub enum UploadError {
     VariantsOff,
     #[error("the body is not an S3 event notification (no Records)")]
     InvalidEvent,
+    /// A tus header is missing or malformed.
+    #[error("{0}")]
+    TusHeader(String),
+    /// tus: `filetype` names another type than the file name's extension.
+    #[error("filetype and the file name's extension name different types")]
+    TypeDisagrees,
+    #[error("Upload-Offset does not match the upload's offset, {expected}")]
+    OffsetMismatch { expected: u64 },
+    #[error("the bytes would go past Upload-Length, {length}")]
+    BeyondLength { length: u64 },
+    #[error("the PATCH's bytes do not match its Upload-Checksum; they were discarded")]
+    ChunkChecksumMismatch,
+    #[error("another request is still writing this upload; try again shortly")]
+    Locked,
 }
 
 impl UploadError {
@@ -214,6 +228,16 @@ impl UploadError {
             UploadError::VariantsFailed(code) => Problem::new(422, code, message),
             UploadError::VariantsOff => Problem::new(409, "variants_off", message),
             UploadError::InvalidEvent => Problem::bad_request("invalid_event", message),
+            UploadError::TusHeader(_) => Problem::bad_request("invalid_tus_request", message),
+            UploadError::TypeDisagrees => Problem::new(415, "extension_mismatch", message),
+            UploadError::OffsetMismatch { .. } => Problem::new(409, "offset_mismatch", message),
+            UploadError::BeyondLength { length } => {
+                let mut problem = Problem::new(413, "beyond_upload_length", message);
+                problem.limit = Some(*length);
+                problem
+            }
+            UploadError::ChunkChecksumMismatch => Problem::new(460, "checksum_mismatch", message),
+            UploadError::Locked => Problem::new(423, "upload_locked", message).retry_after(1),
             UploadError::VariantsPending => {
                 Problem::unavailable("variants_pending", message).retry_after(1)
             }

@@ -165,7 +165,11 @@ impl UploadService {
 
     /// `MAX_PENDING_PER_IMAGE` and `MAX_PENDING_BYTES_PER_IMAGE`: a new upload of `size`
     /// bytes must fit beside the image_id's pending ones.
-    async fn check_pending_caps(&self, image_id: &ImageId, size: u64) -> Result<(), UploadError> {
+    pub(super) async fn check_pending_caps(
+        &self,
+        image_id: &ImageId,
+        size: u64,
+    ) -> Result<(), UploadError> {
         let (max_uploads, max_bytes) = (
             self.config.limits.max_pending_per_image,
             self.config.limits.max_pending_bytes_per_image,

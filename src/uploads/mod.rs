@@ -18,6 +18,7 @@ mod storage_events;
 mod streamed;
 mod sweep;
 mod transition;
+pub mod tus;
 mod variants;
 pub mod verify;
 
@@ -78,6 +79,10 @@ pub struct UploadService {
     variant_slots: Arc<Semaphore>,
     /// Upload ids whose variants this process is making on demand, and who waits.
     making: variants::Making,
+    /// tus uploads: whose turn it is, and how far each has come.
+    tus_turns: Arc<tus::Turns>,
+    /// Where tus parts wait on local disk until they fill.
+    tus_spool: tus::Spool,
 }
 
 impl UploadService {
@@ -90,6 +95,7 @@ impl UploadService {
     ) -> Self {
         let budget_kib = usize::try_from(STREAM_BUFFER_BUDGET / 1024).unwrap_or(usize::MAX);
         let variant_workers = config.variants.workers.max(1);
+        let tus_spool = tus::Spool::new(config.data_dir.join("tus"));
         Self {
             db,
             storage,
@@ -107,7 +113,14 @@ impl UploadService {
             )),
             variant_slots: Arc::new(Semaphore::new(variant_workers)),
             making: variants::Making::default(),
+            tus_turns: Arc::default(),
+            tus_spool,
         }
+    }
+
+    /// The largest upload (`MAX_UPLOAD_SIZE`).
+    pub fn max_upload_size(&self) -> u64 {
+        self.config.limits.max_upload_size
     }
 
     /// Whether `VERIFY_DECODE` has an object of `size` bytes decoded in full.
@@ -163,11 +176,13 @@ impl UploadService {
     /// the object is served at: after a delete, an abort, a failure or an expiry, whatever
     /// the URL still writes is never served or counted, and the sweeper removes it. A
     /// multipart upload's parts land in the store's upload, which ends with it; the legacy
-    /// upload is written by the service itself.
+    /// and tus uploads are written by the service itself.
     fn landing_key(&self, row: &UploadRow) -> String {
         match row.method {
             UploadMethod::Put => staging_key(&row.object_key),
-            UploadMethod::Multipart | UploadMethod::Legacy => row.object_key.clone(),
+            UploadMethod::Multipart | UploadMethod::Legacy | UploadMethod::Tus => {
+                row.object_key.clone()
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{UploadError, UploadService, UploadState};
+use super::{UploadError, UploadMethod, UploadService, UploadState};
 use crate::db::UploadRow;
 use crate::domain::Sha256Checksum;
 use crate::storage::{SignedRequest, StorageError, StoredPart};
@@ -17,7 +17,7 @@ pub use upload_broker_types::PartPlan;
 pub const MAX_PARTS_PER_CALL: usize = 100;
 
 /// The plan a multipart upload's row records.
-trait RecordedPlan: Sized {
+pub(super) trait RecordedPlan: Sized {
     fn of(row: &UploadRow) -> Option<Self>;
 }
 
@@ -57,8 +57,12 @@ impl UploadService {
             | UploadState::Failed
             | UploadState::Deleted) => return Err(UploadError::Gone(state)),
         }
-        let (Some(upload_id), Some(plan)) = (row.multipart_upload_id.clone(), PartPlan::of(&row))
-        else {
+        // A tus upload's parts are the service's to send.
+        let (Some(upload_id), Some(plan), false) = (
+            row.multipart_upload_id.clone(),
+            PartPlan::of(&row),
+            row.method == UploadMethod::Tus,
+        ) else {
             return Err(UploadError::NotMultipart);
         };
         Ok((row, upload_id, plan))

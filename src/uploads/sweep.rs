@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::variants::{VARIANT_PREFIX, variant_owner};
-use super::{UploadError, UploadMethod, UploadService, UploadState};
+use super::{UploadError, UploadService, UploadState};
 use crate::db::UploadRow;
 use crate::metrics;
 use crate::shutdown::Shutdown;
@@ -37,6 +37,8 @@ pub struct SweepReport {
     pub multipart_aborted: usize,
     /// Files the embedded store kept for uploads and objects that are gone.
     pub internal_leftovers_removed: usize,
+    /// tus spool folders of uploads that are no longer pending.
+    pub tus_spools_removed: usize,
 }
 
 impl UploadService {
@@ -56,6 +58,7 @@ impl UploadService {
                     "internal_leftovers",
                     report.internal_leftovers_removed as u64,
                 );
+                metrics::swept("tus_spools", report.tus_spools_removed as u64);
             }
             Err(_) => metrics::sweep("error"),
         }
@@ -74,6 +77,7 @@ impl UploadService {
         self.remove_orphan_objects(cutoff, &mut report).await?;
         self.remove_orphan_variants(&mut report).await?;
         self.abort_orphan_multipart(cutoff, &mut report).await?;
+        report.tus_spools_removed = self.remove_orphan_spools().await?;
         // Last, so it also takes what the steps above left (s3s-fs keeps a deleted
         // object's attributes).
         report.internal_leftovers_removed = self.storage.remove_internal_leftovers(cutoff).await?;
@@ -114,7 +118,7 @@ impl UploadService {
             return Ok(Stale::Moved);
         }
         let expired = |made: bool| if made { Stale::Expired } else { Stale::Moved };
-        if row.method == UploadMethod::Multipart {
+        if row.multipart_upload_id.is_some() {
             match self.finish_multipart(&row).await {
                 Ok(()) => {}
                 Err(UploadError::NotUploaded | UploadError::IncompleteUpload(_)) => {

@@ -67,6 +67,10 @@ pub enum UploadMethod {
     #[cfg_attr(feature = "openapi", oai(rename = "MULTIPART"))]
     #[serde(rename = "MULTIPART")]
     Multipart,
+    /// Resumable, through the service's tus endpoint (`/api/v1/tus`).
+    #[cfg_attr(feature = "openapi", oai(rename = "TUS"))]
+    #[serde(rename = "TUS")]
+    Tus,
 }
 
 /// A file the client wants to upload. Unknown fields are refused, so a misspelt

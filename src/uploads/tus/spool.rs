@@ -1,0 +1,213 @@
+//! The tus spool: the bytes of a part that has not filled yet, on local disk, one file per
+//! part (`<DATA_DIR>/tus/<upload_id>/<part_number>`). Named files, unlike the legacy
+//! upload's, so an upload's offset survives a restart; a file is removed once its part is
+//! in storage, and an upload's folder once it is finished, aborted or expired.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::uploads::UploadError;
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+impl Spool {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    fn folder(&self, id: Uuid) -> PathBuf {
+        self.root.join(id.to_string())
+    }
+
+    fn part(&self, id: Uuid, part: i32) -> PathBuf {
+        self.folder(id).join(part.to_string())
+    }
+
+    /// The file of one part, made when missing; what it holds is kept.
+    pub async fn open(&self, id: Uuid, part: i32) -> Result<Arc<File>, UploadError> {
+        let (folder, path) = (self.folder(id), self.part(id, part));
+        blocking(move || {
+            fs::create_dir_all(&folder)?;
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map(Arc::new)
+        })
+        .await
+    }
+
+    /// How many bytes a part's file holds; `None` when there is none.
+    pub async fn len(&self, id: Uuid, part: i32) -> Result<Option<u64>, UploadError> {
+        let path = self.part(id, part);
+        blocking(move || match fs::metadata(&path) {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        })
+        .await
+    }
+
+    /// Cuts a part's file back to `len` bytes.
+    pub async fn truncate(&self, id: Uuid, part: i32, len: u64) -> Result<(), UploadError> {
+        let path = self.part(id, part);
+        blocking(move || match OpenOptions::new().write(true).open(&path) {
+            Ok(file) => file.set_len(len),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err),
+        })
+        .await
+    }
+
+    /// Removes the files of the parts outside `keep` (and anything else in the folder).
+    pub async fn remove_parts_outside(
+        &self,
+        id: Uuid,
+        keep: std::ops::RangeInclusive<i32>,
+    ) -> Result<(), UploadError> {
+        let folder = self.folder(id);
+        blocking(move || {
+            let entries = match fs::read_dir(&folder) {
+                Ok(entries) => entries,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(err) => return Err(err),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let number = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<i32>().ok());
+                if number.is_none_or(|n| !keep.contains(&n)) {
+                    remove_file(&entry.path())?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes one part's file (its bytes are in storage).
+    pub async fn remove_part(&self, id: Uuid, part: i32) -> Result<(), UploadError> {
+        let path = self.part(id, part);
+        blocking(move || remove_file(&path)).await
+    }
+
+    /// Removes everything an upload has here.
+    pub async fn remove(&self, id: Uuid) -> Result<(), UploadError> {
+        let folder = self.folder(id);
+        blocking(move || match fs::remove_dir_all(&folder) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    /// The uploads that have a folder here, and the names that are not an upload's.
+    pub async fn folders(&self) -> Result<Vec<Result<Uuid, PathBuf>>, UploadError> {
+        let root = self.root.clone();
+        blocking(move || {
+            let entries = match fs::read_dir(&root) {
+                Ok(entries) => entries,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(err) => return Err(err),
+            };
+            entries
+                .map(|entry| {
+                    let entry = entry?;
+                    let id = entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| Uuid::parse_str(n).ok());
+                    Ok(id.ok_or_else(|| entry.path()))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Removes a stray entry of the spool's folder (not an upload's).
+    pub async fn remove_stray(&self, path: PathBuf) -> Result<(), UploadError> {
+        blocking(move || {
+            if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                remove_file(&path)
+            }
+        })
+        .await
+    }
+}
+
+fn remove_file(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `bytes` at `offset` of a spool file.
+pub async fn write_at(file: &Arc<File>, bytes: Bytes, offset: u64) -> Result<(), UploadError> {
+    let file = file.clone();
+    blocking(move || file.write_all_at(&bytes, offset)).await
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, UploadError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(io::Error::other)
+        .flatten()
+        .map_err(|err| UploadError::Spool(err.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn parts_are_files_that_outlive_their_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path().join("tus"));
+        let id = Uuid::now_v7();
+        assert_eq!(spool.len(id, 1).await.unwrap(), None);
+        let file = spool.open(id, 1).await.unwrap();
+        write_at(&file, Bytes::from_static(b"hello"), 0)
+            .await
+            .unwrap();
+        drop(file);
+        let file = spool.open(id, 1).await.unwrap();
+        write_at(&file, Bytes::from_static(b" world"), 5)
+            .await
+            .unwrap();
+        assert_eq!(spool.len(id, 1).await.unwrap(), Some(11));
+        let mut read = vec![0; 11];
+        file.read_exact_at(&mut read, 0).unwrap();
+        assert_eq!(read, b"hello world");
+        spool.truncate(id, 1, 5).await.unwrap();
+        assert_eq!(spool.len(id, 1).await.unwrap(), Some(5));
+
+        spool.open(id, 2).await.unwrap();
+        spool.open(id, 3).await.unwrap();
+        spool.remove_parts_outside(id, 2..=2).await.unwrap();
+        assert_eq!(spool.len(id, 1).await.unwrap(), None);
+        assert_eq!(spool.len(id, 2).await.unwrap(), Some(0));
+        assert_eq!(spool.len(id, 3).await.unwrap(), None);
+        assert_eq!(spool.folders().await.unwrap(), vec![Ok(id)]);
+        spool.remove(id).await.unwrap();
+        spool.remove(id).await.unwrap();
+        assert!(spool.folders().await.unwrap().is_empty());
+    }
+}
