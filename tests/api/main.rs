@@ -19,6 +19,7 @@ mod replicas;
 mod round_trips;
 mod security;
 mod storage_events;
+mod tus;
 mod validation;
 mod variants;
 mod verification;

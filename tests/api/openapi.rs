@@ -29,7 +29,9 @@ async fn openapi_document_matches_the_committed_file() {
 async fn every_operation_has_an_id_and_a_contract_tag() {
     let app = TestApp::spawn().await;
     let spec = app.get_json("/openapi.json").await;
-    let tags = ["uploads", "images", "legacy", "system", "webhooks", "admin"];
+    let tags = [
+        "uploads", "images", "legacy", "system", "webhooks", "admin", "tus",
+    ];
     let mut ids = Vec::new();
     for (path, item) in spec["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("operations") {
@@ -61,6 +63,11 @@ async fn every_operation_has_an_id_and_a_contract_tag() {
         "admin_audit",
         "get_upload_variant",
         "latest_image_variant",
+        "tus_options",
+        "tus_create",
+        "tus_status",
+        "tus_append",
+        "tus_terminate",
     ] {
         assert!(ids.iter().any(|id| id == expected), "{expected} missing");
     }
