@@ -32,10 +32,12 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::issue::UploadRequest;
+use super::verify::{self, SNIFF_BYTES};
 use super::{
-    PartPlan, Upload, UploadError, UploadMethod, UploadService, UploadState, object_key, to_i64,
+    PartPlan, Rejection, Upload, UploadError, UploadMethod, UploadService, UploadState, object_key,
+    to_i64,
 };
-use crate::db::{self, NewUpload, UploadRow};
+use crate::db::{self, Change, NewUpload, UploadRow};
 use crate::domain::{ImageFormat, ImageId, Metadata, OriginalFilename};
 use crate::metrics;
 use crate::storage::{Payload, StorageError};
@@ -110,6 +112,8 @@ struct Progress {
     sending: Option<(i32, JoinHandle<Result<(), UploadError>>)>,
     /// The whole object is already in storage (a finish that did not get to confirm).
     stored_whole: bool,
+    /// The file's first bytes were looked at (once part 1 holds enough of them).
+    head_checked: bool,
 }
 
 impl Progress {
@@ -130,6 +134,8 @@ enum Stop {
     Whole,
     /// Another request for the upload asked for the turn.
     Asked,
+    /// The file's first bytes show it is not what it claims.
+    Refused(Rejection),
     Failed(UploadError),
 }
 
@@ -259,6 +265,7 @@ impl UploadService {
             file: None,
             sending: None,
             stored_whole: false,
+            head_checked: false,
         });
         Ok(self.tus_view(&row, 0, None))
     }
@@ -328,6 +335,19 @@ impl UploadService {
                 Err(err)
             }
             Ok(Stop::Failed(err)) => Err(err),
+            Ok(Stop::Refused(rejection)) => {
+                if let Some(progress) = held.progress.as_mut()
+                    && let Some((_, sending)) = progress.sending.take()
+                {
+                    let _ = sending.await;
+                }
+                *held.progress = None;
+                // The bytes go first: a failed upload never leaves any behind.
+                self.remove_objects(&row).await?;
+                self.change(&row, Change::Fail(rejection.code())).await?;
+                self.tus_turns.forget(id);
+                Err(UploadError::Rejected(rejection))
+            }
             Ok(Stop::Whole) => self.tus_finish(held, &row).await,
             Ok(Stop::Ended | Stop::Asked) => {
                 // The part on its way to storage is not waited for: its bytes are in the
@@ -491,6 +511,7 @@ impl UploadService {
             file: None,
             sending: None,
             stored_whole: true,
+            head_checked: true,
         };
         let stored_whole = || async {
             Ok::<_, UploadError>(
@@ -548,6 +569,8 @@ impl UploadService {
             file: None,
             sending: None,
             stored_whole: false,
+            // Looked at when it was written, or (a restart in the first part) by confirm.
+            head_checked: next > 1 || spooled >= SNIFF_BYTES,
         })
     }
 
@@ -608,6 +631,9 @@ impl UploadService {
             let part_room = progress.plan.part_len(progress.next) - progress.spooled;
             if buf.len() as u64 == part_room || buf.len() == READ_CHUNK {
                 self.spool_write(row, progress, &mut buf).await?;
+                if let Err(rejection) = self.check_head(row, progress).await? {
+                    break Stop::Refused(rejection);
+                }
                 if progress.done() {
                     break Stop::Whole;
                 }
@@ -649,8 +675,14 @@ impl UploadService {
         };
         // What came before the body stopped is kept (a client resumes from there) unless
         // the PATCH carried a checksum: then all of it is right, or none of it counts.
+        if let Stop::Refused(_) = stop {
+            return Ok(stop);
+        }
         if !buf.is_empty() {
             self.spool_write(row, progress, &mut buf).await?;
+            if let Err(rejection) = self.check_head(row, progress).await? {
+                return Ok(Stop::Refused(rejection));
+            }
         }
         if let (Some(checksum), Some(hasher)) = (checksum, hasher) {
             let whole_body = matches!(stop, Stop::Ended | Stop::Whole);
@@ -670,6 +702,36 @@ impl UploadService {
             }
         }
         Ok(stop)
+    }
+
+    /// Once the first part holds the file's first bytes (or all of it), looks at them as
+    /// the legacy upload does: a header that is not the declared type's, or an image over
+    /// the pixel limits, is refused before more of it is stored. Only the dimensions may
+    /// lie further on, behind a JPEG's EXIF blocks; confirm reads those at the end.
+    async fn check_head(
+        &self,
+        row: &UploadRow,
+        progress: &mut Progress,
+    ) -> Result<Result<(), Rejection>, UploadError> {
+        if progress.head_checked
+            || progress.next != 1
+            || (progress.spooled < SNIFF_BYTES && !progress.done())
+        {
+            return Ok(Ok(()));
+        }
+        progress.head_checked = true;
+        let Some(file) = &progress.file else {
+            return Ok(Ok(()));
+        };
+        let head = spool::read_start(file, progress.spooled.min(SNIFF_BYTES)).await?;
+        let declared = ImageFormat::from_mime(&row.content_type)?;
+        let found = verify::inspect_header(&head, declared, self.image_limits());
+        match found {
+            Err(rejection) if !verify::wants_longer_head(&found, &head, progress.plan.size) => {
+                Ok(Err(rejection))
+            }
+            _ => Ok(Ok(())),
+        }
     }
 
     /// Writes what the buffer holds at the end of the part filling.

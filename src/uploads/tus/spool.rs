@@ -163,6 +163,16 @@ pub async fn write_at(file: &Arc<File>, bytes: Bytes, offset: u64) -> Result<(),
     blocking(move || file.write_all_at(&bytes, offset)).await
 }
 
+/// The first `len` bytes of a spool file.
+pub async fn read_start(file: &Arc<File>, len: u64) -> Result<Vec<u8>, UploadError> {
+    let file = file.clone();
+    blocking(move || {
+        let mut buf = vec![0; len as usize];
+        file.read_exact_at(&mut buf, 0).map(|()| buf)
+    })
+    .await
+}
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> Result<T, UploadError> {
