@@ -354,3 +354,108 @@ async fn without_keys_every_route_is_open() {
         (StatusCode::FORBIDDEN, "api_key_required".to_owned())
     );
 }
+
+/// The tus routes, in the same table: a 409 `offset_mismatch` means the caller got past
+/// authorization to the upload.
+#[tokio::test]
+async fn tus_routes_answer_every_credential_as_the_table_says() {
+    use reqwest::Method;
+    use reqwest::StatusCode as S;
+
+    let app = TestApp::spawn_with(KEYS).await;
+    let tokens = Tokens {
+        link: app.link(json!({"image_id": "cat"})).await,
+        other: app.link(json!({"image_id": "dog"})).await,
+    };
+    let metadata = "image_id Y2F0,filename YS5wbmc=";
+    let tus = |method: Method, path: &str, token: Option<&str>| {
+        let mut req = app
+            .client
+            .request(method, app.url(path))
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Length", PNG.len().to_string())
+            .header("Upload-Metadata", metadata)
+            .header("Upload-Offset", "999")
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(&b"0123456789"[..]);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send()
+    };
+    let mut made = Vec::new();
+    for token in ["key-alpha", tokens.link.as_str()] {
+        let resp = tus(Method::POST, "/api/v1/tus", Some(token))
+            .await
+            .expect("POST");
+        assert_eq!(resp.status(), S::CREATED);
+        let location = resp.headers()["location"].to_str().expect("location");
+        made.push(location.rsplit_once("/api/v1").expect("path").1.to_owned());
+    }
+    let (by_key, by_link) = (format!("/api/v1{}", made[0]), format!("/api/v1{}", made[1]));
+    let refused = [S::UNAUTHORIZED, S::UNAUTHORIZED];
+    let table: Vec<(Method, &str, [S; 5])> = vec![
+        (
+            Method::POST,
+            "/api/v1/tus",
+            [refused[0], refused[1], S::CREATED, S::CREATED, S::FORBIDDEN],
+        ),
+        (
+            Method::PATCH,
+            &by_key,
+            [
+                refused[0],
+                refused[1],
+                S::CONFLICT,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+            ],
+        ),
+        (
+            Method::PATCH,
+            &by_link,
+            [
+                refused[0],
+                refused[1],
+                S::CONFLICT,
+                S::CONFLICT,
+                S::FORBIDDEN,
+            ],
+        ),
+        (Method::HEAD, &by_key, [S::OK; 5]),
+        (Method::OPTIONS, "/api/v1/tus", [S::NO_CONTENT; 5]),
+        (
+            Method::DELETE,
+            &by_link,
+            [
+                refused[0],
+                refused[1],
+                S::NO_CONTENT,
+                S::NO_CONTENT,
+                S::FORBIDDEN,
+            ],
+        ),
+        (
+            Method::DELETE,
+            &by_key,
+            [
+                refused[0],
+                refused[1],
+                S::NO_CONTENT,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+            ],
+        ),
+    ];
+    for (method, path, answers) in &table {
+        let mut order: Vec<(Who, S)> = EVERYONE.into_iter().zip(*answers).collect();
+        order.sort_by_key(|(who, _)| matches!(who, Who::Key));
+        for (who, expected) in order {
+            let got = tus(method.clone(), path, tokens.of(who))
+                .await
+                .expect("request")
+                .status();
+            assert_eq!(got, expected, "{method} {path} as {who:?}");
+        }
+    }
+}
