@@ -1018,3 +1018,64 @@ async fn a_200_mib_upload_survives_three_cut_connections_and_a_kill() {
         "SHA-256 of the stored object"
     );
 }
+
+#[tokio::test]
+async fn rate_limits_and_cors_cover_tus() {
+    let app = TestApp::spawn_with(&[
+        ("RATE_LIMIT", "1"),
+        ("RATE_LIMIT_BURST", "2"),
+        ("CORS_ORIGINS", "https://app.example.com"),
+    ])
+    .await;
+    let tus = Client::new(&app);
+
+    // A page on another origin may send tus's headers and read its answers'.
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url(TUS))
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "PATCH")
+        .header(
+            "Access-Control-Request-Headers",
+            "tus-resumable,upload-offset,upload-checksum,content-type",
+        )
+        .send()
+        .await
+        .expect("preflight");
+    assert!(preflight.status().is_success());
+    let allowed = header(preflight.headers(), "access-control-allow-methods").to_lowercase();
+    assert!(allowed.contains("patch"), "{allowed}");
+    let resp = tus
+        .request(reqwest::Method::POST, &app.url(TUS))
+        .header("Origin", "https://app.example.com")
+        .header("Upload-Length", PNG.len().to_string())
+        .header("Upload-Metadata", png_meta("album"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let exposed = header(resp.headers(), "access-control-expose-headers").to_lowercase();
+    for name in [
+        "location",
+        "upload-offset",
+        "upload-expires",
+        "tus-resumable",
+    ] {
+        assert!(exposed.contains(name), "{name} in {exposed}");
+    }
+
+    // Creations and PATCHes count against RATE_LIMIT, with tus's header on the 429.
+    let location = header(resp.headers(), "location").to_owned();
+    let mut limited = None;
+    for _ in 0..5 {
+        let resp = tus.patch(&location, 0, &PNG[..10], None).await;
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(resp);
+            break;
+        }
+    }
+    let resp = limited.expect("a 429 within five PATCHes");
+    assert_eq!(header(resp.headers(), "tus-resumable"), "1.0.0");
+    assert!(resp.headers().get("retry-after").is_some());
+    assert_eq!(error_code(resp).await.1, "rate_limited");
+}
