@@ -331,17 +331,12 @@ impl UploadService {
         match stop {
             Err(err) => {
                 // What is on disk is looked at again by the next request.
-                *held.progress = None;
+                forget_progress(&mut held).await;
                 Err(err)
             }
             Ok(Stop::Failed(err)) => Err(err),
             Ok(Stop::Refused(rejection)) => {
-                if let Some(progress) = held.progress.as_mut()
-                    && let Some((_, sending)) = progress.sending.take()
-                {
-                    let _ = sending.await;
-                }
-                *held.progress = None;
+                forget_progress(&mut held).await;
                 // The bytes go first: a failed upload never leaves any behind.
                 self.remove_objects(&row).await?;
                 self.change(&row, Change::Fail(rejection.code())).await?;
@@ -363,13 +358,10 @@ impl UploadService {
     pub async fn tus_terminate(&self, id: Uuid) -> Result<(), UploadError> {
         self.tus_row(id).await?;
         let mut held = self.tus_turn(id).await?;
-        if let Some(progress) = held.progress.as_mut()
-            && let Some((_, sending)) = progress.sending.take()
-        {
+        if let Some((_, sending)) = held.progress.as_mut().and_then(|p| p.sending.take()) {
             sending.abort();
-            let _ = sending.await;
         }
-        *held.progress = None;
+        forget_progress(&mut held).await;
         let deleted = self.delete(id).await;
         self.tus_turns.forget(id);
         deleted
@@ -886,4 +878,14 @@ impl UploadService {
         }
         Ok(removed)
     }
+}
+
+/// Drops what this process knew of an upload's progress (the next request reads storage
+/// and the spool again), once the part on its way to storage, if any, has stopped: never
+/// two sends of one part at once.
+async fn forget_progress(held: &mut Held) {
+    if let Some((_, sending)) = held.progress.as_mut().and_then(|p| p.sending.take()) {
+        let _ = sending.await;
+    }
+    *held.progress = None;
 }
