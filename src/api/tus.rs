@@ -320,9 +320,13 @@ impl TusApi {
             .map(ChunkChecksum::parse)
             .transpose()
             .map_err(header_error)?;
+        let size = request.size;
+        if body.body.is_some() && body.length.is_some_and(|len| len > size) {
+            return Err(UploadError::BeyondLength { length: size }.into());
+        }
         let link = self
             .uploads
-            .authorize_new(&caller, &request.image_id, Some(request.size))
+            .authorize_new(&caller, &request.image_id, Some(size))
             .await?;
         let created = self.uploads.tus_create(request, link).await?;
         let location = match origin {
@@ -337,9 +341,23 @@ impl TusApi {
                 .await
             {
                 Ok(upload) => upload,
-                // The upload exists; the client resumes from what arrived.
-                Err(UploadError::BodyRead(_)) => self.uploads.tus_status(created.id).await?,
-                Err(err) => return Err(err.into()),
+                // A refused file is failed: there is nothing to resume.
+                Err(err @ UploadError::Rejected(_)) => return Err(err.into()),
+                // The body did not have its checksum: 460 as for a PATCH, and the upload
+                // the client never learnt the Location of is not kept either.
+                Err(err @ UploadError::ChunkChecksumMismatch) => {
+                    self.uploads.tus_terminate(created.id).await?;
+                    return Err(err.into());
+                }
+                // Otherwise the upload exists, and its Location is what the client needs:
+                // it resumes from what was kept (none of the body, after a 460).
+                Err(err) => match self.uploads.tus_status(created.id).await {
+                    Ok(upload) => {
+                        tracing::info!(upload_id = %created.id, error = %err, "tus creation kept only part of its body");
+                        upload
+                    }
+                    Err(_) => return Err(err.into()),
+                },
             },
         };
         Ok(CreatedResponse::Created(

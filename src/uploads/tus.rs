@@ -87,15 +87,24 @@ impl Turns {
         turns.entry(id).or_default().clone()
     }
 
+    /// Forgets an upload's turn, unless a request holds it or waits for it (that one
+    /// then finds the upload settled).
     fn forget(&self, id: Uuid) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        let mut turns = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if turns
+            .get(&id)
+            .is_some_and(|turn| Arc::strong_count(turn) == 1)
+        {
+            turns.remove(&id);
+        }
     }
 }
 
 /// The turn of one upload, held: its progress, and how to tell it was asked for.
 struct Held {
     turn: Arc<Turn>,
-    asked: u64,
+    /// The ask that got it; a later one moves `Turn::asked` past it.
+    ticket: u64,
     progress: OwnedMutexGuard<Option<Progress>>,
 }
 
@@ -110,7 +119,8 @@ struct Progress {
     file: Option<Arc<File>>,
     /// The part being sent to storage while the next fills; at most one.
     sending: Option<(i32, JoinHandle<Result<(), UploadError>>)>,
-    /// The whole object is already in storage (a finish that did not get to confirm).
+    /// Every byte is in storage, as the object or as all the store's parts (a finish that
+    /// did not get to confirm): what is left is confirm's.
     stored_whole: bool,
     /// The file's first bytes were looked at (once part 1 holds enough of them).
     head_checked: bool,
@@ -124,6 +134,13 @@ impl Progress {
     fn done(&self) -> bool {
         self.offset() == self.plan.size
     }
+}
+
+/// A PATCH with a checksum, while its body is read: the digest so far, and the parts it
+/// filled, which wait for the digest before they go to storage.
+struct Checked {
+    hasher: header::ChunkHasher,
+    held_back: Vec<(i32, Arc<File>)>,
 }
 
 /// Why a PATCH stopped reading.
@@ -323,11 +340,15 @@ impl UploadService {
         if declared_len.is_some_and(|len| offset.saturating_add(len) > length) {
             return Err(UploadError::BeyondLength { length });
         }
-        let (turn, asked) = (held.turn.clone(), held.asked);
+        let (turn, ticket) = (held.turn.clone(), held.ticket);
         let progress = self.tus_progress(&mut held, &row).await?;
         let stop = self
-            .tus_receive(&turn, asked, progress, &row, checksum, body)
+            .tus_receive(&turn, ticket, progress, &row, checksum, body)
             .await;
+        if let Some(progress) = held.progress.as_mut() {
+            // An upload between requests keeps no file open.
+            progress.file = None;
+        }
         match stop {
             Err(err) => {
                 // What is on disk is looked at again by the next request.
@@ -337,9 +358,11 @@ impl UploadService {
             Ok(Stop::Failed(err)) => Err(err),
             Ok(Stop::Refused(rejection)) => {
                 forget_progress(&mut held).await;
-                // The bytes go first: a failed upload never leaves any behind.
+                // The bytes go first: a failed upload never leaves any behind. The turn is
+                // held until the upload is failed, so no request stores more meanwhile.
                 self.remove_objects(&row).await?;
                 self.change(&row, Change::Fail(rejection.code())).await?;
+                drop(held);
                 self.tus_turns.forget(id);
                 Err(UploadError::Rejected(rejection))
             }
@@ -363,6 +386,7 @@ impl UploadService {
         }
         forget_progress(&mut held).await;
         let deleted = self.delete(id).await;
+        drop(held);
         self.tus_turns.forget(id);
         deleted
     }
@@ -453,18 +477,18 @@ impl UploadService {
         }
     }
 
-    /// Takes the upload's turn: asks whoever holds it to stop, and waits for it.
+    /// Takes the upload's turn: asks whoever holds it to stop, and waits for it. A request
+    /// that asks later makes this one stop in turn.
     async fn tus_turn(&self, id: Uuid) -> Result<Held, UploadError> {
         let turn = self.tus_turns.of(id);
-        turn.asked.fetch_add(1, Ordering::SeqCst);
+        let ticket = turn.asked.fetch_add(1, Ordering::SeqCst) + 1;
         turn.wake.notify_waiters();
         let progress = tokio::time::timeout(TURN_WAIT, turn.progress.clone().lock_owned())
             .await
             .map_err(|_| UploadError::Locked)?;
-        let asked = turn.asked.load(Ordering::SeqCst);
         Ok(Held {
             turn,
-            asked,
+            ticket,
             progress,
         })
     }
@@ -513,6 +537,12 @@ impl UploadService {
                     .is_some_and(|head| head.size == size),
             )
         };
+        let spool = &self.tus_spool;
+        if let Some((part, len)) = spool.unchecked(row.id).await? {
+            // A PATCH with a checksum stopped before its bytes were checked: they never
+            // count (none of its parts went to storage before the check).
+            spool.roll_back(row.id, part, len).await?;
+        }
         let mut stored = 0;
         if let Some(upload_id) = &row.multipart_upload_id {
             match self.storage.list_parts(&row.object_key, upload_id).await {
@@ -530,10 +560,14 @@ impl UploadService {
                 Err(err) => return Err(err.into()),
             }
         }
-        let spool = &self.tus_spool;
         spool
             .remove_parts_outside(row.id, stored + 1..=plan.part_count)
             .await?;
+        if stored == plan.part_count {
+            // Every part is in storage (the finish stopped before the store's upload was
+            // completed): confirm completes it.
+            return Ok(whole(plan));
+        }
         let mut next = stored + 1;
         let mut spooled = 0;
         while next <= plan.part_count {
@@ -603,27 +637,79 @@ impl UploadService {
     }
 
     /// Reads the body into the spool, handing each part that fills to storage while the
-    /// next one fills (with a checksum, only once the whole body is known to be right).
+    /// next one fills. With a checksum, nothing of the body counts until its digest is
+    /// known to be right: the spool is marked (so a crash can't make those bytes count),
+    /// the parts it fills wait, and the file's first bytes are looked at only then.
     async fn tus_receive<R: AsyncRead + Unpin + Send>(
         &self,
         turn: &Turn,
-        asked: u64,
+        ticket: u64,
         progress: &mut Progress,
         row: &UploadRow,
         checksum: Option<ChunkChecksum>,
+        body: R,
+    ) -> Result<Stop, UploadError> {
+        let Some(checksum) = checksum else {
+            return self.tus_read(turn, ticket, progress, row, None, body).await;
+        };
+        let start = (progress.next, progress.spooled);
+        self.tus_spool
+            .mark_unchecked(row.id, start.0, start.1)
+            .await?;
+        let mut checked = Checked {
+            hasher: checksum.hasher(),
+            held_back: Vec::new(),
+        };
+        let read = self
+            .tus_read(turn, ticket, progress, row, Some(&mut checked), body)
+            .await;
+        let Checked { hasher, held_back } = checked;
+        let right = matches!(read, Ok(Stop::Ended | Stop::Whole)) && checksum.matches(hasher);
+        let stop = match read {
+            Ok(stop) if right => stop,
+            read => {
+                self.roll_back(row, progress, start).await?;
+                return match read {
+                    Ok(Stop::Ended | Stop::Whole) => {
+                        Ok(Stop::Failed(UploadError::ChunkChecksumMismatch))
+                    }
+                    Ok(Stop::Failed(err)) | Err(err) => Err(err),
+                    Ok(Stop::Asked | Stop::Refused(_)) => Ok(Stop::Failed(UploadError::BodyRead(
+                        "the body stopped before its checksum could be checked".to_owned(),
+                    ))),
+                };
+            }
+        };
+        self.tus_spool.checked(row.id).await?;
+        if let Err(rejection) = self.check_head(row, progress, &held_back).await? {
+            return Ok(Stop::Refused(rejection));
+        }
+        for (part, file) in held_back {
+            self.hand_off(row, progress, part, file).await?;
+        }
+        Ok(stop)
+    }
+
+    /// The body into the spool; each part that fills goes to storage (or, with `checked`,
+    /// waits in its list).
+    async fn tus_read<R: AsyncRead + Unpin + Send>(
+        &self,
+        turn: &Turn,
+        ticket: u64,
+        progress: &mut Progress,
+        row: &UploadRow,
+        mut checked: Option<&mut Checked>,
         mut body: R,
     ) -> Result<Stop, UploadError> {
-        let start = (progress.next, progress.spooled);
-        let mut hasher = checksum.as_ref().map(ChunkChecksum::hasher);
-        // Parts filled by a PATCH with a checksum wait for it before they are sent.
-        let mut held_back: Vec<(i32, Arc<File>)> = Vec::new();
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let mut shutdown = self.shutdown.clone();
         let stop = loop {
             let part_room = progress.plan.part_len(progress.next) - progress.spooled;
             if buf.len() as u64 == part_room || buf.len() == READ_CHUNK {
                 self.spool_write(row, progress, &mut buf).await?;
-                if let Err(rejection) = self.check_head(row, progress).await? {
+                if checked.is_none()
+                    && let Err(rejection) = self.check_head(row, progress, &[]).await?
+                {
                     break Stop::Refused(rejection);
                 }
                 if progress.done() {
@@ -631,10 +717,9 @@ impl UploadService {
                 }
                 if progress.spooled == progress.plan.part_len(progress.next) {
                     let (part, file) = self.next_part(row, progress).await?;
-                    if hasher.is_some() {
-                        held_back.push((part, file));
-                    } else {
-                        self.hand_off(row, progress, part, file).await?;
+                    match checked.as_mut() {
+                        Some(checked) => checked.held_back.push((part, file)),
+                        None => self.hand_off(row, progress, part, file).await?,
                     }
                 }
                 continue;
@@ -643,7 +728,7 @@ impl UploadService {
             let wake = turn.wake.notified();
             tokio::pin!(wake);
             wake.as_mut().enable();
-            if turn.asked.load(Ordering::SeqCst) != asked {
+            if turn.asked.load(Ordering::SeqCst) != ticket {
                 break Stop::Asked;
             }
             let before = buf.len();
@@ -657,40 +742,25 @@ impl UploadService {
             match read {
                 Ok(Ok(0)) => break Stop::Ended,
                 Ok(Ok(_)) => {
-                    if let Some(hasher) = hasher.as_mut() {
-                        hasher.update(&buf[before..]);
+                    if let Some(checked) = checked.as_mut() {
+                        checked.hasher.update(&buf[before..]);
                     }
                 }
                 Ok(Err(err)) => break Stop::Failed(UploadError::BodyRead(err.to_string())),
                 Err(_) => break Stop::Failed(UploadError::BodyRead("no data for 30 s".to_owned())),
             }
         };
-        // What came before the body stopped is kept (a client resumes from there) unless
-        // the PATCH carried a checksum: then all of it is right, or none of it counts.
         if let Stop::Refused(_) = stop {
             return Ok(stop);
         }
+        // What came before the body stopped is kept (a client resumes from there); with a
+        // checksum, the caller decides.
         if !buf.is_empty() {
             self.spool_write(row, progress, &mut buf).await?;
-            if let Err(rejection) = self.check_head(row, progress).await? {
+            if checked.is_none()
+                && let Err(rejection) = self.check_head(row, progress, &[]).await?
+            {
                 return Ok(Stop::Refused(rejection));
-            }
-        }
-        if let (Some(checksum), Some(hasher)) = (checksum, hasher) {
-            let whole_body = matches!(stop, Stop::Ended | Stop::Whole);
-            let right = whole_body && checksum.matches(hasher);
-            if !right {
-                self.roll_back(row, progress, start).await?;
-                return Ok(Stop::Failed(if whole_body {
-                    UploadError::ChunkChecksumMismatch
-                } else {
-                    UploadError::BodyRead(
-                        "the body stopped before its checksum could be checked".to_owned(),
-                    )
-                }));
-            }
-            for (part, file) in held_back {
-                self.hand_off(row, progress, part, file).await?;
             }
         }
         Ok(stop)
@@ -699,23 +769,30 @@ impl UploadService {
     /// Once the first part holds the file's first bytes (or all of it), looks at them as
     /// the legacy upload does: a header that is not the declared type's, or an image over
     /// the pixel limits, is refused before more of it is stored. Only the dimensions may
-    /// lie further on, behind a JPEG's EXIF blocks; confirm reads those at the end.
+    /// lie further on, behind a JPEG's EXIF blocks; confirm reads those at the end. Part 1
+    /// is the part filling, or the first of `held_back` (full, waiting for a checksum).
     async fn check_head(
         &self,
         row: &UploadRow,
         progress: &mut Progress,
+        held_back: &[(i32, Arc<File>)],
     ) -> Result<Result<(), Rejection>, UploadError> {
-        if progress.head_checked
-            || progress.next != 1
-            || (progress.spooled < SNIFF_BYTES && !progress.done())
-        {
+        if progress.head_checked {
+            return Ok(Ok(()));
+        }
+        let (file, len) = match held_back.first() {
+            Some((1, file)) => (file.clone(), progress.plan.part_len(1)),
+            _ if progress.next == 1 => match &progress.file {
+                Some(file) => (file.clone(), progress.spooled),
+                None => return Ok(Ok(())),
+            },
+            _ => return Ok(Ok(())),
+        };
+        if len < SNIFF_BYTES && len < progress.plan.size {
             return Ok(Ok(()));
         }
         progress.head_checked = true;
-        let Some(file) = &progress.file else {
-            return Ok(Ok(()));
-        };
-        let head = spool::read_start(file, progress.spooled.min(SNIFF_BYTES)).await?;
+        let head = spool::read_start(&file, len.min(SNIFF_BYTES)).await?;
         let declared = ImageFormat::from_mime(&row.content_type)?;
         let found = verify::inspect_header(&head, declared, self.image_limits());
         match found {
@@ -789,14 +866,13 @@ impl UploadService {
         start: (i32, u64),
     ) -> Result<(), UploadError> {
         let (part, spooled) = start;
-        self.tus_spool
-            .remove_parts_outside(row.id, part..=part)
-            .await?;
-        self.tus_spool.truncate(row.id, part, spooled).await?;
         progress.next = part;
         progress.spooled = spooled;
         progress.file = None;
-        Ok(())
+        if part == 1 && spooled < SNIFF_BYTES {
+            progress.head_checked = false;
+        }
+        self.tus_spool.roll_back(row.id, part, spooled).await
     }
 
     /// Every byte has come: the last part goes to storage (or the whole file, when it is
@@ -840,8 +916,8 @@ impl UploadService {
         self.tus_spool.remove(row.id).await?;
         let confirmed = self.confirm(row.id).await;
         *held.progress = None;
-        self.tus_turns.forget(row.id);
         drop(held);
+        self.tus_turns.forget(row.id);
         let upload = confirmed?;
         let row = self.fresh_row(row.id).await?;
         let length = u64::try_from(row.declared_size).unwrap_or(0);

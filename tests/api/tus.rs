@@ -500,6 +500,62 @@ async fn a_small_file_sent_with_its_creation_completes_and_shows_everywhere() {
 }
 
 #[tokio::test]
+async fn a_creation_whose_body_cannot_be_kept_leaves_no_upload_behind() {
+    let app = TestApp::spawn().await;
+    let tus = Client::new(&app);
+    let create_with = |length: usize, checksum: Option<String>| {
+        let mut req = tus
+            .request(reqwest::Method::POST, &app.url(TUS))
+            .header("Upload-Length", length.to_string())
+            .header("Upload-Metadata", png_meta("album"))
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(PNG.to_vec());
+        if let Some(checksum) = checksum {
+            req = req.header("Upload-Checksum", checksum);
+        }
+        req.send()
+    };
+
+    // A body longer than Upload-Length: refused before there is an upload.
+    let resp = create_with(PNG.len() - 1, None).await.expect("POST");
+    assert_eq!(
+        error_code(resp).await,
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "beyond_upload_length".to_owned()
+        )
+    );
+    assert_eq!(app.count_rows().await, 0);
+
+    // A body whose checksum is another's: 460 as for a PATCH, and the upload, whose
+    // Location the client never got, is not kept either.
+    let wrong = format!("sha256 {}", sha256_b64(b"other bytes"));
+    let resp = create_with(PNG.len(), Some(wrong)).await.expect("POST");
+    assert_eq!(
+        error_code(resp).await,
+        (
+            StatusCode::from_u16(460).expect("460"),
+            "checksum_mismatch".to_owned()
+        )
+    );
+    let states: Vec<String> = app
+        .sql("SELECT state FROM uploads")
+        .await
+        .iter()
+        .map(|row| row.try_get("", "state").expect("state"))
+        .collect();
+    assert_eq!(states, vec!["aborted".to_owned()]);
+    assert_nothing_left(&app).await;
+
+    // With its own digest, the same body completes the upload at once.
+    let right = format!("sha256 {}", sha256_b64(PNG));
+    let resp = create_with(PNG.len(), Some(right)).await.expect("POST");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(offset_of(resp.headers()), PNG.len() as u64);
+    assert_completed_with(&app, id_of(header(resp.headers(), "location")), PNG).await;
+}
+
+#[tokio::test]
 async fn a_large_file_goes_to_storage_part_by_part_as_it_comes() {
     let app = TestApp::spawn_with(&[SMALL_PARTS_ONLY]).await;
     let tus = Client::new(&app);
@@ -796,6 +852,32 @@ async fn process_offset(client: &reqwest::Client, location: &str) -> u64 {
     offset_of(resp.headers())
 }
 
+/// The record of a service process's upload, completed, and the bytes its `s3_url` serves.
+async fn process_completed(
+    client: &reqwest::Client,
+    base: &str,
+    location: &str,
+) -> (Value, bytes::Bytes) {
+    let record: Value = client
+        .get(format!("{base}/api/v1/uploads/{}", id_of(location)))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(record["state"], "completed", "{record}");
+    let served = client
+        .get(record["s3_url"].as_str().expect("url"))
+        .send()
+        .await
+        .expect("GET object")
+        .bytes()
+        .await
+        .expect("bytes");
+    (record, served)
+}
+
 #[tokio::test]
 async fn the_offset_survives_a_kill_and_falls_back_when_the_spool_is_lost() {
     let (env, dir) = service_process_env(&[SMALL_PARTS_ONLY]).await;
@@ -855,29 +937,144 @@ async fn the_offset_survives_a_kill_and_falls_back_when_the_spool_is_lost() {
     assert_eq!(process_offset(&client, &location).await, PART as u64);
     let resp = patch(PART, file.len()).await.expect("PATCH");
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    let record: Value = client
-        .get(format!("{base}/api/v1/uploads/{}", id_of(&location)))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(record["state"], "completed");
-    let served = client
-        .get(record["s3_url"].as_str().expect("url"))
-        .send()
-        .await
-        .expect("GET object")
-        .bytes()
-        .await
-        .expect("bytes");
+    let (record, served) = process_completed(&client, &base, &location).await;
     assert!(served == file, "the stored bytes differ");
 }
 
-/// A PATCH of the rest of `file` from `offset` whose connection is dropped after `upto`
-/// bytes of it have been written.
-async fn cut_patch(port: u16, location: &str, file: &[u8], offset: usize, upto: usize) {
+#[tokio::test]
+async fn an_upload_whose_parts_are_all_stored_but_not_assembled_is_finished_by_the_next_look() {
+    let app = TestApp::spawn_with(&[SMALL_PARTS_ONLY]).await;
+    let file = patterned_png(12 * MIB);
+    let location = Client::new(&app)
+        .created(file.len(), &png_meta("album"))
+        .await;
+    let id = id_of(&location).to_owned();
+    let sent = Client::new(&app)
+        .appended(&location, 0, &file[..2 * PART])
+        .await;
+    assert_eq!(sent, 2 * PART as u64);
+    await_parts(&app, &id, 2).await;
+    // The last part reaches the store, and the service stops before it completes the
+    // store's upload (a crash, or a store that failed that one request).
+    let row = app.row(&id).await.expect("row");
+    app.storage
+        .upload_part(
+            &row.object_key,
+            row.multipart_upload_id
+                .as_deref()
+                .expect("multipart upload"),
+            3,
+            file[2 * PART..].to_vec().into(),
+        )
+        .await
+        .expect("part 3 stored");
+    let app = app.restart(&[SMALL_PARTS_ONLY]).await;
+
+    // Every byte is there: HEAD says so (never past the length), and completes it.
+    let location = app.url(&format!("{TUS}/{id}"));
+    let resp = Client::new(&app).head(&location).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(offset_of(resp.headers()), file.len() as u64);
+    assert_eq!(
+        header(resp.headers(), "upload-length"),
+        file.len().to_string()
+    );
+    let record = assert_completed_with(&app, &id, &file).await;
+    let etag = record["etag"].as_str().expect("etag").trim_matches('"');
+    assert!(etag.ends_with("-3"), "three parts assembled: {record}");
+    assert!(spool_files(&app, &id).is_empty());
+}
+
+#[tokio::test]
+async fn bytes_of_a_checksummed_patch_cut_by_a_kill_never_count() {
+    let (env, dir) = service_process_env(&[SMALL_PARTS_ONLY]).await;
+    let port = free_port();
+    let mut service = tus_process(&env, port).await;
+    let client = reqwest::Client::new();
+    let file = patterned_png(12 * MIB);
+    let resp = client
+        .post(format!("http://127.0.0.1:{port}{TUS}"))
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", file.len().to_string())
+        .header("Upload-Metadata", png_meta("album"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let location = header(resp.headers(), "location").to_owned();
+    let patch = |offset: usize, checksum: Option<String>| {
+        let mut req = client
+            .patch(&location)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Offset", offset.to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(file[offset..].to_vec());
+        if let Some(checksum) = checksum {
+            req = req.header("Upload-Checksum", checksum);
+        }
+        req.send()
+    };
+    let first = client
+        .patch(&location)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(file[..3 * MIB].to_vec())
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(first.status(), StatusCode::NO_CONTENT);
+
+    // The rest with its checksum, killed once 5 MiB of it (past part 1's end) are in the
+    // spool, its connection still open: none of it was checked, so none of it counts.
+    let rest = format!("sha256 {}", sha256_b64(&file[3 * MIB..]));
+    let stream = open_patch(
+        port,
+        &location,
+        &file,
+        3 * MIB,
+        8 * MIB,
+        &format!("Upload-Checksum: {rest}\r\n"),
+    )
+    .await;
+    let spool = dir.path().join("tus").join(id_of(&location));
+    let spooled = |part: &str| std::fs::metadata(spool.join(part)).map_or(0, |m| m.len());
+    for _ in 0..100 {
+        if spooled("1") == PART as u64 && spooled("2") >= (3 * MIB) as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        (spooled("1"), spooled("2")),
+        (PART as u64, 3 * MIB as u64),
+        "the spool holds what was sent"
+    );
+    service.child.kill().expect("SIGKILL");
+    service.child.wait().expect("reaped");
+    drop((service, stream));
+
+    let _service = tus_process(&env, port).await;
+    assert_eq!(process_offset(&client, &location).await, 3 * MIB as u64);
+    let resp = patch(3 * MIB, Some(rest)).await.expect("PATCH");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(offset_of(resp.headers()), file.len() as u64);
+    let (record, served) =
+        process_completed(&client, &format!("http://127.0.0.1:{port}"), &location).await;
+    assert!(served == file, "the stored bytes differ");
+}
+
+/// A PATCH of the rest of `file` from `offset` (with `extra` header lines) whose first
+/// `upto - offset` bytes have been written; the connection stays open while the stream
+/// lives.
+async fn open_patch(
+    port: u16,
+    location: &str,
+    file: &[u8],
+    offset: usize,
+    upto: usize,
+    extra: &str,
+) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let path = location
         .split_once(&format!("127.0.0.1:{port}"))
@@ -889,7 +1086,7 @@ async fn cut_patch(port: u16, location: &str, file: &[u8], offset: usize, upto: 
     let head = format!(
         "PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTus-Resumable: 1.0.0\r\n\
          Upload-Offset: {offset}\r\nContent-Type: application/offset+octet-stream\r\n\
-         Content-Length: {}\r\n\r\n",
+         {extra}Content-Length: {}\r\n\r\n",
         file.len() - offset
     );
     stream.write_all(head.as_bytes()).await.expect("head");
@@ -897,7 +1094,13 @@ async fn cut_patch(port: u16, location: &str, file: &[u8], offset: usize, upto: 
         stream.write_all(chunk).await.expect("body");
     }
     stream.flush().await.expect("flush");
-    drop(stream);
+    stream
+}
+
+/// A PATCH of the rest of `file` from `offset` whose connection is dropped after `upto`
+/// bytes of it have been written.
+async fn cut_patch(port: u16, location: &str, file: &[u8], offset: usize, upto: usize) {
+    drop(open_patch(port, location, file, offset, upto, "").await);
 }
 
 /// The offset, once the server has taken in what a cut connection sent.
@@ -990,27 +1193,9 @@ async fn a_200_mib_upload_survives_three_cut_connections_and_a_kill() {
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(offset_of(resp.headers()), size as u64);
 
-    let record: Value = client
-        .get(format!(
-            "http://127.0.0.1:{port}/api/v1/uploads/{}",
-            id_of(&location)
-        ))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(record["state"], "completed");
+    let base = format!("http://127.0.0.1:{port}");
+    let (record, served) = process_completed(&client, &base, &location).await;
     assert_eq!(record["file_size"], size as u64);
-    let served = client
-        .get(record["s3_url"].as_str().expect("url"))
-        .send()
-        .await
-        .expect("GET object")
-        .bytes()
-        .await
-        .expect("bytes");
     assert_eq!(served.len(), size);
     assert_eq!(
         Sha256::digest(&served),

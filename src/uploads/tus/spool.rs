@@ -14,6 +14,9 @@ use uuid::Uuid;
 
 use crate::uploads::UploadError;
 
+/// The name of the file that marks bytes not checked yet (not a part's number).
+const UNCHECKED: &str = "unchecked";
+
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
@@ -78,22 +81,59 @@ impl Spool {
     ) -> Result<(), UploadError> {
         let folder = self.folder(id);
         blocking(move || {
-            let entries = match fs::read_dir(&folder) {
-                Ok(entries) => entries,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(err) => return Err(err),
-            };
-            for entry in entries {
-                let entry = entry?;
-                let number = entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| n.parse::<i32>().ok());
-                if number.is_none_or(|n| !keep.contains(&n)) {
-                    remove_file(&entry.path())?;
-                }
-            }
-            Ok(())
+            each_entry(&folder, |path, number| match number {
+                Some(n) if keep.contains(&n) => Ok(()),
+                _ => remove_file(path),
+            })
+        })
+        .await
+    }
+
+    /// Notes that the bytes from `len` of part `part` on are not checked yet (a PATCH with
+    /// a checksum is on its way): until [`Spool::checked`], they do not count, even after
+    /// a crash.
+    pub async fn mark_unchecked(&self, id: Uuid, part: i32, len: u64) -> Result<(), UploadError> {
+        let (folder, path) = (self.folder(id), self.folder(id).join(UNCHECKED));
+        blocking(move || {
+            fs::create_dir_all(&folder)?;
+            fs::write(&path, format!("{part} {len}"))
+        })
+        .await
+    }
+
+    /// The bytes since [`Spool::mark_unchecked`] had the right checksum: they count.
+    pub async fn checked(&self, id: Uuid) -> Result<(), UploadError> {
+        let path = self.folder(id).join(UNCHECKED);
+        blocking(move || remove_file(&path)).await
+    }
+
+    /// Where a PATCH with a checksum began, when its bytes were never checked (it failed,
+    /// or the process stopped, before it could tell).
+    pub async fn unchecked(&self, id: Uuid) -> Result<Option<(i32, u64)>, UploadError> {
+        let path = self.folder(id).join(UNCHECKED);
+        let mark = blocking(move || match fs::read_to_string(&path) {
+            Ok(mark) => Ok(Some(mark)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        })
+        .await?;
+        Ok(mark.and_then(|mark| {
+            let (part, len) = mark.trim().split_once(' ')?;
+            Some((part.parse().ok()?, len.parse().ok()?))
+        }))
+    }
+
+    /// Puts the spool back to part `part` holding `len` bytes: later parts' files go, as
+    /// does the mark of unchecked bytes. Earlier parts' files stay (one may still be on
+    /// its way to storage).
+    pub async fn roll_back(&self, id: Uuid, part: i32, len: u64) -> Result<(), UploadError> {
+        let folder = self.folder(id);
+        blocking(move || {
+            each_entry(&folder, |path, number| match number {
+                Some(n) if n == part => OpenOptions::new().write(true).open(path)?.set_len(len),
+                Some(n) if n < part => Ok(()),
+                _ => remove_file(path),
+            })
         })
         .await
     }
@@ -148,6 +188,28 @@ impl Spool {
         })
         .await
     }
+}
+
+/// Calls `visit` with each entry of an upload's folder and its part number (`None` for a
+/// name that is not one); a missing folder has none.
+fn each_entry(
+    folder: &Path,
+    mut visit: impl FnMut(&Path, Option<i32>) -> io::Result<()>,
+) -> io::Result<()> {
+    let entries = match fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let number = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok());
+        visit(&entry.path(), number)?;
+    }
+    Ok(())
 }
 
 fn remove_file(path: &Path) -> io::Result<()> {
@@ -219,5 +281,39 @@ mod tests {
         spool.remove(id).await.unwrap();
         spool.remove(id).await.unwrap();
         assert!(spool.folders().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn unchecked_bytes_are_marked_until_checked_and_rolled_back_to_the_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path().join("tus"));
+        let id = Uuid::now_v7();
+        assert_eq!(spool.unchecked(id).await.unwrap(), None);
+        for (part, bytes) in [(1, &b"sent"[..]), (2, b"kept, then not"), (3, b"unchecked")] {
+            let file = spool.open(id, part).await.unwrap();
+            write_at(&file, Bytes::copy_from_slice(bytes), 0)
+                .await
+                .unwrap();
+        }
+        spool.mark_unchecked(id, 2, 4).await.unwrap();
+        assert_eq!(spool.unchecked(id).await.unwrap(), Some((2, 4)));
+        // The mark survives a new Spool (a restart) and is no part.
+        let again = Spool::new(dir.path().join("tus"));
+        assert_eq!(again.unchecked(id).await.unwrap(), Some((2, 4)));
+
+        again.roll_back(id, 2, 4).await.unwrap();
+        assert_eq!(again.unchecked(id).await.unwrap(), None);
+        assert_eq!(
+            again.len(id, 1).await.unwrap(),
+            Some(4),
+            "an earlier part stays"
+        );
+        assert_eq!(again.len(id, 2).await.unwrap(), Some(4));
+        assert_eq!(again.len(id, 3).await.unwrap(), None);
+
+        spool.mark_unchecked(id, 2, 4).await.unwrap();
+        spool.checked(id).await.unwrap();
+        assert_eq!(spool.unchecked(id).await.unwrap(), None);
+        assert_eq!(spool.len(id, 2).await.unwrap(), Some(4));
     }
 }
