@@ -29,13 +29,24 @@ const DEFAULT_RETRIES = 4;
  * One API call. Retries transient failures up to `retries` times, telling `onRetry`
  * ({attempt, delay, error}) before each wait.
  */
-async function call(method, path, { body, signal, retries = DEFAULT_RETRIES, onRetry } = {}) {
+function call(method, path, { body, signal, retries = DEFAULT_RETRIES, onRetry } = {}) {
+  return retrying(() => once(method, path, body, signal), { signal, retries, onRetry });
+}
+
+/**
+ * Runs `operation` until it succeeds, retrying transient ApiErrors (the service can't be
+ * reached, 502/503/504, or what `retryWhen(error)` also says) up to `retries` times, after
+ * the wait a Retry-After asks for or a backoff. Tells `onRetry` ({attempt, delay, error})
+ * before each wait.
+ */
+export async function retrying(operation, { signal, retries = DEFAULT_RETRIES, onRetry, retryWhen } = {}) {
   for (let attempt = 1; ; attempt += 1) {
     let error;
     try {
-      return await once(method, path, body, signal);
+      return await operation();
     } catch (err) {
-      if (isAbort(err) || !(err instanceof ApiError) || !err.transient || attempt > retries) throw err;
+      if (isAbort(err) || !(err instanceof ApiError) || attempt > retries) throw err;
+      if (!err.transient && !retryWhen?.(err)) throw err;
       error = err;
     }
     const delay = error.retryAfter != null
@@ -51,10 +62,14 @@ async function call(method, path, { body, signal, retries = DEFAULT_RETRIES, onR
 // service then asks for it on every upload call.
 const linkToken = new URLSearchParams(globalThis.location?.search || '').get('token');
 
+/** The credentials every call to the service carries (tus's too): the link's token, if any. */
+export function credentials() {
+  return linkToken ? { Authorization: `Bearer ${linkToken}` } : {};
+}
+
 function headersFor(body) {
-  const headers = { Accept: 'application/json' };
+  const headers = { Accept: 'application/json', ...credentials() };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (linkToken) headers.Authorization = `Bearer ${linkToken}`;
   return headers;
 }
 

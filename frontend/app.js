@@ -7,11 +7,18 @@ import { canPreview } from './filecheck.js';
 import { formatBytes, formatDuration, formatPercent, formatRate, formatTimeLeft, formatWhen, typeLabel } from './format.js';
 import { History } from './history.js';
 import * as resume from './resume.js';
+import * as tus from './tus.js';
 import { Upload } from './uploader.js';
 
 /** Files uploading at once; the rest wait their turn. */
 const FILES_AT_ONCE = 3;
 const IMAGE_ID = /^[A-Za-z0-9_-]{1,100}$/;
+/**
+ * `?transport=tus` on the page's address: every file goes through the service (tus), none
+ * straight to storage. Otherwise files go to storage and through the service only when
+ * storage can't be reached.
+ */
+const TRANSPORT = new URLSearchParams(location.search).get('transport') === 'tus' ? 'tus' : 'auto';
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -49,6 +56,7 @@ function start() {
   }
   $('image-id-label').textContent = imageId;
   $('image-id-line').hidden = false;
+  $('transport-note').hidden = TRANSPORT !== 'tus';
   document.title = `Upload images for ${imageId}`;
 
   els.input.addEventListener('change', () => {
@@ -108,14 +116,14 @@ function addFiles(fileList) {
       setTimeout(() => rows.get(twin)?.li.classList.remove('is-flashing'), 1200);
       continue;
     }
-    const upload = new Upload(file, imageId);
+    const upload = new Upload(file, imageId, { transport: TRANSPORT });
     visit.push(upload);
     const row = buildRow(upload);
     rows.set(upload, row);
     els.uploads.append(row.li);
     upload.addEventListener('change', () => scheduleRender(upload));
     upload.addEventListener('settled', () => settled(upload));
-    upload.addEventListener('resumed', () => announce(`Resuming ${file.name}: ${upload.resumedParts} of ${upload.partCount} parts were already uploaded.`));
+    upload.addEventListener('resumed', () => announce(`Resuming ${file.name}: ${resumedWords(upload)} already uploaded.`));
     upload.addEventListener('completed', () => gallery?.load());
     added += 1;
   }
@@ -217,8 +225,8 @@ function render(upload, row) {
   row.state.textContent = upload.title;
 
   let detail = upload.notice || upload.detail;
-  if (!detail && upload.resumedParts && !upload.finished) {
-    detail = `Resumed: ${upload.resumedParts} of ${upload.partCount} parts were already uploaded; sending the rest.`;
+  if (!detail && (upload.resumedParts || upload.resumedBytes) && !upload.finished) {
+    detail = `Resumed: ${resumedWords(upload)} already uploaded; sending the rest.`;
   }
   row.detail.textContent = detail;
   row.detail.hidden = !detail;
@@ -247,6 +255,13 @@ function render(upload, row) {
   }
 }
 
+/** "3 of 6 parts were" (multipart) or "16 MB of 30 MB were" (through the service). */
+function resumedWords(upload) {
+  return upload.method === 'TUS'
+    ? `${formatBytes(upload.resumedBytes)} of ${formatBytes(upload.total)} were`
+    : `${upload.resumedParts} of ${upload.partCount} parts were`;
+}
+
 function statsLine(upload, fraction) {
   const parts = upload.method === 'MULTIPART' && upload.partCount > 1
     ? `${upload.partsDone} of ${upload.partCount} parts`
@@ -257,6 +272,7 @@ function statsLine(upload, fraction) {
       if (upload.rate > 0) bits.push(formatRate(upload.rate));
       if (upload.eta != null && upload.rate > 0) bits.push(formatTimeLeft(upload.eta));
       if (parts) bits.push(parts);
+      if (upload.method === 'TUS') bits.push('through the service');
       return bits.join(' · ');
     }
     case 'verifying':
@@ -272,6 +288,7 @@ function statsLine(upload, fraction) {
         bits.push('Found already in storage');
       }
       if (upload.resumedParts) bits.push(`${upload.resumedParts} of ${upload.partCount} parts resumed`);
+      if (upload.method === 'TUS') bits.push(upload.resumedBytes ? `through the service, resumed at ${formatBytes(upload.resumedBytes)}` : 'through the service');
       const record = upload.record || {};
       if (record.width && record.height) bits.push(`${record.width} × ${record.height} px`);
       if (record.checksum_sha256) bits.push('checksum verified');
@@ -369,7 +386,7 @@ const partCounts = new Map();
 function renderResumePanel() {
   const inVisit = new Set(visit.filter((u) => !u.finished || u.state === 'completed').map((u) => u.key));
   const entries = resume.listFor(imageId)
-    .filter(({ key, entry }) => entry.method === 'MULTIPART' && !inVisit.has(key));
+    .filter(({ key, entry }) => (entry.method === 'MULTIPART' || entry.method === 'TUS') && !inVisit.has(key));
   els.resumePanel.hidden = entries.length === 0;
   els.resumeList.replaceChildren(...entries.map(({ key, entry }) => resumeItem(key, entry)));
 }
@@ -377,20 +394,24 @@ function renderResumePanel() {
 function resumeItem(key, entry) {
   const progress = h('span', { class: 'resume__parts' }, partCounts.get(entry.upload_id) || 'checking what is there…');
   const discard = h('button', { type: 'button', class: 'button button--small button--quiet', 'aria-label': `Discard the unfinished upload of ${entry.filename}` }, 'Discard');
+  const throughService = entry.method === 'TUS';
   discard.addEventListener('click', () => {
-    api.abort(entry.upload_id).catch(() => {});
+    if (throughService) tus.terminate(entry.url).catch(() => {});
+    else api.abort(entry.upload_id).catch(() => {});
     resume.remove(key);
     announce(`The unfinished upload of ${entry.filename} was discarded.`);
     renderResumePanel();
     (els.resumePanel.hidden ? els.input : els.resumeList.querySelector('button'))?.focus();
   });
   if (!partCounts.has(entry.upload_id)) {
-    api.listParts(entry.upload_id, { retries: 0 }).then((listing) => {
-      const text = `${listing.parts.length} of ${listing.part_count} parts uploaded`;
+    const looked = throughService
+      ? tus.status(entry.url).then(({ offset, length }) => `${formatBytes(offset)} of ${formatBytes(length ?? entry.size)} uploaded`)
+      : api.listParts(entry.upload_id, { retries: 0 }).then((listing) => `${listing.parts.length} of ${listing.part_count} parts uploaded`);
+    looked.then((text) => {
       partCounts.set(entry.upload_id, text);
       progress.textContent = text;
     }).catch((err) => {
-      if (err.status === 404 || err.status === 410 || err.status === 409) {
+      if (err.status === 404 || err.status === 410 || err.status === 409 || (throughService && err.status === 422)) {
         resume.remove(key);
         renderResumePanel();
       } else {

@@ -42,15 +42,19 @@ function xmlField(text, field) {
 }
 
 /**
- * PUTs `body` to `url` with `headers` (verbatim, as the service gave them). Calls
- * `onProgress(loadedBytes)` as the bytes go out. Resolves with {status, etag}.
+ * One request with XMLHttpRequest, watched for stalls: resolves with the finished `xhr`
+ * whatever its status; rejects with `failure('network')` when there is no answer, with
+ * `failure('stalled')` when nothing moved for STALL_MS (or, once the body is all sent, for
+ * `answerMs`: an answer that waits for the server's own work), or with an AbortError.
+ * Calls `onProgress(loadedBytes)` as the body goes out.
  */
-export function putBlob(url, headers, body, { signal, onProgress } = {}) {
+export function request(method, url, { headers = {}, body = null, signal, onProgress, answerMs = STALL_MS, failure }) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) { reject(abortError()); return; }
     const xhr = new XMLHttpRequest();
     let watchdog = 0;
     let settled = false;
+    let patience = STALL_MS;
 
     const finish = (fn, value) => {
       if (settled) return;
@@ -63,38 +67,46 @@ export function putBlob(url, headers, body, { signal, onProgress } = {}) {
       clearTimeout(watchdog);
       watchdog = setTimeout(() => {
         xhr.abort();
-        finish(reject, new TransferError('stalled'));
-      }, STALL_MS);
+        finish(reject, failure('stalled'));
+      }, patience);
     };
     const onAbort = () => {
       xhr.abort();
       finish(reject, abortError());
     };
 
-    xhr.open('PUT', url, true);
-    for (const [name, value] of Object.entries(headers || {})) {
-      if (!FORBIDDEN.has(name.toLowerCase())) xhr.setRequestHeader(name, value);
+    xhr.open(method, url, true);
+    for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
+    if (body) {
+      xhr.upload.addEventListener('progress', (event) => {
+        alive();
+        onProgress?.(event.loaded);
+      });
+      xhr.upload.addEventListener('load', () => {
+        patience = answerMs;
+        alive();
+        onProgress?.(body.size);
+      });
     }
-    xhr.upload.addEventListener('progress', (event) => {
-      alive();
-      onProgress?.(event.loaded);
-    });
-    xhr.upload.addEventListener('load', () => {
-      alive();
-      onProgress?.(body.size);
-    });
     xhr.addEventListener('readystatechange', alive);
-    xhr.addEventListener('load', () => {
-      if (xhr.status >= 200 && xhr.status < 300) {
-        finish(resolve, { status: xhr.status, etag: xhr.getResponseHeader('ETag') });
-      } else {
-        finish(reject, new TransferError('http', xhr.status, xhr.responseText));
-      }
-    });
-    xhr.addEventListener('error', () => finish(reject, new TransferError('network')));
-    xhr.addEventListener('timeout', () => finish(reject, new TransferError('stalled')));
+    xhr.addEventListener('load', () => finish(resolve, xhr));
+    xhr.addEventListener('error', () => finish(reject, failure('network')));
+    xhr.addEventListener('timeout', () => finish(reject, failure('stalled')));
     signal?.addEventListener('abort', onAbort, { once: true });
     alive();
     xhr.send(body);
   });
+}
+
+/**
+ * PUTs `body` to `url` with `headers` (verbatim, as the service gave them). Calls
+ * `onProgress(loadedBytes)` as the bytes go out. Resolves with {status, etag}.
+ */
+export async function putBlob(url, headers, body, { signal, onProgress } = {}) {
+  const allowed = Object.fromEntries(Object.entries(headers || {}).filter(([name]) => !FORBIDDEN.has(name.toLowerCase())));
+  const xhr = await request('PUT', url, {
+    headers: allowed, body, signal, onProgress, failure: (kind) => new TransferError(kind),
+  });
+  if (xhr.status >= 200 && xhr.status < 300) return { status: xhr.status, etag: xhr.getResponseHeader('ETag') };
+  throw new TransferError('http', xhr.status, xhr.responseText);
 }

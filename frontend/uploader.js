@@ -1,10 +1,13 @@
 // One file's journey: check it, get a presigned PUT or a multipart plan, send the bytes
 // (parts in parallel, retried, re-signed when a link expired), resume after a reload, and
-// have the service verify the result. The DOM is not touched here: an Upload fires
-// "change" events and app.js draws it.
+// have the service verify the result. When storage can't be reached from this browser (or
+// the page's address says ?transport=tus), the file goes through the service with tus
+// instead, in chunks, and resumes from the service's offset. The DOM is not touched here:
+// an Upload fires "change" events and app.js draws it.
 
-import { api, ApiError } from './api.js';
+import { api, ApiError, retrying } from './api.js';
 import { putBlob, TransferError } from './transfer.js';
+import * as tus from './tus.js';
 import { canHash, inspectFile, sha256Base64 } from './filecheck.js';
 import * as resume from './resume.js';
 import {
@@ -30,6 +33,10 @@ const MAX_RESIGNS = 3;
 const NOTICE_MS = 3000;
 /** Verification failures that another attempt may cure. */
 const RETRYABLE_REJECTIONS = new Set(['size_mismatch', 'checksum_mismatch']);
+/** Bytes of one PATCH through the service (each hashed in memory first). */
+export const TUS_CHUNK = 8 * MIB;
+/** Answers of the service to a PATCH that another attempt may cure (besides 0, 502, 503, 504). */
+const TUS_RETRYABLE = new Set([409, 423, 429, 460, 500]);
 
 export const STATES = {
   queued: 'Waiting',
@@ -54,6 +61,14 @@ class Stop extends Error {
   }
 }
 
+/** Storage gave no answer at all while the service (with tus) does: send through the service. */
+class StorageUnreachable extends Error {
+  constructor() {
+    super('storage cannot be reached from this browser');
+    this.name = 'StorageUnreachable';
+  }
+}
+
 let counter = 0;
 
 function sizeOfPart(plan, number, fileSize) {
@@ -61,8 +76,13 @@ function sizeOfPart(plan, number, fileSize) {
 }
 
 export class Upload extends EventTarget {
-  constructor(file, imageId) {
+  /**
+   * `transport`: "auto" (straight to storage, through the service when storage can't be
+   * reached) or "tus" (always through the service).
+   */
+  constructor(file, imageId, { transport = 'auto' } = {}) {
     super();
+    this.transport = transport === 'tus' ? 'tus' : 'auto';
     counter += 1;
     this.localId = `upload-${counter}`;
     this.file = file;
@@ -90,6 +110,9 @@ export class Upload extends EventTarget {
     this.partCount = 0;
     this.partsDone = 0;
     this.resumedParts = 0;
+    this.resumedBytes = 0;
+    this.tusUrl = null;
+    this.probe = null;
     this.startBytes = 0;
     this.startedAt = 0;
     this.transferEndedAt = 0;
@@ -164,7 +187,8 @@ export class Upload extends EventTarget {
   cancel() {
     if (this.finished) return;
     this.controller?.abort();
-    if (this.uploadId) api.abort(this.uploadId).catch(() => {});
+    if (this.tusUrl) tus.terminate(this.tusUrl).catch(() => {});
+    else if (this.uploadId) api.abort(this.uploadId).catch(() => {});
     resume.remove(this.key);
     this.end('cancelled', { title: 'Cancelled', detail: 'Nothing was kept.' }, true);
   }
@@ -199,9 +223,28 @@ export class Upload extends EventTarget {
     if (check.mismatch) throw new Stop('refused', explainMismatch(check.mismatch, this.file));
     if (signal.aborted) throw abortError();
 
-    const saved = check.concern ? null : resume.load(this.key);
-    if (saved && await this.resumeFrom(saved, signal)) return;
-    await this.startFresh(check, signal);
+    let saved = check.concern ? null : resume.load(this.key);
+    // Bytes already at the service stay there, whatever the transport.
+    if (saved?.method === 'TUS') {
+      if (await this.resumeTus(saved, signal)) return;
+      saved = null;
+    }
+    if (this.transport === 'tus') {
+      if (saved) {
+        // An upload to storage left by an earlier visit: nothing goes to storage now.
+        api.abort(saved.upload_id).catch(() => {});
+        resume.remove(this.key);
+      }
+      await this.sendThroughService(check, signal);
+      return;
+    }
+    try {
+      if (saved && await this.resumeFrom(saved, signal)) return;
+      await this.startFresh(check, signal);
+    } catch (err) {
+      if (!(err instanceof StorageUnreachable)) throw err;
+      await this.fallBack(check, signal);
+    }
   }
 
   async startFresh(check, signal) {
@@ -288,6 +331,7 @@ export class Upload extends EventTarget {
       } catch (err) {
         if (!(err instanceof TransferError)) throw err;
         this.partProgress(1, 0);
+        if (err.kind === 'network' && await this.storageUnreachable(current.url, signal)) throw new StorageUnreachable();
         if (err.expired) {
           resigns += 1;
           if (resigns > MAX_RESIGNS) throw err;
@@ -378,6 +422,7 @@ export class Upload extends EventTarget {
       } catch (err) {
         if (!(err instanceof TransferError)) throw err;
         this.partProgress(n, 0);
+        if (err.kind === 'network' && await this.storageUnreachable(signed.url, signal)) throw new StorageUnreachable();
         if (err.expired) {
           resigns += 1;
           if (resigns > MAX_RESIGNS) throw err;
@@ -393,8 +438,14 @@ export class Upload extends EventTarget {
   }
 
   async pause(attempt, err, signal, what) {
-    const delay = backoffDelay(attempt);
-    const why = err.kind === 'stalled' ? 'stalled' : err.kind === 'network' ? 'lost its connection' : `got ${err.status} from storage`;
+    const delay = err.retryAfter != null ? Math.min(60_000, Math.max(500, err.retryAfter * 1000)) : backoffDelay(attempt);
+    let why;
+    if (err instanceof ApiError) {
+      why = err.code === 'stalled' ? 'stalled' : !err.status ? 'lost its connection'
+        : err.status === 460 ? 'arrived damaged' : `got ${err.status} from the service`;
+    } else {
+      why = err.kind === 'stalled' ? 'stalled' : err.kind === 'network' ? 'lost its connection' : `got ${err.status} from storage`;
+    }
     this.note(`${what} ${why}; trying again in ${Math.max(1, Math.round(delay / 1000))} s (retry ${attempt} of ${MAX_RETRIES})…`);
     await sleep(delay, signal);
     if (navigator.onLine === false) {
@@ -505,6 +556,195 @@ export class Upload extends EventTarget {
       this.uploadId = null;
       return false;
     }
+  }
+
+  // Through the service with tus: when storage can't be reached, or ?transport=tus.
+
+  /**
+   * After a network error from storage: whether storage gives no answer at all while the
+   * service answers and speaks tus (offline, or the service unreachable too, is not
+   * storage's fault: the usual retries handle that). Parts failing together share one look.
+   */
+  storageUnreachable(url, signal) {
+    if (navigator.onLine === false) return Promise.resolve(false);
+    this.probe ??= Promise.all([tus.answers(url, signal), tus.served(signal)])
+      .then(([storage, service]) => !storage && service)
+      .finally(() => { this.probe = null; });
+    return this.probe;
+  }
+
+  /** Drops the presigned upload (storage can't be reached) and sends the file through the service. */
+  async fallBack(check, signal) {
+    const stale = this.uploadId;
+    this.uploadId = null;
+    resume.remove(this.key);
+    this.note("Storage can't be reached from here; sending the file through the service instead…");
+    if (stale) await api.abort(stale, { signal }).catch((e) => { if (isAbort(e)) throw e; });
+    await this.sendThroughService(check, signal);
+  }
+
+  async sendThroughService(check, signal) {
+    const created = await this.createTus(check, signal);
+    await this.appendChunks(created.url, created.offset, signal);
+    await this.finishTus(signal);
+  }
+
+  /** POST /api/v1/tus. A 4xx answer is a refusal explained in plain words, as at create. */
+  async createTus(check, signal) {
+    this.method = 'TUS';
+    this.resumedParts = 0;
+    this.setState('preparing', 'Starting the upload through the service…');
+    let busy = false;
+    let created;
+    try {
+      created = await retrying(() => tus.create({
+        size: this.file.size,
+        metadata: { image_id: this.imageId, filename: this.file.name, filetype: check.contentType },
+        signal,
+      }), {
+        signal,
+        onRetry: ({ delay }) => {
+          busy = true;
+          this.note(`The service is busy; asking again in ${Math.ceil(delay / 1000)} s…`);
+        },
+      });
+    } catch (err) {
+      if (err instanceof ApiError && err.status >= 400 && err.status < 500) {
+        throw new Stop('refused', explainRefusal(err.code, { file: this.file, contentType: check.contentType, message: err.message }));
+      }
+      if (err instanceof ApiError && check.concern) {
+        throw new Stop('refused', explainRefusal(check.concern.code, { file: this.file, contentType: check.contentType }));
+      }
+      throw err;
+    }
+    if (busy) this.notice = '';
+    this.uploadId = tus.uploadIdOf(created.url);
+    this.tusUrl = created.url;
+    const expires = Date.parse(created.expiresAt || '');
+    this.remember({
+      method: 'TUS',
+      upload_id: this.uploadId,
+      url: created.url,
+      expires_at: Number.isFinite(expires) ? new Date(expires).toISOString() : null,
+    });
+    return created;
+  }
+
+  /**
+   * Picks up a tus upload remembered from an earlier visit, from the service's offset.
+   * Returns false when there is nothing to pick up (the caller then starts afresh).
+   */
+  async resumeTus(saved, signal) {
+    this.method = 'TUS';
+    this.setState('preparing', 'Looking for the unfinished upload…');
+    let found = null;
+    try {
+      // 423: the request cut off by the reload still holds the upload for a moment.
+      found = await retrying(() => tus.status(saved.url, { signal }), {
+        signal,
+        retryWhen: (err) => err.status === 423 || err.status === 429,
+      });
+    } catch (err) {
+      // Gone, unknown, or refused at its last byte: start afresh.
+      if (!(err instanceof ApiError) || ![404, 410, 422].includes(err.status)) throw err;
+    }
+    if (!found || found.length !== this.file.size) {
+      if (found) tus.terminate(saved.url).catch(() => {});
+      resume.remove(this.key);
+      return false;
+    }
+    this.uploadId = saved.upload_id;
+    this.tusUrl = saved.url;
+    if (found.offset > 0) {
+      this.resumedBytes = found.offset;
+      this.emit('resumed');
+    }
+    await this.appendChunks(saved.url, found.offset, signal);
+    await this.finishTus(signal);
+    return true;
+  }
+
+  /**
+   * PATCHes the file from `offset` in TUS_CHUNK pieces, each with its SHA-256 when the
+   * browser can hash. After a failure it asks the service (HEAD) where to go on from.
+   */
+  async appendChunks(url, offset, signal) {
+    const size = this.file.size;
+    this.partCount = 0;
+    this.partsDone = 0;
+    this.partLoads.clear();
+    this.doneBytes = offset;
+    this.beginTransfer(offset);
+    this.setState('uploading', 'Uploading…');
+    let at = offset;
+    let attempt = 0;
+    let unsure = false;
+    for (;;) {
+      try {
+        if (unsure) {
+          at = (await tus.status(url, { signal })).offset;
+          unsure = false;
+          this.doneBytes = at;
+          this.recompute();
+          if (this.state === 'verifying') this.setState('uploading', 'Uploading…');
+        }
+        if (at >= size) return;
+        const end = Math.min(size, at + TUS_CHUNK);
+        const chunk = this.file.slice(at, end);
+        const checksum = canHash() ? await hashLock.run(() => sha256Base64(chunk), signal) : null;
+        const answer = await tus.append(url, at, chunk, {
+          checksum,
+          signal,
+          onProgress: (loaded) => {
+            this.partProgress(0, loaded);
+            // The last PATCH is answered once the service has verified the whole file.
+            if (end === size && loaded >= chunk.size && this.state === 'uploading') this.setState('verifying', 'Verifying…');
+          },
+        });
+        this.partLoads.delete(0);
+        at = answer.offset;
+        this.doneBytes = at;
+        this.recompute();
+        attempt = 0;
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        this.partProgress(0, 0);
+        if (err.status === 422) await this.rejectedTus(err, signal);
+        if (err.status === 404 || err.status === 410) {
+          resume.remove(this.key);
+          throw new ApiError(410, { ...err.body, code: err.status === 404 ? 'gone' : err.code });
+        }
+        attempt += 1;
+        if (!(err.transient || TUS_RETRYABLE.has(err.status)) || attempt > MAX_RETRIES) throw err;
+        unsure = true;
+        // Another offset than ours (409): asking for the service's one is enough.
+        if (err.status !== 409) await this.pause(attempt, err, signal, 'The upload');
+      }
+    }
+  }
+
+  /** The service refused the file at its last byte (422): says why, from the record when a HEAD found it. */
+  async rejectedTus(err, signal) {
+    resume.remove(this.key);
+    let { code, message } = err;
+    if (code === 'rejected') {
+      const record = await api.getUpload(this.uploadId, { signal }).catch(() => null);
+      code = record?.failure_code || code;
+      message = '';
+    }
+    throw new Stop('rejected', explainVerification(code, { message }), RETRYABLE_REJECTIONS.has(code));
+  }
+
+  /** Every byte is at the service, which verified the file before its last answer. */
+  async finishTus(signal) {
+    this.setState('verifying', 'Verifying…');
+    const record = await api.getUpload(this.uploadId, { signal });
+    if (record.state !== 'completed') {
+      resume.remove(this.key);
+      throw new ApiError(410, { code: record.state, message: `the upload is ${record.state}` });
+    }
+    this.tusUrl = null;
+    this.complete(record);
   }
 
   /** Called every second or so, so that the speed falls when the bytes stop moving. */

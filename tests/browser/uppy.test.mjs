@@ -1,6 +1,7 @@
 // The Uppy example (examples/uppy): Uppy's Dashboard with @uppy/aws-s3 uploading through the
-// v1 API, served from its own origin. Built here with its own npm packages; the service runs
-// with MULTIPART_THRESHOLD and PART_SIZE lowered to 5 MiB and allows the example's origin.
+// v1 API (index.html), and with @uppy/tus through the service's tus endpoint (tus.html),
+// served from its own origin. Built here with its own npm packages; the service runs with
+// MULTIPART_THRESHOLD and PART_SIZE lowered to 5 MiB and allows the example's origin.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -12,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
   MIB, OTHER_HOST, download, ensureArtifacts, freePort, getJson, imageId, launchBrowser, makePng, openPage,
-  partNumberOf, recordRequests, sha256Base64, sleep, startService, storageRequests, tempDir, writeBytes,
+  partNumberOf, recordRequests, sha256Base64, sleep, startService, storageRequests, tempDir, tusMetadata, writeBytes,
 } from './support/harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -341,6 +342,76 @@ describe('Uppy through the service reached under another host name', () => {
     assert.equal(new URL(shown.url).origin, serviceUrl);
     const bytes = await page.evaluate(async (url) => Array.from(new Uint8Array(await (await fetch(url)).arrayBuffer())), shown.url);
     assert.ok(Buffer.from(bytes).equals(file.bytes), 'the URL on the page returns exactly the file');
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+});
+
+describe('Uppy with @uppy/tus through the service (examples/uppy/tus.html)', () => {
+  let service;
+  let example;
+  let browser;
+  let dir;
+
+  const setup = uppySetup('uppy-tus', { MULTIPART_THRESHOLD: String(5 * MIB), PART_SIZE: String(5 * MIB) });
+  before(() => ({ service, example, browser, dir } = setup));
+
+  test('two PNGs go up through tus, none of their bytes to storage, and both records are completed', { timeout: 90_000 }, async () => {
+    const id = imageId('uppy-tus');
+    const small = await makePng(dir, 'meadow.png', 40 * 1024);
+    const big = await makePng(dir, 'skyline.png', 12 * MIB);
+    const { context, page, problems } = await openPage(browser);
+    const requests = recordRequests(page);
+    await page.goto(`${example.url}/tus.html?image_id=${id}`);
+    assert.equal(await page.locator('#service-url').textContent(), service.baseUrl, 'the page names the service it was given');
+
+    await uploadThroughDashboard(page, [small, big]);
+    for (const file of [small, big]) assert.equal(await waitForResult(page, file.name), 'completed');
+    await page.locator('.uppy-StatusBar').getByText('Complete', { exact: true }).waitFor();
+
+    // No presigned upload and nothing sent to storage (the stored images are shown with GETs).
+    assert.equal(apiCalls(requests, service.baseUrl, 'POST', /^\/api\/v1\/uploads$/).length, 0);
+    const toStorage = storageRequests(requests, service.storePort).filter((r) => r.method !== 'GET');
+    assert.deepEqual(toStorage.map((r) => `${r.method} ${r.url}`), []);
+
+    // One tus creation per file, with the metadata the service reads.
+    const creations = apiCalls(requests, service.baseUrl, 'POST', /^\/api\/v1\/tus$/);
+    assert.equal(creations.length, 2);
+    const declared = await Promise.all(creations.map(async (r) => {
+      const headers = await r.request.allHeaders();
+      const { image_id: imageIdSent, filename, filetype } = tusMetadata(headers['upload-metadata']);
+      return { status: r.status, resumable: headers['tus-resumable'], length: Number(headers['upload-length']), imageIdSent, filename, filetype };
+    }));
+    assert.deepEqual(declared.sort((a, b) => a.length - b.length), [small, big].map((f) => ({
+      status: 201, resumable: '1.0.0', length: f.size, imageIdSent: id, filename: f.name, filetype: 'image/png',
+    })));
+
+    for (const file of [small, big]) {
+      const shown = await resultOf(page, file.name);
+      assert.equal(shown.label, 'Uploaded');
+      assert.ok(shown.uploadId, `${file.name}: the page shows its upload_id`);
+      // The bytes in PATCHes of at most 8 MiB, each taken (204), adding up to the file.
+      const patches = apiCalls(requests, service.baseUrl, 'PATCH', new RegExp(`^/api/v1/tus/${shown.uploadId}$`));
+      const lengths = await Promise.all(patches.map(async (r) => Number((await r.request.allHeaders())['content-length'])));
+      assert.deepEqual(lengths, file.size > 8 * MIB ? [8 * MIB, file.size - 8 * MIB] : [file.size]);
+      assert.ok(patches.every((r) => r.status === 204));
+
+      const { status, body: record } = await getJson(`${service.baseUrl}/api/v1/uploads/${shown.uploadId}`);
+      assert.equal(status, 200);
+      assert.equal(record.state, 'completed');
+      assert.equal(record.image_id, id);
+      assert.equal(record.original_filename, file.name);
+      assert.equal(record.content_type, 'image/png');
+      assert.equal(record.file_size, file.size);
+      assert.equal(shown.url.split('?')[0], record.s3_url.split('?')[0], 'the page shows the object URL');
+      assert.ok((await download(shown.url)).equals(file.bytes), `${file.name}: the URL on the page returns exactly the file`);
+      assert.ok((await download(record.s3_url)).equals(file.bytes), `${file.name}: the record's s3_url returns exactly the file`);
+    }
+
+    // tus-js-client forgot the finished uploads: nothing is left to resume.
+    const remembered = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('tus::')));
+    assert.deepEqual(remembered, []);
+    await page.screenshot({ path: path.join(ensureArtifacts(), 'uppy-tus.png'), fullPage: true });
     assert.deepEqual(problems, []);
     await context.close();
   });

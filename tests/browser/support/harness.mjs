@@ -256,6 +256,14 @@ export function storageRequests(log, storePort) {
   });
 }
 
+/** A tus `Upload-Metadata` header decoded: {key: value}. */
+export function tusMetadata(header) {
+  return Object.fromEntries((header || '').split(',').filter((pair) => pair.trim()).map((pair) => {
+    const [key, value = ''] = pair.trim().split(' ');
+    return [key, Buffer.from(value, 'base64').toString('utf8')];
+  }));
+}
+
 /** Part number of an UploadPart request URL, or null. */
 export function partNumberOf(url) {
   const u = new URL(url);
