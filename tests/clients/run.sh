@@ -3,7 +3,10 @@
 #   1. a Python client generated with openapi-python-client, driven by pytest;
 #   2. TypeScript types generated with openapi-typescript, type-checked with tsc and run
 #      with openapi-fetch;
-#   3. schemathesis fuzzing the running service from its /openapi.json.
+#   3. schemathesis fuzzing the running service from its /openapi.json;
+# and its tus 1.0.0 endpoint (/api/v1/tus) through the tus project's own clients:
+#   4. tuspy, driven by pytest (tus/test_tuspy.py);
+#   5. tus-js-client in Node.js, with node --test (tus/tus-js-client.test.mjs).
 # Every step runs even when an earlier one fails; the exit code is non-zero if any failed.
 #
 #   UPLOAD_BROKER_BIN=target/release/upload-broker tests/clients/run.sh
@@ -159,6 +162,7 @@ mkdir -p "$GEN"
 generate_python() {
     local log="$GEN/openapi-python-client.log"
     openapi-python-client generate --path "$SPEC" --meta none --overwrite \
+        --config "$HERE/openapi-python-client.yaml" \
         --output-path "$GEN/python/upload_broker_client" >"$log" 2>&1
     local rc=$?
     cat "$log"
@@ -201,6 +205,22 @@ step "tsc --noEmit (TypeScript flow)" bash -c "cd '$HERE' && tsc --noEmit -p tsc
 step "node --test (openapi-fetch flow)" run_ts
 step "tsc --noEmit (null in generated types)" bash -c "cd '$HERE' && tsc --noEmit -p tsconfig.nullable.json"
 
+# The tus clients get a service of their own with 5 MiB parts, so a 12 MiB file spans
+# three. They need nothing generated: they speak the protocol, not the OpenAPI document.
+start_service tus PART_SIZE=5242880
+export UB_TUS_BASE_URL="$SERVICE_URL"
+
+run_tuspy() {
+    (cd "$HERE" && python -m pytest -c "$HERE/pytest.ini" --rootdir "$HERE" "$HERE/tus")
+}
+
+run_tus_js_client() {
+    (cd "$HERE" && node --test "$HERE/tus/tus-js-client.test.mjs")
+}
+
+step "pytest (tuspy)" run_tuspy
+step "node --test (tus-js-client)" run_tus_js_client
+
 # The fuzzer gets a service of its own, so what it creates stays out of the tests' way.
 # With an admin key, so the webhooks and admin APIs are fuzzed past their authentication
 # too (the uploads API, open here, ignores the header); its checks still send requests
@@ -208,7 +228,8 @@ step "tsc --noEmit (null in generated types)" bash -c "cd '$HERE' && tsc --noEmi
 # documented 401.
 start_service fuzz ADMIN_KEYS=client-suite-admin-key STORAGE_EVENTS_TOKEN=client-suite-storage-token
 run_schemathesis() {
-    (cd "$GEN" && schemathesis --config-file "$HERE/schemathesis.toml" run "$SERVICE_URL/openapi.json" \
+    (cd "$GEN" && SCHEMATHESIS_HOOKS="$HERE/schemathesis_hooks.py" \
+        schemathesis --config-file "$HERE/schemathesis.toml" run "$SERVICE_URL/openapi.json" \
         -H "Authorization: Bearer client-suite-admin-key" \
         --report junit,ndjson --report-dir "$GEN/schemathesis-report")
 }
