@@ -1,5 +1,6 @@
-// Bundles src/main.js (Uppy, its CSS and the page's code) into dist/app.js and dist/app.css.
-// `node build.mjs --watch` rebuilds on every change.
+// Bundles each page's entry (Uppy, its CSS and the page's code) into dist/: src/main.js
+// (index.html, @uppy/aws-s3) into app.js and app.css, src/main-tus.js (tus.html, @uppy/tus)
+// into tus.js and tus.css. `node build.mjs --watch` rebuilds on every change.
 
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -11,7 +12,10 @@ const outdir = path.join(here, 'dist');
 const watch = process.argv.includes('--watch');
 
 const options = {
-  entryPoints: { app: path.join(here, 'src', 'main.js') },
+  entryPoints: {
+    app: path.join(here, 'src', 'main.js'),
+    tus: path.join(here, 'src', 'main-tus.js'),
+  },
   outdir,
   bundle: true,
   format: 'esm',

@@ -4,7 +4,8 @@
 //   PORT               port to listen on                               [8080]
 //   HOST               address to listen on                            [127.0.0.1]
 //
-// It serves index.html at / and the bundle under /dist/ (run `npm run build` first).
+// It serves index.html at / (Uppy with @uppy/aws-s3), tus.html at /tus.html (Uppy with
+// @uppy/tus), and the bundles under /dist/ (run `npm run build` first).
 
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -41,8 +42,11 @@ const TYPES = {
 
 const escapeHtml = (s) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-async function page() {
-  const html = await readFile(path.join(here, 'index.html'), 'utf8');
+/** The pages, by path. */
+const PAGES = { '/': 'index.html', '/index.html': 'index.html', '/tus.html': 'tus.html' };
+
+async function page(name) {
+  const html = await readFile(path.join(here, name), 'utf8');
   return html.replace('__UPLOAD_BROKER_URL__', escapeHtml(serviceUrl));
 }
 
@@ -64,8 +68,8 @@ const server = createServer(async (req, res) => {
     return;
   }
   try {
-    if (pathname === '/' || pathname === '/index.html') {
-      send(200, 'text/html; charset=utf-8', req.method === 'HEAD' ? undefined : await page());
+    if (Object.hasOwn(PAGES, pathname)) {
+      send(200, 'text/html; charset=utf-8', req.method === 'HEAD' ? undefined : await page(PAGES[pathname]));
       return;
     }
     if (pathname.startsWith('/dist/')) {
