@@ -9,12 +9,15 @@ one presigned PUT of the same bytes and against the tus project's own Node serve
      /api/v1/tus, then the PATCHes; the last one verifies the image and completes the
      upload before it is answered). Throughput of both, and tus / PUT (target >= 0.6).
   2. Garage: upload-broker on one Garage and @tus/server on another (each its own
-     tests/support/garage.sh instance, folder and ports): the same tus upload on each, then
-     --concurrent tus uploads of a --concurrent-mib PNG at once (one thread and one
-     keep-alive connection each). For every row the peak RSS of the server's process tree
-     (VmRSS summed over the process and its children, sampled every 20 ms; Garage is not
-     counted); target for upload-broker under 8 x 200 MiB: under 64 MiB and below the
-     peer's.
+     tests/support/garage.sh instance, folder and ports): on upload-broker's, the same
+     presigned PUT and tus upload as on the embedded store (the ratio again, on a store
+     whose CompleteMultipartUpload only records the parts, as S3's does); then on each,
+     the tus upload, and --concurrent tus uploads of a --concurrent-mib PNG at once (one
+     thread and one keep-alive connection each). For every row the peak RSS of the
+     server's process tree (VmRSS summed over the process and its children, sampled every
+     20 ms; Garage is not counted); target for upload-broker under 8 x 200 MiB: under 64
+     MiB and below the peer's. A single tus upload's row also gives its last PATCH alone:
+     the store's completion and the verification come before that answer.
   3. Every upload is checked once it is timed: upload-broker's record (GET
      /api/v1/uploads/{id}) must be completed with file_size the file's size and an s3_url;
      the peer's HEAD must give Upload-Offset equal to the length.
@@ -101,7 +104,7 @@ def upload_metadata():
 def tus_upload(server, path, size, chunk, stopped=lambda: False):
     """Creates a tus upload of the file at `path` (`size` bytes) and sends it in PATCHes of
     `chunk` bytes on one keep-alive connection. Returns (the upload's URL, seconds from the
-    POST to the last PATCH's answer)."""
+    POST to the last PATCH's answer, seconds of the last PATCH alone)."""
     conn = connect(server.host, server.port)
     try:
         started = time.perf_counter()
@@ -115,11 +118,12 @@ def tus_upload(server, path, size, chunk, stopped=lambda: False):
         if (host, port) != (server.host, server.port):
             conn.close()
             conn = connect(host, port)
-        offset = 0
+        offset, last = 0, 0.0
         while offset < size:
             if stopped():
                 raise RuntimeError("stopped: another upload failed")
             n = min(chunk, size - offset)
+            sent = time.perf_counter()
             try:
                 status, hdrs, data = send(conn, "PATCH", target, multipart.Slice(path, offset, n), dict(
                     TUS, **{"Upload-Offset": str(offset), "Content-Length": str(n),
@@ -130,7 +134,8 @@ def tus_upload(server, path, size, chunk, stopped=lambda: False):
                 f"{server.name}: PATCH {target} at offset {offset} (+{n}): {status} "
                 f"Upload-Offset {hdrs.get('upload-offset')} {data[:300]!r}")
             offset += n
-        return location, time.perf_counter() - started
+            last = time.perf_counter() - sent
+        return location, time.perf_counter() - started, last
     finally:
         conn.close()
 
@@ -373,9 +378,12 @@ def versions():
 
 
 class Row:
-    def __init__(self, server, store, upload, count, size, wall, rss, check, slowest=None):
+    def __init__(self, server, store, upload, count, size, wall, rss, check, slowest=None, last=None):
         self.server, self.store, self.upload, self.count = server, store, upload, count
         self.size, self.wall, self.rss, self.check, self.slowest = size, wall, rss, check, slowest
+        # A single tus upload: its last PATCH alone (the store's completion and the
+        # verification happen before its answer).
+        self.last = last
 
     @property
     def mib_s(self):
@@ -384,10 +392,10 @@ class Row:
 
 def one_tus(server, store, path, size, chunk):
     with PeakRss(server.tree) as rss:
-        location, seconds = tus_upload(server, path, size, chunk)
+        location, seconds, last = tus_upload(server, path, size, chunk)
     check = server.check(location, size)
     row = Row(server.name, store, f"tus {size // MIB} MiB, {chunk // MIB} MiB PATCHes", 1, size,
-              seconds, rss.mib, check)
+              seconds, rss.mib, check, last=last)
     report(row)
     return row
 
@@ -398,7 +406,7 @@ def many_tus(server, store, path, size, chunk, count):
     locations, slowest, finished, lock = [], [0.0], [], threading.Lock()
 
     def work(stopped):
-        location, seconds = tus_upload(server, path, size, chunk, stopped)
+        location, seconds, _ = tus_upload(server, path, size, chunk, stopped)
         with lock:
             locations.append(location)
             finished.append(time.perf_counter())
@@ -417,54 +425,63 @@ def many_tus(server, store, path, size, chunk, count):
 
 def report(row):
     extra = f", slowest upload {row.slowest:.2f} s" if row.slowest else ""
+    extra += f", last PATCH {row.last:.2f} s" if row.last is not None else ""
     print(f"{row.server} on {row.store}: {row.upload}: {row.wall:.2f} s, {row.mib_s:.0f} MiB/s"
           f"{extra}, peak RSS {row.rss:.1f} MiB; {row.check}", flush=True)
 
 
 def warm_up(server, warm, chunk):
-    location, _ = tus_upload(server, warm, WARM_MIB * MIB, chunk)
+    location, _, _ = tus_upload(server, warm, WARM_MIB * MIB, chunk)
     server.check(location, WARM_MIB * MIB)
 
 
 OUR_ENV = {"SWEEP_INTERVAL": "0", "IMAGE_VARIANTS": ""}
 
 
-def embedded_rows(files, chunk):
+# A 1 GiB file as one presigned PUT: the multipart threshold (and the size cap) raised.
+ONE_PUT_ENV = {"MULTIPART_THRESHOLD": 5 * 1024 * MIB, "MAX_UPLOAD_SIZE": 5 * 1024 * MIB}
+
+
+def put_row(server, store, files):
+    """The presigned PUT of the big file (after a small one), as a row."""
     path, size = files["big"]
-    rows = []
-    limit = 5 * 1024 * MIB
-    with common.Service(MULTIPART_THRESHOLD=limit, MAX_UPLOAD_SIZE=limit, **OUR_ENV) as svc:
+    put_upload(server.svc, files["warm"][0], files["warm"][1])  # warm-up
+    with PeakRss(server.tree) as rss:
+        upload_id, seconds = put_upload(server.svc, path, size)
+    check = server.check(upload_id, size)
+    row = Row(server.name, store, f"presigned PUT {size // MIB} MiB (issue, PUT, confirm)",
+              1, size, seconds, rss.mib, check)
+    report(row)
+    return row
+
+
+def embedded_rows(files, chunk):
+    with common.Service(**ONE_PUT_ENV, **OUR_ENV) as svc:
         server = Ours(svc)
         store = "embedded store"
-        put_upload(svc, files["warm"][0], files["warm"][1])  # warm-up
         warm_up(server, files["warm"][0], chunk)
-        with PeakRss(server.tree) as rss:
-            upload_id, seconds = put_upload(svc, path, size)
-        check = server.check(upload_id, size)
-        rows.append(Row(server.name, store, f"presigned PUT {size // MIB} MiB (issue, PUT, confirm)",
-                        1, size, seconds, rss.mib, check))
-        report(rows[-1])
-        rows.append(one_tus(server, store, path, size, chunk))
-    return rows
+        return [put_row(server, store, files), one_tus(server, store, *files["big"], chunk)]
 
 
-def garage_rows(files, chunk, count, port):
+def garage_rows(files, chunk, count, port, cleanups):
     store_env = garage_service_env(port)
+    cleanups.append(lambda: empty_bucket(
+        store_env["AWS_ENDPOINT_URL"], store_env["AWS_REGION"], store_env["AWS_ACCESS_KEY_ID"],
+        store_env["AWS_SECRET_ACCESS_KEY"], store_env["AWS_BUCKET_NAME"]))
     rows = []
-    try:
-        with common.Service(**OUR_ENV, **store_env) as svc:
-            server = Ours(svc)
-            warm_up(server, files["warm"][0], chunk)
-            rows.append(one_tus(server, "Garage", *files["big"], chunk))
-            rows.append(many_tus(server, "Garage", *files["many"], chunk, count))
-    finally:
-        empty_bucket(store_env["AWS_ENDPOINT_URL"], store_env["AWS_REGION"], store_env["AWS_ACCESS_KEY_ID"],
-                     store_env["AWS_SECRET_ACCESS_KEY"], store_env["AWS_BUCKET_NAME"])
+    with common.Service(**ONE_PUT_ENV, **OUR_ENV, **store_env) as svc:
+        server = Ours(svc)
+        warm_up(server, files["warm"][0], chunk)
+        rows.append(put_row(server, "Garage", files))
+        rows.append(one_tus(server, "Garage", *files["big"], chunk))
+        rows.append(many_tus(server, "Garage", *files["many"], chunk, count))
     return rows
 
 
-def peer_rows(files, chunk, count, port, part_size, checksums):
+def peer_rows(files, chunk, count, port, part_size, checksums, cleanups):
     store = peer_store(port)
+    cleanups.append(lambda: empty_bucket(store["endpoint"], store["region"], store["access_key"],
+                                         store["secret_key"], store["bucket"]))
     process = start_tus_node(store, part_size, checksums)
     server = Peer(process)
     rows = []
@@ -477,8 +494,6 @@ def peer_rows(files, chunk, count, port, part_size, checksums):
         raise
     finally:
         process.stop()
-        empty_bucket(store["endpoint"], store["region"], store["access_key"], store["secret_key"],
-                     store["bucket"])
     return rows
 
 
@@ -487,16 +502,17 @@ def peer_rows(files, chunk, count, port, part_size, checksums):
 
 def goals(rows):
     by = {(r.server, r.store, r.count > 1, r.upload.startswith("tus")): r for r in rows}
-    put = by.get(("upload-broker", "embedded store", False, False))
-    tus = by.get(("upload-broker", "embedded store", False, True))
+    pairs = [(store, by.get(("upload-broker", store, False, False)), by.get(("upload-broker", store, False, True)))
+             for store in ("embedded store", "Garage")]
     ours_one, ours_many = by.get(("upload-broker", "Garage", False, True)), by.get(("upload-broker", "Garage", True, True))
     peer_one, peer_many = by.get(("@tus/server", "Garage", False, True)), by.get(("@tus/server", "Garage", True, True))
     yes = lambda ok: "yes" if ok else "no"
     lines = ["| goal | value | target | met |", "|---|---:|---:|---|"]
-    if put and tus:
-        ratio = tus.mib_s / put.mib_s
-        lines.append(f"| tus / presigned PUT throughput, {tus.size // MIB} MiB, embedded store | "
-                     f"{ratio:.2f} | >= 0.6 | {yes(ratio >= 0.6)} |")
+    for store, put, tus in pairs:
+        if put and tus:
+            ratio = tus.mib_s / put.mib_s
+            lines.append(f"| tus / presigned PUT throughput, {tus.size // MIB} MiB, {store} | "
+                         f"{ratio:.2f} | >= 0.6 | {yes(ratio >= 0.6)} |")
     if ours_many:
         lines.append(f"| upload-broker peak RSS, {ours_many.upload.split(',')[0]} on Garage | "
                      f"{ours_many.rss:.1f} MiB | < 64 MiB | {yes(ours_many.rss < 64)} |")
@@ -513,11 +529,12 @@ def goals(rows):
 
 
 def table(rows):
-    lines = ["| server | store | upload | wall s | MiB/s | slowest upload s | peak RSS MiB | checked |",
-             "|---|---|---|---:|---:|---:|---:|---|"]
+    lines = ["| server | store | upload | wall s | MiB/s | last PATCH s | slowest upload s | peak RSS MiB | checked |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         slowest = f"{r.slowest:.2f}" if r.slowest else "–"
-        lines.append(f"| {r.server} | {r.store} | {r.upload} | {r.wall:.2f} | {r.mib_s:.0f} | {slowest} | "
+        last = f"{r.last:.2f}" if r.last is not None else "–"
+        lines.append(f"| {r.server} | {r.store} | {r.upload} | {r.wall:.2f} | {r.mib_s:.0f} | {last} | {slowest} | "
                      f"{r.rss:.1f} | {r.check} |")
     return "\n".join(lines) + "\n"
 
@@ -551,6 +568,9 @@ def main():
 
     sizes = {"big": args.size_mib * MIB, "many": args.concurrent_mib * MIB, "warm": WARM_MIB * MIB}
     files = {}
+    # The Garages' buckets are emptied once every row has run, so that no deletion work of
+    # one Garage runs under another's rows.
+    cleanups = []
     load_before = common.load()
     rows = []
     try:
@@ -558,19 +578,24 @@ def main():
             files[name] = (multipart.make_file(size), size)
         if not args.peer_only:
             rows += embedded_rows(files, chunk)
-            rows += garage_rows(files, chunk, args.concurrent, ours_port)
+            rows += garage_rows(files, chunk, args.concurrent, ours_port, cleanups)
         if not args.skip_peer:
             rows += peer_rows(files, chunk, args.concurrent, peer_port, args.peer_part_mib * MIB,
-                              args.peer_checksums)
+                              args.peer_checksums, cleanups)
     finally:
         for path, _ in files.values():
             os.unlink(path)
+        for cleanup in cleanups:
+            cleanup()
     load_after = common.load()
 
     found = versions()
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = " ".join(["python3 bench/tus.py"] + sys.argv[1:])
-    binary = "the binary BENCH_BINARY names" if os.environ.get("BENCH_BINARY") else "the release build"
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=common.ROOT,
+                          capture_output=True, text=True).stdout.strip() or "?"
+    binary = (f"the binary BENCH_BINARY names (work tree at {head})" if os.environ.get("BENCH_BINARY")
+              else f"the release build of the work tree at {head}")
     ours = ("" if args.peer_only else
             f"upload-broker is {binary} with SQLite (SWEEP_INTERVAL=0, no image variants), on its "
             f"embedded store or on a Garage of its own; its final PATCH verifies the image before "
