@@ -10,7 +10,8 @@
 //! the spool. So it survives a restart, and when the spool is lost it drops back to the
 //! end of the last stored part, which the protocol allows. Requests for one upload take
 //! turns; a new one asks the one holding the turn to stop where it is (a client that lost
-//! its connection comes back before the server notices), as tus servers do.
+//! its connection comes back before the server notices), as tus servers do. A HEAD while a
+//! PATCH writes is answered with the offset it has reached, and does not stop it.
 
 mod header;
 mod spool;
@@ -79,6 +80,22 @@ struct Turn {
     asked: AtomicU64,
     wake: Notify,
     progress: Arc<tokio::sync::Mutex<Option<Progress>>>,
+    /// The offset a PATCH holding the turn has reached so far, plus one (0: not known), for
+    /// a HEAD meanwhile: it answers without stopping the PATCH.
+    shown: AtomicU64,
+}
+
+impl Turn {
+    fn show(&self, offset: Option<u64>) {
+        self.shown
+            .store(offset.map_or(0, |o| o.saturating_add(1)), Ordering::SeqCst);
+    }
+
+    /// The offset a PATCH is writing at, while one holds the turn.
+    fn writing_at(&self) -> Option<u64> {
+        let shown = self.shown.load(Ordering::SeqCst).checked_sub(1)?;
+        self.progress.try_lock().is_err().then_some(shown)
+    }
 }
 
 impl Turns {
@@ -287,12 +304,21 @@ impl UploadService {
         Ok(self.tus_view(&row, 0, None))
     }
 
-    /// Where a tus upload stands (`HEAD`). One whose bytes have all come but that is not
-    /// recorded yet (a restart between the two) is finished now.
+    /// Where a tus upload stands (`HEAD`). While a PATCH writes it, the offset it has
+    /// reached (the PATCH goes on); otherwise what is stored. One whose bytes have all
+    /// come but that is not recorded yet (a restart between the two) is finished now, and
+    /// a HEAD while the last PATCH finishes waits for its outcome.
     pub async fn tus_status(&self, id: Uuid) -> Result<TusUpload, UploadError> {
         let row = self.tus_row(id).await?;
         if row.state != UploadState::Pending {
             return self.tus_settled(&row, None);
+        }
+        let length = u64::try_from(row.declared_size).unwrap_or(0);
+        if let Some(offset) = self.tus_turns.of(id).writing_at()
+            && offset < length
+            && OffsetDateTime::now_utc() <= row.expires_at
+        {
+            return Ok(self.tus_view(&row, offset, None));
         }
         let mut held = self.tus_turn(id).await?;
         let row = match self.tus_pending(id, None).await? {
@@ -341,6 +367,7 @@ impl UploadService {
             return Err(UploadError::BeyondLength { length });
         }
         let (turn, ticket) = (held.turn.clone(), held.ticket);
+        turn.show(Some(offset));
         let progress = self.tus_progress(&mut held, &row).await?;
         let stop = self
             .tus_receive(&turn, ticket, progress, &row, checksum, body)
@@ -509,6 +536,7 @@ impl UploadService {
         let sent = self.tus_sent(held.progress.insert(progress)).await;
         if let Err(err) = sent {
             *held.progress = None;
+            held.turn.show(None);
             return Err(err);
         }
         held.progress.as_mut().ok_or(UploadError::NotUploaded)
@@ -669,6 +697,7 @@ impl UploadService {
             Ok(stop) if right => stop,
             read => {
                 self.roll_back(row, progress, start).await?;
+                turn.show(Some(progress.offset()));
                 return match read {
                     Ok(Stop::Ended | Stop::Whole) => {
                         Ok(Stop::Failed(UploadError::ChunkChecksumMismatch))
@@ -681,6 +710,7 @@ impl UploadService {
             }
         };
         self.tus_spool.checked(row.id).await?;
+        turn.show(Some(progress.offset()));
         if let Err(rejection) = self.check_head(row, progress, &held_back).await? {
             return Ok(Stop::Refused(rejection));
         }
@@ -707,10 +737,11 @@ impl UploadService {
             let part_room = progress.plan.part_len(progress.next) - progress.spooled;
             if buf.len() as u64 == part_room || buf.len() == READ_CHUNK {
                 self.spool_write(row, progress, &mut buf).await?;
-                if checked.is_none()
-                    && let Err(rejection) = self.check_head(row, progress, &[]).await?
-                {
-                    break Stop::Refused(rejection);
+                if checked.is_none() {
+                    turn.show(Some(progress.offset()));
+                    if let Err(rejection) = self.check_head(row, progress, &[]).await? {
+                        break Stop::Refused(rejection);
+                    }
                 }
                 if progress.done() {
                     break Stop::Whole;
@@ -757,10 +788,11 @@ impl UploadService {
         // checksum, the caller decides.
         if !buf.is_empty() {
             self.spool_write(row, progress, &mut buf).await?;
-            if checked.is_none()
-                && let Err(rejection) = self.check_head(row, progress, &[]).await?
-            {
-                return Ok(Stop::Refused(rejection));
+            if checked.is_none() {
+                turn.show(Some(progress.offset()));
+                if let Err(rejection) = self.check_head(row, progress, &[]).await? {
+                    return Ok(Stop::Refused(rejection));
+                }
             }
         }
         Ok(stop)
@@ -910,6 +942,7 @@ impl UploadService {
         .await;
         if let Err(err) = stored {
             *held.progress = None;
+            held.turn.show(None);
             return Err(err);
         }
         progress.stored_whole = true;
@@ -964,4 +997,5 @@ async fn forget_progress(held: &mut Held) {
         let _ = sending.await;
     }
     *held.progress = None;
+    held.turn.show(None);
 }

@@ -937,8 +937,49 @@ async fn the_offset_survives_a_kill_and_falls_back_when_the_spool_is_lost() {
     assert_eq!(process_offset(&client, &location).await, PART as u64);
     let resp = patch(PART, file.len()).await.expect("PATCH");
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    let (record, served) = process_completed(&client, &base, &location).await;
+    let (_, served) = process_completed(&client, &base, &location).await;
     assert!(served == file, "the stored bytes differ");
+}
+
+#[tokio::test]
+async fn a_head_while_a_patch_writes_answers_its_offset_and_lets_it_go_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(&[SMALL_PARTS_ONLY]).await;
+    let tus = Client::new(&app);
+    let file = patterned_png(12 * MIB);
+    let location = tus.created(file.len(), &png_meta("album")).await;
+    let id = id_of(&location).to_owned();
+    // One PATCH of the whole file, of which 7 MiB are sent so far.
+    let mut stream = open_patch(app.port(), &location, &file, 0, 7 * MIB, "").await;
+    let mut offsets = Vec::new();
+    for _ in 0..100 {
+        let resp = tus.head(&location).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        offsets.push(offset_of(resp.headers()));
+        if offsets.last() == Some(&(7 * MIB as u64)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(offsets.last(), Some(&(7 * MIB as u64)), "{offsets:?}");
+    assert!(offsets.is_sorted(), "{offsets:?}");
+
+    // The PATCH went on: the rest of its body completes the upload.
+    stream.write_all(&file[7 * MIB..]).await.expect("body");
+    let mut answer = Vec::new();
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut buf = [0; 1024];
+        let n = stream.read(&mut buf).await.expect("answer");
+        assert!(n > 0, "no answer: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 204"), "{answer}");
+    assert!(
+        answer.contains(&format!("upload-offset: {}\r\n", file.len())),
+        "{answer}"
+    );
+    assert_completed_with(&app, &id, &file).await;
 }
 
 #[tokio::test]
@@ -1059,7 +1100,7 @@ async fn bytes_of_a_checksummed_patch_cut_by_a_kill_never_count() {
     let resp = patch(3 * MIB, Some(rest)).await.expect("PATCH");
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(offset_of(resp.headers()), file.len() as u64);
-    let (record, served) =
+    let (_, served) =
         process_completed(&client, &format!("http://127.0.0.1:{port}"), &location).await;
     assert!(served == file, "the stored bytes differ");
 }
