@@ -852,6 +852,20 @@ async fn process_offset(client: &reqwest::Client, location: &str) -> u64 {
     offset_of(resp.headers())
 }
 
+/// Creates a tus upload of `length` bytes on a service process; its `Location`.
+async fn process_created(client: &reqwest::Client, port: u16, length: usize) -> String {
+    let resp = client
+        .post(format!("http://127.0.0.1:{port}{TUS}"))
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", length.to_string())
+        .header("Upload-Metadata", png_meta("album"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    header(resp.headers(), "location").to_owned()
+}
+
 /// The record of a service process's upload, completed, and the bytes its `s3_url` serves.
 async fn process_completed(
     client: &reqwest::Client,
@@ -886,16 +900,7 @@ async fn the_offset_survives_a_kill_and_falls_back_when_the_spool_is_lost() {
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let file = patterned_png(12 * MIB);
-    let resp = client
-        .post(format!("{base}{TUS}"))
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", file.len().to_string())
-        .header("Upload-Metadata", png_meta("album"))
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let location = header(resp.headers(), "location").to_owned();
+    let location = process_created(&client, port, file.len()).await;
     let patch = |offset: usize, end: usize| {
         client
             .patch(&location)
@@ -1033,16 +1038,7 @@ async fn bytes_of_a_checksummed_patch_cut_by_a_kill_never_count() {
     let mut service = tus_process(&env, port).await;
     let client = reqwest::Client::new();
     let file = patterned_png(12 * MIB);
-    let resp = client
-        .post(format!("http://127.0.0.1:{port}{TUS}"))
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", file.len().to_string())
-        .header("Upload-Metadata", png_meta("album"))
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let location = header(resp.headers(), "location").to_owned();
+    let location = process_created(&client, port, file.len()).await;
     let patch = |offset: usize, checksum: Option<String>| {
         let mut req = client
             .patch(&location)
@@ -1167,16 +1163,7 @@ async fn a_200_mib_upload_survives_three_cut_connections_and_a_kill() {
     let size = 200 * MIB;
     let file = patterned_png(size);
     let expected = Sha256::digest(&file);
-    let resp = client
-        .post(format!("http://127.0.0.1:{port}{TUS}"))
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", size.to_string())
-        .header("Upload-Metadata", png_meta("album"))
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let location = header(resp.headers(), "location").to_owned();
+    let location = process_created(&client, port, size).await;
 
     // Random cut points, from a seed the log shows (to replay a failure).
     let seed = std::time::SystemTime::now()
