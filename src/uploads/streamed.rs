@@ -427,13 +427,18 @@ impl SpoolFiles {
     }
 }
 
-async fn write_at(file: &Arc<File>, bytes: Bytes, offset: u64) -> Result<(), UploadError> {
+/// Writes `bytes` at `offset` of a spool file (the legacy upload's or tus's).
+pub(super) async fn write_at(
+    file: &Arc<File>,
+    bytes: Bytes,
+    offset: u64,
+) -> Result<(), UploadError> {
     let file = file.clone();
     blocking(move || file.write_all_at(&bytes, offset)).await
 }
 
-/// The first `len` bytes of a temporary file.
-async fn read_file_prefix(file: &Arc<File>, len: u64) -> Result<Vec<u8>, UploadError> {
+/// The first `len` bytes of a spool file.
+pub(super) async fn read_file_prefix(file: &Arc<File>, len: u64) -> Result<Vec<u8>, UploadError> {
     let file = file.clone();
     blocking(move || {
         let mut buf = vec![0; len as usize];
@@ -443,7 +448,7 @@ async fn read_file_prefix(file: &Arc<File>, len: u64) -> Result<Vec<u8>, UploadE
 }
 
 /// File work on the blocking pool; its failure is a `Spool` error.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> Result<T, UploadError> {
     tokio::task::spawn_blocking(work)

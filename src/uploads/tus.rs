@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::issue::UploadRequest;
+use super::streamed;
 use super::verify::{self, SNIFF_BYTES};
 use super::{
     PartPlan, Rejection, Upload, UploadError, UploadMethod, UploadService, UploadState, object_key,
@@ -824,7 +825,7 @@ impl UploadService {
             return Ok(Ok(()));
         }
         progress.head_checked = true;
-        let head = spool::read_start(&file, len.min(SNIFF_BYTES)).await?;
+        let head = streamed::read_file_prefix(&file, len.min(SNIFF_BYTES)).await?;
         let declared = ImageFormat::from_mime(&row.content_type)?;
         let found = verify::inspect_header(&head, declared, self.image_limits());
         match found {
@@ -852,7 +853,7 @@ impl UploadService {
         };
         let bytes = buf.split().freeze();
         let len = bytes.len() as u64;
-        spool::write_at(&file, bytes, progress.spooled).await?;
+        streamed::write_at(&file, bytes, progress.spooled).await?;
         progress.spooled += len;
         Ok(())
     }

@@ -5,14 +5,13 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::uploads::UploadError;
+use crate::uploads::streamed::blocking;
 
 /// The name of the file that marks bytes not checked yet (not a part's number).
 const UNCHECKED: &str = "unchecked";
@@ -219,35 +218,14 @@ fn remove_file(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Writes `bytes` at `offset` of a spool file.
-pub async fn write_at(file: &Arc<File>, bytes: Bytes, offset: u64) -> Result<(), UploadError> {
-    let file = file.clone();
-    blocking(move || file.write_all_at(&bytes, offset)).await
-}
-
-/// The first `len` bytes of a spool file.
-pub async fn read_start(file: &Arc<File>, len: u64) -> Result<Vec<u8>, UploadError> {
-    let file = file.clone();
-    blocking(move || {
-        let mut buf = vec![0; len as usize];
-        file.read_exact_at(&mut buf, 0).map(|()| buf)
-    })
-    .await
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> Result<T, UploadError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(io::Error::other)
-        .flatten()
-        .map_err(|err| UploadError::Spool(err.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::FileExt;
+
+    use bytes::Bytes;
+
     use super::*;
+    use crate::uploads::streamed::write_at;
 
     #[tokio::test]
     async fn parts_are_files_that_outlive_their_handles() {
