@@ -206,7 +206,7 @@ impl AdminApi {
         operator: Data<&Operator>,
         upload_id: Path<String>,
     ) -> Result<ReverifyResponse, ApiError> {
-        let id = parse_upload_id(&upload_id)?;
+        let id = parse_upload_id::<ApiError>(&upload_id)?;
         let (upload, found) = self.uploads.reverify(&operator, id).await?;
         Ok(ReverifyResponse::Ok(Json(ReverifiedUpload {
             upload: upload.into(),
@@ -231,7 +231,7 @@ impl AdminApi {
         operator: Data<&Operator>,
         upload_id: Path<String>,
     ) -> Result<DeletedResponse, ApiError> {
-        let id = parse_upload_id(&upload_id)?;
+        let id = parse_upload_id::<ApiError>(&upload_id)?;
         self.uploads.delete_as(&operator, id).await?;
         Ok(DeletedResponse::Deleted)
     }
@@ -248,7 +248,7 @@ impl AdminApi {
         operator: Data<&Operator>,
         upload_id: Path<String>,
     ) -> Result<RegenerateResponse, ApiError> {
-        let id = parse_upload_id(&upload_id)?;
+        let id = parse_upload_id::<ApiError>(&upload_id)?;
         self.uploads.regenerate_variants(&operator, id).await?;
         Ok(RegenerateResponse::Accepted)
     }

@@ -371,13 +371,13 @@ impl LegacyApi {
             .get(poem::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let recorded = match self.read_form(&image_id, form, size_hint, limit).await {
-            Ok(stored) => self.uploads.record_streamed(stored, link).await,
-            Err(err) => Err(err),
-        };
-        if recorded.is_err() {
-            self.uploads.release_link(link).await;
-        }
+        let recorded = self
+            .uploads
+            .keeping_link(link, async {
+                let stored = self.read_form(&image_id, form, size_hint, limit).await?;
+                self.uploads.record_streamed(stored, link).await
+            })
+            .await;
         match recorded {
             Ok(upload) => {
                 let image = LegacyImage::from(upload);

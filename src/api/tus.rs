@@ -255,12 +255,6 @@ impl From<UploadError> for TusError {
     }
 }
 
-impl From<super::ApiError> for TusError {
-    fn from(err: super::ApiError) -> Self {
-        Self::BadRequest(Json(err.body().clone()))
-    }
-}
-
 fn header_error(err: HeaderError) -> TusError {
     UploadError::TusHeader(err.to_string()).into()
 }
@@ -377,7 +371,7 @@ impl TusApi {
         operation_id = "tus_status"
     )]
     async fn status(&self, upload_id: Path<String>) -> Result<StatusResponse, TusError> {
-        let id = parse_upload_id(&upload_id)?;
+        let id = parse_upload_id::<TusError>(&upload_id)?;
         let upload = self.uploads.tus_status(id).await?;
         let metadata = format_metadata(
             upload
@@ -416,7 +410,7 @@ impl TusApi {
         #[oai(name = "Upload-Checksum")] checksum: Header<Option<String>>,
         mut body: TusBody,
     ) -> Result<AppendedResponse, TusError> {
-        let id = parse_upload_id(&upload_id)?;
+        let id = parse_upload_id::<TusError>(&upload_id)?;
         let checksum = checksum
             .0
             .as_deref()
@@ -456,7 +450,7 @@ impl TusApi {
         caller: Data<&Caller>,
         upload_id: Path<String>,
     ) -> Result<TerminatedResponse, TusError> {
-        let id = parse_upload_id(&upload_id)?;
+        let id = parse_upload_id::<TusError>(&upload_id)?;
         self.uploads
             .authorize_existing(&caller, id, Action::Remove)
             .await?;

@@ -116,7 +116,8 @@ enum DeleteResponse {
     Deleted,
 }
 
-pub(super) fn parse_upload_id(raw: &str) -> Result<Uuid, ApiError> {
+/// An `{upload_id}` path segment, or 400 `invalid_upload_id` in the caller's error shape.
+pub(super) fn parse_upload_id<E: From<crate::problem::Problem>>(raw: &str) -> Result<Uuid, E> {
     Uuid::parse_str(raw).map_err(|_| {
         crate::problem::Problem::bad_request("invalid_upload_id", "upload_id must be a UUID").into()
     })
@@ -164,7 +165,7 @@ impl UploadsApi {
         caller: Data<&Caller>,
         upload_id: Path<String>,
     ) -> Result<UploadResponse, ApiError> {
-        let id = parse_upload_id(&upload_id)?;
+        let id = parse_upload_id::<ApiError>(&upload_id)?;
         self.uploads
             .authorize_existing(&caller, id, Action::Finish)
             .await?;
@@ -188,7 +189,7 @@ impl UploadsApi {
         upload_id: Path<String>,
         body: Json<SignPartsRequest>,
     ) -> Result<SignPartsResponse, ApiError> {
-        let id = parse_upload_id(&upload_id)?;
+        let id = parse_upload_id::<ApiError>(&upload_id)?;
         self.uploads
             .authorize_existing(&caller, id, Action::Finish)
             .await?;
@@ -221,7 +222,7 @@ impl UploadsApi {
         operation_id = "list_parts"
     )]
     async fn list_parts(&self, upload_id: Path<String>) -> Result<ListPartsResponse, ApiError> {
-        let id = parse_upload_id(&upload_id)?;
+        let id = parse_upload_id::<ApiError>(&upload_id)?;
         let (plan, parts) = self.uploads.uploaded_parts(id).await?;
         Ok(ListPartsResponse::Ok(Json(UploadedPartList {
             parts: parts
@@ -244,7 +245,7 @@ impl UploadsApi {
         operation_id = "get_upload"
     )]
     async fn get_upload(&self, upload_id: Path<String>) -> Result<UploadResponse, ApiError> {
-        let id = parse_upload_id(&upload_id)?;
+        let id = parse_upload_id::<ApiError>(&upload_id)?;
         let view = self.uploads.get(id).await?;
         Ok(UploadResponse::Ok(Json(view.into())))
     }
@@ -265,7 +266,7 @@ impl UploadsApi {
         /// `<preset>.<format>`, such as `thumb.webp`.
         variant: Path<String>,
     ) -> Result<VariantRedirect, ApiError> {
-        let id = parse_upload_id(&upload_id)?;
+        let id = parse_upload_id::<ApiError>(&upload_id)?;
         let name = self.uploads.variant_name(&variant)?;
         let url = self.uploads.variant_url(id, &name).await?;
         Ok(VariantRedirect::found(url, VARIANT_REDIRECT_CACHE))
@@ -313,7 +314,7 @@ impl UploadsApi {
         caller: Data<&Caller>,
         upload_id: Path<String>,
     ) -> Result<DeleteResponse, ApiError> {
-        let id = parse_upload_id(&upload_id)?;
+        let id = parse_upload_id::<ApiError>(&upload_id)?;
         self.uploads
             .authorize_existing(&caller, id, Action::Remove)
             .await?;

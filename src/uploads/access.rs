@@ -27,8 +27,9 @@ pub struct UploadLink {
 impl UploadService {
     /// May `caller` start an upload under `image_id` of `size` bytes (unknown for a
     /// streamed upload)? Returns the link it is made with, one of whose uses is now taken:
-    /// `issue` and `record_streamed` keep it, and give it back if they fail (as the caller
-    /// must, through `release_link`, if it gives up before calling them).
+    /// `issue` and `tus_create` keep it, and give it back if they fail; a caller that
+    /// records the upload otherwise (the legacy upload's form) does so through
+    /// `keeping_link`.
     pub async fn authorize_new(
         &self,
         caller: &Caller,
@@ -80,9 +81,23 @@ impl UploadService {
         }
     }
 
+    /// Awaits `recording`, the recording of an upload made with `link_id`, and gives the
+    /// link's use back if it fails.
+    pub async fn keeping_link<T>(
+        &self,
+        link_id: Option<Uuid>,
+        recording: impl Future<Output = Result<T, UploadError>>,
+    ) -> Result<T, UploadError> {
+        let recorded = recording.await;
+        if recorded.is_err() {
+            self.release_link(link_id).await;
+        }
+        recorded
+    }
+
     /// Gives back the use of `link_id` that `authorize_new` took, for an upload that will
     /// not be recorded. A failure is only logged: the link is then stricter, never looser.
-    pub async fn release_link(&self, link_id: Option<Uuid>) {
+    async fn release_link(&self, link_id: Option<Uuid>) {
         if let Some(link_id) = link_id
             && let Err(err) = self.db.release_link_use(link_id).await
         {

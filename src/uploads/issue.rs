@@ -89,11 +89,8 @@ impl UploadService {
         request: UploadRequest,
         link_id: Option<Uuid>,
     ) -> Result<IssuedUpload, UploadError> {
-        let issued = self.sign_and_record(request, link_id).await;
-        if issued.is_err() {
-            self.release_link(link_id).await;
-        }
-        issued
+        self.keeping_link(link_id, self.sign_and_record(request, link_id))
+            .await
     }
 
     async fn sign_and_record(

@@ -238,11 +238,8 @@ impl UploadService {
         request: UploadRequest,
         link_id: Option<Uuid>,
     ) -> Result<TusUpload, UploadError> {
-        let created = self.tus_record(request, link_id).await;
-        if created.is_err() {
-            self.release_link(link_id).await;
-        }
-        created
+        self.keeping_link(link_id, self.tus_record(request, link_id))
+            .await
     }
 
     async fn tus_record(
