@@ -30,6 +30,18 @@ FIXTURE = os.path.join(ROOT, "tests", "fixtures", "sample.png")
 MIB = 1024 * 1024
 
 
+RESULTS = os.path.join(ROOT, "bench", "results")
+
+
+def write_result(name, text):
+    """Writes `text` to bench/results/`name`; returns that path as the repository names it."""
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return os.path.relpath(path, ROOT)
+
+
 def png_bytes(size, pattern=b"\0"):
     """A valid PNG of exactly `size` bytes: the test fixture with an ancillary chunk of
     padding (repeating `pattern`) before its end chunk, so the file still ends with IEND."""
@@ -369,6 +381,27 @@ class Uploader:
         self.api.close()
         for store in self.stores.values():
             store.close()
+
+
+def each_number(host, port, numbers, threads, handle):
+    """Calls `handle(uploader, n)` for every n of `numbers`, from `threads` threads, each
+    with an Uploader of its own (keep-alive connections to the service and its stores).
+    The first failure stops them all and is raised here."""
+    numbers, lock = iter(numbers), threading.Lock()
+
+    def work(stopped):
+        client = Uploader(host, port)
+        try:
+            while not stopped():
+                with lock:
+                    n = next(numbers, None)
+                if n is None:
+                    return
+                handle(client, n)
+        finally:
+            client.close()
+
+    in_threads(threads, work)
 
 
 def in_threads(count, work):

@@ -24,7 +24,6 @@ Python 3 alone; the moto run installs moto into tests/support/moto/.venv on firs
 
 import argparse
 import datetime
-import os
 import re
 import threading
 import time
@@ -32,7 +31,6 @@ import uuid
 
 import common
 
-RESULTS = os.path.join(common.ROOT, "bench", "results")
 COMMON_ENV = {"SWEEP_INTERVAL": "0", "IMAGE_VARIANTS": ""}
 # moto's default account and region, which its queue ARNs carry.
 MOTO_ACCOUNT, MOTO_REGION = "123456789012", "us-east-1"
@@ -87,41 +85,31 @@ def moto_env():
 def measure(service, uploads, concurrency, timeout):
     """Returns (latencies in ms of the uploads that completed, ids of those that did not)."""
     png = common.png_bytes(4096)
-    numbers = iter(range(uploads))
     lock = threading.Lock()
     latencies, missing = [], []
 
-    def work(stopped):
-        client = common.Uploader("127.0.0.1", service.port)
-        try:
-            while not stopped():
+    def one(client, n):
+        issued = client.issue_and_put({
+            "image_id": f"bench-completion-{n}", "filename": "a.png",
+            "content_type": "image/png", "size": len(png)}, png)
+        put_end = time.time()
+        upload_id = issued["upload_id"]
+        while True:
+            status, record = client.api.json("GET", f"/api/v1/uploads/{upload_id}")
+            assert status == 200, (status, record)
+            if record["state"] == "completed":
+                took = (rfc3339(record["uploaded_at"]) - put_end) * 1000
                 with lock:
-                    n = next(numbers, None)
-                if n is None:
-                    return
-                issued = client.issue_and_put({
-                    "image_id": f"bench-completion-{n}", "filename": "a.png",
-                    "content_type": "image/png", "size": len(png)}, png)
-                put_end = time.time()
-                upload_id = issued["upload_id"]
-                while True:
-                    status, record = client.api.json("GET", f"/api/v1/uploads/{upload_id}")
-                    assert status == 200, (status, record)
-                    if record["state"] == "completed":
-                        took = (rfc3339(record["uploaded_at"]) - put_end) * 1000
-                        with lock:
-                            latencies.append(took)
-                        break
-                    assert record["state"] == "pending", record
-                    if time.time() - put_end > timeout:
-                        with lock:
-                            missing.append(upload_id)
-                        break
-                    time.sleep(0.02)
-        finally:
-            client.close()
+                    latencies.append(took)
+                return
+            assert record["state"] == "pending", record
+            if time.time() - put_end > timeout:
+                with lock:
+                    missing.append(upload_id)
+                return
+            time.sleep(0.02)
 
-    common.in_threads(concurrency, work)
+    common.each_number("127.0.0.1", service.port, range(uploads), concurrency, one)
     return latencies, missing
 
 
@@ -178,10 +166,7 @@ def main():
                      f"{missing} | {elapsed:.1f} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "completion.md"), "w") as f:
-        f.write(text)
-    print(f"written: {os.path.relpath(RESULTS, common.ROOT)}/completion.md")
+    print(f"written: {common.write_result('completion.md', text)}")
 
 
 if __name__ == "__main__":

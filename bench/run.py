@@ -46,7 +46,6 @@ import common
 import legacy_upload
 import peers
 
-RESULTS = os.path.join(common.ROOT, "bench", "results")
 FIRST_CONFIRM = "POST .../confirm (first, each upload once)"
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
 WARM_UP = 2  # seconds of wrk before each measured row
@@ -117,24 +116,13 @@ def _prepare_some(host, port, count, offset, stride, image_ids, threads):
     stride, ... (the number picks the image id)."""
     png = common.png_bytes(4096)
     ids, lock = [], threading.Lock()
-    numbers = iter(range(offset, offset + count * stride, stride))
 
-    def work(stopped):
-        client = common.Uploader(host, port)
-        try:
-            while not stopped():
-                with lock:
-                    n = next(numbers, None)
-                if n is None:
-                    return
-                issued = client.issue_and_put(
-                    issue_body(f"bench-confirm-{n % image_ids}", len(png)), png)
-                with lock:
-                    ids.append(issued["upload_id"])
-        finally:
-            client.close()
+    def one(client, n):
+        issued = client.issue_and_put(issue_body(f"bench-confirm-{n % image_ids}", len(png)), png)
+        with lock:
+            ids.append(issued["upload_id"])
 
-    common.in_threads(threads, work)
+    common.each_number(host, port, range(offset, offset + count * stride, stride), threads, one)
     return ids
 
 
@@ -486,12 +474,9 @@ def main():
     text = table(rows, title) + "\n" + check + "\n" + ratios(rows)
     print(text)
     name = "latest" if args.store == "embedded" else f"latest-{args.store}"
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, f"{name}.md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(RESULTS, f"{name}.svg"), "w") as f:
-        f.write(chart(rows, "requests per second (" + stamp + ")"))
-    print(f"written: {os.path.relpath(RESULTS, common.ROOT)}/{name}.md and {name}.svg")
+    table_path = common.write_result(f"{name}.md", text)
+    chart_path = common.write_result(f"{name}.svg", chart(rows, "requests per second (" + stamp + ")"))
+    print(f"written: {table_path} and {chart_path}")
 
 
 if __name__ == "__main__":

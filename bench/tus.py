@@ -70,7 +70,6 @@ import multipart
 import peers
 import run
 
-RESULTS = os.path.join(common.ROOT, "bench", "results")
 TUS_NODE = os.path.join(peers.PEERS, "tus-node")
 MIB = common.MIB
 BLOCK = MIB  # bytes http.client reads from a body and sends at a time
@@ -619,10 +618,7 @@ def main():
         f"counted).{only} Command: `{command}`.", "",
         table(rows), goals(rows)]).rstrip() + "\n"
     print(text)
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "tus.md"), "w") as f:
-        f.write(text)
-    print(f"written: {os.path.relpath(RESULTS, common.ROOT)}/tus.md")
+    print(f"written: {common.write_result('tus.md', text)}")
 
 
 if __name__ == "__main__":

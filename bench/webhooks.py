@@ -38,7 +38,6 @@ import time
 
 import common
 
-RESULTS = os.path.join(common.ROOT, "bench", "results")
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 BOUNDARY = "bench-webhooks-boundary"
 
@@ -262,9 +261,7 @@ def main():
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "webhooks.md"), "w") as f:
-        f.write(text)
+    common.write_result("webhooks.md", text)
 
 
 if __name__ == "__main__":
