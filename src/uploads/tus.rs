@@ -3,8 +3,8 @@
 //! and passes on as they come: a part that has filled (`PART_SIZE`) goes to storage with
 //! UploadPart while the next one fills; the part still filling waits in the spool on local
 //! disk. A file that fits in one part is one PutObject at the end. The PATCH that brings
-//! the offset to the length completes the store's upload and confirms it, through
-//! `confirm` like any other upload.
+//! the offset to the length confirms the upload through `confirm`, like any other upload
+//! (which completes the store's multipart upload first).
 //!
 //! The offset is never stored: it is what storage holds (the store's list of parts) plus
 //! the spool. So it survives a restart, and when the spool is lost it drops back to the
@@ -906,8 +906,8 @@ impl UploadService {
     }
 
     /// Every byte has come: the last part goes to storage (or the whole file, when it is
-    /// one part), the store's upload is completed, and the upload is confirmed like any
-    /// other: verified, then completed or failed (its object removed).
+    /// one part), and the upload is confirmed like any other: the store's upload completed,
+    /// verified, then completed or failed (its object removed).
     async fn tus_finish(&self, mut held: Held, row: &UploadRow) -> Result<TusUpload, UploadError> {
         let Some(progress) = held.progress.as_mut() else {
             return Err(UploadError::NotUploaded);
@@ -923,8 +923,8 @@ impl UploadService {
                 None => self.tus_spool.open(row.id, part).await?,
             };
             if row.multipart_upload_id.is_some() {
-                self.send_part(row, part, file, len).await?;
-                self.finish_multipart(row).await
+                // Confirm completes the store's upload, as for any multipart upload.
+                self.send_part(row, part, file, len).await
             } else {
                 let format = ImageFormat::from_mime(&row.content_type)?;
                 self.storage
